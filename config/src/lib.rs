@@ -1,0 +1,359 @@
+//! Typed configuration of one Aurora node.
+//!
+//! A [`Config`] is loaded once at start-up from an optional TOML file and the process environment
+//! (the environment wins), validated, and then passed down by value or `Arc`. Nothing else in the
+//! code base reads environment variables. Every key has one name: the environment variable name
+//! (`HTTP_PORT`), written in lower case in the TOML file (`http_port = 5080`). An unknown key in the
+//! file, an unknown `AURORA_*` variable or a value that does not parse stops start-up with an error
+//! naming the key, so a typo never silently falls back to a default.
+
+mod error;
+mod keys;
+mod secret;
+mod sources;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+pub use error::ConfigError;
+pub use keys::KEYS;
+pub use secret::Secret;
+use sources::Sources;
+use url::Url;
+
+/// Which relational backend the node runs on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseConfig {
+    /// The embedded default: one SQLite file under the data directory (or the given URL).
+    Sqlite { url: String },
+    /// The server backend, shared by every node of a cluster.
+    Postgres { url: Secret },
+}
+
+impl DatabaseConfig {
+    /// The connection URL (with any password in clear: only for opening the connection).
+    pub fn url(&self) -> &str {
+        match self {
+            DatabaseConfig::Sqlite { url } => url,
+            DatabaseConfig::Postgres { url } => url.expose(),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, DatabaseConfig::Postgres { .. })
+    }
+}
+
+/// LLM providers the node can talk to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LlmProvider {
+    /// OpenAI-compatible chat completions (OpenAI, OpenRouter, Ollama, vLLM, llama.cpp server).
+    OpenAi,
+    /// Anthropic messages API.
+    Anthropic,
+}
+
+impl std::str::FromStr for LlmProvider {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "openai" | "openai-compatible" | "openrouter" | "ollama" | "vllm" => Ok(Self::OpenAi),
+            "anthropic" => Ok(Self::Anthropic),
+            other => Err(format!("unknown provider '{other}' (expected openai or anthropic)")),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("unknown log format '{other}' (expected text or json)")),
+        }
+    }
+}
+
+/// The whole, validated configuration of a node.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub http_port: u16,
+    pub ws_port: u16,
+    pub bind_addr: IpAddr,
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub db_max_connections: u32,
+    /// Non-login PostgreSQL role every org-scoped transaction switches to, so row-level security
+    /// applies even when the node connects as a superuser or as the tables' owner.
+    pub db_rls_role: String,
+    pub redis_url: Option<Secret>,
+    pub vault_addr: Option<Url>,
+    pub vault_token: Option<Secret>,
+    pub s3_endpoint: Option<Url>,
+    pub s3_bucket: Option<String>,
+    pub s3_access_key: Option<String>,
+    pub s3_secret_key: Option<Secret>,
+    pub s3_region: String,
+    pub secret_key: Option<Secret>,
+    pub llm_provider: Option<LlmProvider>,
+    pub llm_base_url: Option<Url>,
+    pub llm_api_key: Option<Secret>,
+    pub llm_model: Option<String>,
+    pub embedding_model_dir: Option<PathBuf>,
+    pub allow_registration: bool,
+    pub max_body_bytes: u64,
+    pub token_ttl_hours: u32,
+    pub shutdown_timeout_secs: u64,
+    pub health_interval_ms: u64,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Loads the configuration from `file` (if given) and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = match file {
+            Some(path) => Some((
+                std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })?,
+                path.to_path_buf(),
+            )),
+            None => None,
+        };
+        Self::from_sources(
+            text.as_ref().map(|(t, p)| (t.as_str(), p.as_path())),
+            std::env::vars(),
+        )
+    }
+
+    /// Builds a configuration from a TOML text and a set of environment variables; `load` and the
+    /// tests both come through here.
+    pub fn from_sources(
+        file: Option<(&str, &Path)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let src = Sources::new(file, env)?;
+        let data_dir: PathBuf = src.get("AURORA_DATA_DIR")?.unwrap_or_else(|| "./data".into());
+        let database = database_config(&src, &data_dir)?;
+        let redis_url: Option<String> = src.get("REDIS_URL")?;
+        if let Some(url) = &redis_url {
+            check_scheme("REDIS_URL", url, &["redis", "rediss"])?;
+        }
+        let s3_bucket: Option<String> = src.get("S3_BUCKET")?;
+        let s3_endpoint: Option<Url> = src.get("S3_ENDPOINT")?;
+        if s3_endpoint.is_some() && s3_bucket.is_none() {
+            return Err(ConfigError::invalid("S3_BUCKET", "", "required when S3_ENDPOINT is set"));
+        }
+        let secret_key: Option<String> = src.get("SECRET_KEY")?;
+        if let Some(key) = &secret_key {
+            if key.len() < 32 {
+                return Err(ConfigError::invalid(
+                    "SECRET_KEY",
+                    "***",
+                    "must be at least 32 characters",
+                ));
+            }
+        }
+        let token_ttl_hours: u32 = src.get("AURORA_TOKEN_TTL_HOURS")?.unwrap_or(720);
+        if token_ttl_hours == 0 {
+            return Err(ConfigError::invalid("AURORA_TOKEN_TTL_HOURS", "0", "must be at least 1"));
+        }
+        let max_body_bytes: u64 = src.get("AURORA_MAX_BODY_BYTES")?.unwrap_or(1024 * 1024);
+        if max_body_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                "AURORA_MAX_BODY_BYTES",
+                &max_body_bytes.to_string(),
+                "must be at least 1024",
+            ));
+        }
+        let db_max_connections: u32 = src.get("AURORA_DB_MAX_CONNECTIONS")?.unwrap_or(16);
+        if db_max_connections == 0 {
+            return Err(ConfigError::invalid("AURORA_DB_MAX_CONNECTIONS", "0", "must be at least 1"));
+        }
+        let health_interval_ms: u64 = src.get("AURORA_HEALTH_INTERVAL_MS")?.unwrap_or(1000);
+        if health_interval_ms < 50 {
+            return Err(ConfigError::invalid(
+                "AURORA_HEALTH_INTERVAL_MS",
+                &health_interval_ms.to_string(),
+                "must be at least 50",
+            ));
+        }
+        let db_rls_role: String = src.get("AURORA_DB_RLS_ROLE")?.unwrap_or_else(|| "aurora_app".into());
+        if db_rls_role.is_empty()
+            || !db_rls_role.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(ConfigError::invalid(
+                "AURORA_DB_RLS_ROLE",
+                &db_rls_role,
+                "must be a plain identifier ([A-Za-z0-9_]+)",
+            ));
+        }
+        Ok(Config {
+            http_port: src.get("HTTP_PORT")?.unwrap_or(5080),
+            ws_port: src.get("WS_PORT")?.unwrap_or(5006),
+            bind_addr: src.get("AURORA_BIND_ADDR")?.unwrap_or([127, 0, 0, 1].into()),
+            data_dir,
+            database,
+            db_max_connections,
+            db_rls_role,
+            redis_url: redis_url.map(Secret::new),
+            vault_addr: src.get("VAULT_ADDR")?,
+            vault_token: src.get::<String>("VAULT_TOKEN")?.map(Secret::new),
+            s3_endpoint,
+            s3_bucket,
+            s3_access_key: src.get("S3_ACCESS_KEY")?,
+            s3_secret_key: src.get::<String>("S3_SECRET_KEY")?.map(Secret::new),
+            s3_region: src.get("S3_REGION")?.unwrap_or_else(|| "us-east-1".into()),
+            secret_key: secret_key.map(Secret::new),
+            llm_provider: src.get("LLM_PROVIDER")?,
+            llm_base_url: src.get("LLM_BASE_URL")?,
+            llm_api_key: src.get::<String>("LLM_API_KEY")?.map(Secret::new),
+            llm_model: src.get("LLM_MODEL")?,
+            embedding_model_dir: src.get("EMBEDDING_MODEL_DIR")?,
+            allow_registration: src.get_bool("AURORA_ALLOW_REGISTRATION")?.unwrap_or(true),
+            max_body_bytes,
+            token_ttl_hours,
+            shutdown_timeout_secs: src.get("AURORA_SHUTDOWN_TIMEOUT_SECS")?.unwrap_or(10),
+            health_interval_ms,
+            log_format: src.get("AURORA_LOG_FORMAT")?.unwrap_or(LogFormat::Text),
+        })
+    }
+
+    /// A configuration for tests: embedded SQLite under `data_dir`, ephemeral ports on loopback.
+    pub fn for_test(data_dir: &Path) -> Config {
+        let env = [
+            ("AURORA_DATA_DIR".to_string(), data_dir.display().to_string()),
+            ("HTTP_PORT".to_string(), "0".to_string()),
+            ("WS_PORT".to_string(), "0".to_string()),
+            ("AURORA_SHUTDOWN_TIMEOUT_SECS".to_string(), "5".to_string()),
+            ("AURORA_HEALTH_INTERVAL_MS".to_string(), "200".to_string()),
+        ];
+        Config::from_sources(None, env).expect("the test configuration is valid")
+    }
+
+    /// The resolved configuration as `KEY = value` lines, secrets masked, for `aurora config check`.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+            v.as_ref().map_or_else(|| "(unset)".to_string(), |v| v.to_string())
+        }
+        fn path(v: &Option<PathBuf>) -> String {
+            v.as_ref()
+                .map_or_else(|| "(unset)".to_string(), |v| v.display().to_string())
+        }
+        let database = match &self.database {
+            DatabaseConfig::Sqlite { url } => url.clone(),
+            DatabaseConfig::Postgres { url } => secret::mask_url(url.expose()),
+        };
+        vec![
+            ("HTTP_PORT", self.http_port.to_string()),
+            ("WS_PORT", self.ws_port.to_string()),
+            ("AURORA_BIND_ADDR", self.bind_addr.to_string()),
+            ("AURORA_DATA_DIR", self.data_dir.display().to_string()),
+            ("DATABASE_URL", database),
+            ("AURORA_DB_MAX_CONNECTIONS", self.db_max_connections.to_string()),
+            ("AURORA_DB_RLS_ROLE", self.db_rls_role.clone()),
+            (
+                "REDIS_URL",
+                self.redis_url
+                    .as_ref()
+                    .map_or_else(|| "(unset)".into(), |u| secret::mask_url(u.expose())),
+            ),
+            ("VAULT_ADDR", opt(&self.vault_addr)),
+            ("VAULT_TOKEN", opt(&self.vault_token)),
+            ("S3_ENDPOINT", opt(&self.s3_endpoint)),
+            ("S3_BUCKET", opt(&self.s3_bucket)),
+            ("S3_ACCESS_KEY", opt(&self.s3_access_key)),
+            ("S3_SECRET_KEY", opt(&self.s3_secret_key)),
+            ("S3_REGION", self.s3_region.clone()),
+            ("SECRET_KEY", opt(&self.secret_key)),
+            (
+                "LLM_PROVIDER",
+                self.llm_provider
+                    .map_or_else(|| "(unset)".into(), |p| format!("{p:?}").to_lowercase()),
+            ),
+            ("LLM_BASE_URL", opt(&self.llm_base_url)),
+            ("LLM_API_KEY", opt(&self.llm_api_key)),
+            ("LLM_MODEL", opt(&self.llm_model)),
+            ("EMBEDDING_MODEL_DIR", path(&self.embedding_model_dir)),
+            ("AURORA_ALLOW_REGISTRATION", self.allow_registration.to_string()),
+            ("AURORA_MAX_BODY_BYTES", self.max_body_bytes.to_string()),
+            ("AURORA_TOKEN_TTL_HOURS", self.token_ttl_hours.to_string()),
+            ("AURORA_SHUTDOWN_TIMEOUT_SECS", self.shutdown_timeout_secs.to_string()),
+            ("AURORA_HEALTH_INTERVAL_MS", self.health_interval_ms.to_string()),
+            (
+                "AURORA_LOG_FORMAT",
+                format!("{:?}", self.log_format).to_lowercase(),
+            ),
+        ]
+    }
+}
+
+/// Resolves `DATABASE_URL`, the seed's `POSTGRES_*` variables, or the embedded SQLite default.
+fn database_config(src: &Sources, data_dir: &Path) -> Result<DatabaseConfig, ConfigError> {
+    let url: Option<String> = src.get("DATABASE_URL")?;
+    let host: Option<String> = src.get("POSTGRES_HOST")?;
+    match (url, host) {
+        (Some(_), Some(_)) => Err(ConfigError::invalid(
+            "POSTGRES_HOST",
+            "",
+            "set either DATABASE_URL or POSTGRES_HOST/PORT/USER/PASSWORD/DB, not both",
+        )),
+        (Some(url), None) => {
+            let scheme = check_scheme("DATABASE_URL", &url, &["postgres", "postgresql", "sqlite"])?;
+            if scheme == "sqlite" {
+                Ok(DatabaseConfig::Sqlite { url })
+            } else {
+                Ok(DatabaseConfig::Postgres { url: Secret::new(url) })
+            }
+        }
+        (None, Some(host)) => {
+            let port: u16 = src.get("POSTGRES_PORT")?.unwrap_or(5432);
+            let user: String = src.get("POSTGRES_USER")?.unwrap_or_else(|| "postgres".into());
+            let password: Option<String> = src.get("POSTGRES_PASSWORD")?;
+            let db: String = src.get("POSTGRES_DB")?.unwrap_or_else(|| "aurora".into());
+            let mut url = Url::parse("postgres://localhost")
+                .map_err(|e| ConfigError::invalid("POSTGRES_HOST", &host, &e.to_string()))?;
+            url.set_host(Some(&host))
+                .map_err(|e| ConfigError::invalid("POSTGRES_HOST", &host, &e.to_string()))?;
+            let _ = url.set_port(Some(port));
+            let _ = url.set_username(&user);
+            let _ = url.set_password(password.as_deref());
+            url.set_path(&db);
+            Ok(DatabaseConfig::Postgres { url: Secret::new(url.to_string()) })
+        }
+        (None, None) => {
+            for key in ["POSTGRES_PORT", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"] {
+                if src.is_set(key) {
+                    return Err(ConfigError::invalid(key, "", "set POSTGRES_HOST too, or use DATABASE_URL"));
+                }
+            }
+            let file = data_dir.join("aurora.db");
+            Ok(DatabaseConfig::Sqlite { url: format!("sqlite://{}?mode=rwc", file.display()) })
+        }
+    }
+}
+
+/// Checks that `value` is a URL with one of `schemes`, returning the scheme.
+fn check_scheme(key: &'static str, value: &str, schemes: &[&str]) -> Result<String, ConfigError> {
+    let scheme = value.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    match scheme {
+        Some(s) if schemes.contains(&s.as_str()) => Ok(s),
+        _ => Err(ConfigError::invalid(
+            key,
+            &secret::mask_url(value),
+            &format!("expected a URL starting with {}", schemes.join("://, ") + "://"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;
