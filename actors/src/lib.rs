@@ -1,1 +1,10 @@
-//! actors
+//! The node's actors, one file per actor holding its arguments, state and message enum.
+//!
+//! Every actor answers a status request with an [`ActorSnapshot`], which the supervisors assemble
+//! into the node's actor tree for the admin API.
+
+pub mod health;
+mod snapshot;
+
+pub use health::{DependencyStatus, HealthActor, HealthArgs, HealthMsg, HealthReport};
+pub use snapshot::ActorSnapshot;

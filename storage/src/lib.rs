@@ -1,1 +1,20 @@
-//! storage
+//! Storage of an Aurora node.
+//!
+//! - [`Db`]: the relational store on PostgreSQL (row-level security per org) or SQLite (the
+//!   embedded default), with sea-orm entities and migrations in one code path for both.
+//! - [`auth::Accounts`], [`preferences::Preferences`], [`sessions::Sessions`]: the repository layer
+//!   the edges call. Each opens an org-scoped or system transaction; none takes raw connections.
+//! - [`redis::RedisPool`]: the cache's server backend.
+
+pub mod audit;
+pub mod auth;
+mod db;
+pub mod entities;
+mod error;
+pub mod migration;
+pub mod preferences;
+pub mod redis;
+pub mod sessions;
+
+pub use db::{Db, OrgTx, SystemTx};
+pub use error::StorageError;

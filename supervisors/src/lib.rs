@@ -1,1 +1,12 @@
-//! supervisors
+//! Supervision trees of a node.
+//!
+//! ractor has no restart policy of its own (its default supervisor handling stops the parent when
+//! a child dies), so each supervisor here writes `handle_supervisor_evt` explicitly: it counts
+//! restarts, respawns the child after an exponential [`Backoff`], and never lets one child's
+//! failure stop its siblings.
+
+mod backoff;
+pub mod node;
+
+pub use backoff::Backoff;
+pub use node::{NodeArgs, NodeMsg, NodeSupervisor};

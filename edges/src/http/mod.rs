@@ -1,0 +1,89 @@
+//! The HTTP edge (warp). Every response is JSON; every refusal is
+//! `{"error": {"code", "message"}}` with the matching status (see [`error`]).
+
+mod error;
+mod filters;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use aurora_actors::HealthReport;
+use aurora_config::Config;
+use aurora_storage::auth::Accounts;
+use aurora_storage::preferences::Preferences;
+use aurora_storage::sessions::Sessions;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use warp::Filter;
+
+pub use error::{respond, ApiError};
+
+/// What every HTTP handler can reach.
+pub struct HttpState {
+    pub config: Arc<Config>,
+    pub node_name: String,
+    pub accounts: Accounts,
+    pub preferences: Preferences,
+    pub sessions: Sessions,
+    pub health: watch::Receiver<HealthReport>,
+    pub started: Instant,
+    /// Set when shutdown begins: readiness turns 503 so load balancers stop sending work.
+    pub draining: AtomicBool,
+}
+
+/// A running HTTP server.
+pub struct HttpServer {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    state: Arc<HttpState>,
+}
+
+impl HttpServer {
+    /// Stops accepting connections and waits for in-flight requests to finish.
+    pub async fn shutdown(mut self) {
+        self.state.draining.store(true, Ordering::SeqCst);
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `addr` and serves the API until [`HttpServer::shutdown`].
+pub async fn serve_http(state: HttpState, addr: SocketAddr) -> std::io::Result<HttpServer> {
+    let state = Arc::new(state);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let filter = api(state.clone());
+    let task = tokio::spawn(async move {
+        warp::serve(filter)
+            .incoming(listener)
+            .graceful(async {
+                let _ = rx.await;
+            })
+            .run()
+            .await;
+    });
+    tracing::info!(%addr, "http edge listening");
+    Ok(HttpServer { addr, shutdown: Some(tx), task, state })
+}
+
+/// The whole API: routes, JSON errors, request ids and tracing.
+pub fn api(state: Arc<HttpState>) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
+    filters::request_id()
+        .and(routes::all(state).recover(error::handle_rejection).unify())
+        .map(filters::finish)
+        .with(warp::trace(|info| {
+            tracing::info_span!(
+                "http",
+                method = %info.method(),
+                path = %info.path(),
+                request_id = tracing::field::Empty,
+            )
+        }))
+}

@@ -1,0 +1,123 @@
+//! Registration, login, the caller's identity and org, and admin user management.
+
+use std::sync::Arc;
+
+use aurora_storage::auth::{Principal, Role};
+use serde::Deserialize;
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::Filter;
+
+use super::{json, Route};
+use crate::http::filters::{auth, json_body, with_state};
+use crate::http::{respond, ApiError, HttpState};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    email: String,
+    password: String,
+    org_name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUserBody {
+    email: String,
+    password: String,
+    #[serde(default = "default_role")]
+    role: Role,
+}
+
+fn default_role() -> Role {
+    Role::Viewer
+}
+
+pub fn routes(state: Arc<HttpState>) -> Route {
+    let limit = state.config.max_body_bytes;
+    let register = warp::path!("api" / "auth" / "register")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(json_body::<RegisterBody>(limit))
+        .then(register).map(respond);
+    let login = warp::path!("api" / "auth" / "login")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(json_body::<LoginBody>(limit))
+        .then(login).map(respond);
+    let me = warp::path!("api" / "auth" / "me")
+        .and(warp::get())
+        .and(auth(state.clone(), Role::Viewer))
+        .map(|p: Principal| json(StatusCode::OK, &p_json(&p)));
+    let org = warp::path!("api" / "orgs" / "current")
+        .and(warp::get())
+        .and(auth(state.clone(), Role::Viewer))
+        .and(with_state(state.clone()))
+        .then(current_org).map(respond);
+    let list_users = warp::path!("api" / "admin" / "users")
+        .and(warp::get())
+        .and(auth(state.clone(), Role::Admin))
+        .and(with_state(state.clone()))
+        .then(list_users).map(respond);
+    let create_user = warp::path!("api" / "admin" / "users")
+        .and(warp::post())
+        .and(auth(state.clone(), Role::Admin))
+        .and(with_state(state))
+        .and(json_body::<CreateUserBody>(limit))
+        .then(create_user).map(respond);
+    register
+        .or(login)
+        .unify()
+        .or(me)
+        .unify()
+        .or(org)
+        .unify()
+        .or(list_users)
+        .unify()
+        .or(create_user)
+        .unify()
+        .boxed()
+}
+
+fn p_json(p: &Principal) -> serde_json::Value {
+    json!({ "id": p.user_id, "email": p.email, "role": p.role, "org_id": p.org_id })
+}
+
+async fn register(s: Arc<HttpState>, body: RegisterBody) -> Result<warp::reply::Response, ApiError> {
+    if !s.config.allow_registration {
+        return Err(ApiError::forbidden("registration is disabled on this server"));
+    }
+    let r = s.accounts.register(&body.email, &body.password, &body.org_name).await?;
+    tracing::info!(user_id = %r.user.id, org_id = %r.org.id, "registered");
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({ "user": r.user, "org": r.org, "token": r.token.token, "expires_at": r.token.expires_at }),
+    ))
+}
+
+async fn login(s: Arc<HttpState>, body: LoginBody) -> Result<warp::reply::Response, ApiError> {
+    let (token, p) = s.accounts.login(&body.email, &body.password).await?;
+    Ok(json(StatusCode::OK, &json!({ "token": token.token, "expires_at": token.expires_at, "user": p_json(&p) })))
+}
+
+async fn current_org(p: Principal, s: Arc<HttpState>) -> Result<warp::reply::Response, ApiError> {
+    let org = s.accounts.organization(p.org_id).await?;
+    Ok(json(StatusCode::OK, &org))
+}
+
+async fn list_users(p: Principal, s: Arc<HttpState>) -> Result<warp::reply::Response, ApiError> {
+    let users = s.accounts.list_users(p.org_id).await?;
+    Ok(json(StatusCode::OK, &json!({ "users": users })))
+}
+
+async fn create_user(p: Principal, s: Arc<HttpState>, body: CreateUserBody) -> Result<warp::reply::Response, ApiError> {
+    let user = s.accounts.create_user(&p, &body.email, &body.password, body.role).await?;
+    Ok(json(StatusCode::CREATED, &user))
+}

@@ -1,0 +1,9 @@
+//! Assembly of one Aurora node: configuration in, a running supervision tree and edges out.
+//!
+//! `main.rs` only calls [`cli::main`]; the integration tests start whole nodes in-process through
+//! [`Node::start`].
+
+pub mod cli;
+mod node;
+
+pub use node::{init_tracing, Node};

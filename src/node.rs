@@ -1,0 +1,144 @@
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use aurora_actors::{ActorSnapshot, HealthReport};
+use aurora_config::{Config, DatabaseConfig, LogFormat};
+use aurora_edges::{serve_http, HttpServer, HttpState};
+use aurora_storage::auth::Accounts;
+use aurora_storage::preferences::Preferences;
+use aurora_storage::redis::RedisPool;
+use aurora_storage::sessions::Sessions;
+use aurora_storage::Db;
+use aurora_supervisors::{NodeArgs, NodeMsg, NodeSupervisor};
+use ractor::{Actor, ActorRef};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A running node: its supervision tree and its edges.
+pub struct Node {
+    pub config: Arc<Config>,
+    pub name: String,
+    http: HttpServer,
+    supervisor: ActorRef<NodeMsg>,
+    supervisor_task: JoinHandle<()>,
+    db: Db,
+    health: watch::Receiver<HealthReport>,
+}
+
+/// Opens the relational store the config names (creating the SQLite file's directory) and
+/// applies pending migrations.
+pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
+    if let DatabaseConfig::Sqlite { .. } = config.database {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    }
+    let db = Db::connect(&config.database, config.db_max_connections, &config.db_rls_role)
+        .await
+        .context("cannot connect to the database")?;
+    db.migrate().await.context("database migration failed")?;
+    Ok(db)
+}
+
+impl Node {
+    /// Opens storage, migrates, starts the supervision tree and binds the HTTP edge.
+    pub async fn start(config: Config) -> anyhow::Result<Node> {
+        let config = Arc::new(config);
+        let started = Instant::now();
+        let db = open_database(&config).await?;
+        let redis = match &config.redis_url {
+            Some(url) => Some(RedisPool::new(url.expose()).context("invalid REDIS_URL")?),
+            None => None,
+        };
+        let (health_tx, health_rx) = watch::channel(HealthReport::starting());
+        let http_addr = SocketAddr::new(config.bind_addr, config.http_port);
+        let node_name = format!("aurora@{http_addr}");
+        let (supervisor, supervisor_task) = Actor::spawn(
+            None,
+            NodeSupervisor,
+            NodeArgs {
+                node_name: node_name.clone(),
+                db: db.clone(),
+                redis,
+                health_interval: Duration::from_millis(config.health_interval_ms),
+                health: Arc::new(health_tx),
+            },
+        )
+        .await
+        .context("cannot start the node supervisor")?;
+        let state = HttpState {
+            config: config.clone(),
+            node_name: node_name.clone(),
+            accounts: Accounts::new(db.clone(), config.token_ttl_hours),
+            preferences: Preferences::new(db.clone()),
+            sessions: Sessions::new(db.clone()),
+            health: health_rx.clone(),
+            started,
+            draining: AtomicBool::new(false),
+        };
+        let http = match serve_http(state, http_addr).await {
+            Ok(http) => http,
+            Err(e) => {
+                supervisor.stop(Some("http edge failed to start".into()));
+                return Err(e).with_context(|| format!("cannot listen on {http_addr}"));
+            }
+        };
+        tracing::info!(node = %node_name, http = %http.addr, elapsed_ms = started.elapsed().as_millis() as u64, "node started");
+        Ok(Node { config, name: node_name, http, supervisor, supervisor_task, db, health: health_rx })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.addr
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The latest dependency health report.
+    pub fn health(&self) -> HealthReport {
+        self.health.borrow().clone()
+    }
+
+    /// This node's actor tree.
+    pub async fn actor_tree(&self) -> anyhow::Result<ActorSnapshot> {
+        Ok(ractor::call_t!(self.supervisor, NodeMsg::Status, 2000)?)
+    }
+
+    /// Drains the edges, stops the supervision tree and closes storage, all within the configured
+    /// deadline; whatever is still running then is abandoned.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let deadline = Duration::from_secs(self.config.shutdown_timeout_secs);
+        let start = Instant::now();
+        tracing::info!(deadline_s = deadline.as_secs(), "shutting down");
+        if tokio::time::timeout(deadline, self.http.shutdown()).await.is_err() {
+            tracing::warn!("http edge did not drain before the deadline");
+        }
+        let left = deadline.saturating_sub(start.elapsed()).max(Duration::from_millis(100));
+        if let Err(e) = self.supervisor.stop_and_wait(Some("shutdown".into()), Some(left)).await {
+            tracing::warn!(error = %e, "supervision tree did not stop in time");
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), self.supervisor_task).await;
+        let left = deadline.saturating_sub(start.elapsed()).max(Duration::from_millis(100));
+        if tokio::time::timeout(left, self.db.close()).await.is_err() {
+            tracing::warn!("database pool did not close before the deadline");
+        }
+        tracing::info!(elapsed_ms = start.elapsed().as_millis() as u64, "node stopped");
+        Ok(())
+    }
+}
+
+/// Installs the global tracing subscriber: lowercase structured events, `RUST_LOG` to filter.
+pub fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,warp=error,sqlx=warn,sea_orm=warn,sea_orm_migration=warn,ractor=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

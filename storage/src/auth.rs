@@ -1,0 +1,374 @@
+//! Accounts: organizations, users, passwords and API tokens.
+//!
+//! Passwords are hashed with argon2id (on the blocking pool: a hash costs tens of milliseconds).
+//! API tokens are 256 random bits shown once; only their SHA-256 is stored, which is enough for
+//! a secret of that entropy and lets every request be authenticated with one indexed lookup.
+
+use std::str::FromStr;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use rand::RngCore;
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::entities::{api_tokens, organizations, users};
+use crate::{audit, Db, StorageError};
+
+/// A user's role in their org; each route names the least role it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Editor,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Editor => "editor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = StorageError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "editor" => Ok(Role::Editor),
+            "admin" => Ok(Role::Admin),
+            other => Err(StorageError::invalid("role", format!("unknown role '{other}' (viewer, editor or admin)"))),
+        }
+    }
+}
+
+/// The authenticated caller of a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    pub email: String,
+    pub role: Role,
+}
+
+/// A public view of a user row.
+#[derive(Clone, Debug, Serialize)]
+pub struct User {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub email: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<users::Model> for User {
+    type Error = StorageError;
+    fn try_from(m: users::Model) -> Result<Self, Self::Error> {
+        Ok(User { id: m.id, org_id: m.org_id, email: m.email, role: m.role.parse()?, created_at: m.created_at })
+    }
+}
+
+/// What a successful registration creates.
+#[derive(Clone, Debug, Serialize)]
+pub struct Registered {
+    pub org: organizations::Model,
+    pub user: User,
+    pub token: IssuedToken,
+}
+
+/// A freshly issued API token: the only time the clear token exists outside the client.
+#[derive(Clone, Debug, Serialize)]
+pub struct IssuedToken {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Account operations over the relational store.
+#[derive(Clone, Debug)]
+pub struct Accounts {
+    db: Db,
+    token_ttl: Duration,
+}
+
+impl Accounts {
+    pub fn new(db: Db, token_ttl_hours: u32) -> Accounts {
+        Accounts { db, token_ttl: Duration::hours(i64::from(token_ttl_hours)) }
+    }
+
+    /// Creates an org with `email` as its first admin, and a token for them.
+    pub async fn register(&self, email: &str, password: &str, org_name: &str) -> Result<Registered, StorageError> {
+        let email = normalize_email(email)?;
+        validate_password(password)?;
+        let org_name = validate_name("org_name", org_name, 200)?;
+        let hash = hash_password(password).await?;
+        let tx = self.db.system().await?;
+        ensure_email_free(tx.conn(), &email).await?;
+        let now = Utc::now();
+        let org = organizations::ActiveModel { id: Set(Uuid::now_v7()), name: Set(org_name), created_at: Set(now) };
+        let org = organizations::Entity::insert(org).exec_with_returning(tx.conn()).await?;
+        let user = insert_user(tx.conn(), org.id, &email, hash, Role::Admin).await?;
+        let token = insert_token(tx.conn(), &user, "login", self.token_ttl).await?;
+        audit::record(tx.conn(), org.id, Some(user.id), "user.register", Some(&email), serde_json::json!({})).await?;
+        tx.commit().await?;
+        Ok(Registered { org, user: user.try_into()?, token })
+    }
+
+    /// Checks a password and issues a new token. Unknown email and wrong password are
+    /// indistinguishable, in answer and in time.
+    pub async fn login(&self, email: &str, password: &str) -> Result<(IssuedToken, Principal), StorageError> {
+        let email = email.trim().to_lowercase();
+        let tx = self.db.system().await?;
+        let user = users::Entity::find().filter(users::Column::Email.eq(&email)).one(tx.conn()).await?;
+        tx.commit().await?;
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        if !verify_password(password, stored).await? {
+            return Err(StorageError::InvalidCredentials);
+        }
+        let user = user.ok_or(StorageError::InvalidCredentials)?;
+        let tx = self.db.system().await?;
+        let token = insert_token(tx.conn(), &user, "login", self.token_ttl).await?;
+        audit::record(tx.conn(), user.org_id, Some(user.id), "user.login", Some(&email), serde_json::json!({})).await?;
+        tx.commit().await?;
+        let principal = Principal { user_id: user.id, org_id: user.org_id, role: user.role.parse()?, email: user.email };
+        Ok((token, principal))
+    }
+
+    /// Resolves a bearer token to its user, refusing unknown and expired tokens.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, StorageError> {
+        if token.is_empty() || token.len() > 256 {
+            return Err(StorageError::Unauthorized("invalid token".into()));
+        }
+        let stmt = Query::select()
+            .column((users::Entity, users::Column::Id))
+            .column((users::Entity, users::Column::OrgId))
+            .column((users::Entity, users::Column::Email))
+            .column((users::Entity, users::Column::Role))
+            .column((api_tokens::Entity, api_tokens::Column::ExpiresAt))
+            .from(api_tokens::Entity)
+            .inner_join(
+                users::Entity,
+                Expr::col((users::Entity, users::Column::Id)).equals((api_tokens::Entity, api_tokens::Column::UserId)),
+            )
+            .and_where(Expr::col((api_tokens::Entity, api_tokens::Column::TokenHash)).eq(token_hash(token)))
+            .to_owned();
+        let tx = self.db.system().await?;
+        let row = tx.conn().query_one(&stmt).await?;
+        tx.commit().await?;
+        let row = row.ok_or_else(|| StorageError::Unauthorized("invalid token".into()))?;
+        let expires_at: DateTime<Utc> = row.try_get("", "expires_at")?;
+        if expires_at <= Utc::now() {
+            return Err(StorageError::Unauthorized("token expired".into()));
+        }
+        let role: String = row.try_get("", "role")?;
+        Ok(Principal {
+            user_id: row.try_get("", "id")?,
+            org_id: row.try_get("", "org_id")?,
+            email: row.try_get("", "email")?,
+            role: role.parse()?,
+        })
+    }
+
+    /// Adds a user to the caller's org (the edge checks the caller is an admin).
+    pub async fn create_user(&self, by: &Principal, email: &str, password: &str, role: Role) -> Result<User, StorageError> {
+        let email = normalize_email(email)?;
+        validate_password(password)?;
+        let hash = hash_password(password).await?;
+        let tx = self.db.org(by.org_id).await?;
+        ensure_email_free(tx.conn(), &email).await?;
+        let user = insert_user(tx.conn(), by.org_id, &email, hash, role).await?;
+        audit::record(
+            tx.conn(),
+            by.org_id,
+            Some(by.user_id),
+            "user.create",
+            Some(&email),
+            serde_json::json!({ "role": role }),
+        )
+        .await?;
+        tx.commit().await?;
+        user.try_into()
+    }
+
+    /// The users of `org_id`, oldest first.
+    pub async fn list_users(&self, org_id: Uuid) -> Result<Vec<User>, StorageError> {
+        let tx = self.db.org(org_id).await?;
+        let rows = tx.select::<users::Entity>().order_by_asc(users::Column::CreatedAt).all(tx.conn()).await?;
+        tx.commit().await?;
+        rows.into_iter().map(User::try_from).collect()
+    }
+
+    pub async fn organization(&self, org_id: Uuid) -> Result<organizations::Model, StorageError> {
+        let tx = self.db.org(org_id).await?;
+        let org = tx.select::<organizations::Entity>().one(tx.conn()).await?;
+        tx.commit().await?;
+        org.ok_or(StorageError::NotFound("organization"))
+    }
+
+    /// Admin CLI: creates an org (by name, reusing an existing one of that name) and a user in it.
+    pub async fn admin_create_user(&self, email: &str, password: &str, org_name: &str, role: Role) -> Result<User, StorageError> {
+        let email = normalize_email(email)?;
+        validate_password(password)?;
+        let org_name = validate_name("org", org_name, 200)?;
+        let hash = hash_password(password).await?;
+        let tx = self.db.system().await?;
+        ensure_email_free(tx.conn(), &email).await?;
+        let existing = organizations::Entity::find()
+            .filter(organizations::Column::Name.eq(&org_name))
+            .order_by_asc(organizations::Column::CreatedAt)
+            .one(tx.conn())
+            .await?;
+        let org_id = match existing {
+            Some(org) => org.id,
+            None => {
+                let org = organizations::ActiveModel { id: Set(Uuid::now_v7()), name: Set(org_name), created_at: Set(Utc::now()) };
+                organizations::Entity::insert(org).exec_with_returning(tx.conn()).await?.id
+            }
+        };
+        let user = insert_user(tx.conn(), org_id, &email, hash, role).await?;
+        audit::record(tx.conn(), org_id, None, "user.create", Some(&email), serde_json::json!({ "role": role, "via": "cli" })).await?;
+        tx.commit().await?;
+        user.try_into()
+    }
+
+    /// Admin CLI: issues a token for an existing user.
+    pub async fn admin_create_token(&self, email: &str) -> Result<IssuedToken, StorageError> {
+        let email = email.trim().to_lowercase();
+        let tx = self.db.system().await?;
+        let user = users::Entity::find()
+            .filter(users::Column::Email.eq(&email))
+            .one(tx.conn())
+            .await?
+            .ok_or(StorageError::NotFound("user"))?;
+        let token = insert_token(tx.conn(), &user, "cli", self.token_ttl).await?;
+        audit::record(tx.conn(), user.org_id, Some(user.id), "token.create", Some(&email), serde_json::json!({ "via": "cli" })).await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    /// Issues a token that expires after `ttl` (tests use a negative one for an expired token).
+    pub async fn issue_token(&self, principal: &Principal, name: &str, ttl: Duration) -> Result<IssuedToken, StorageError> {
+        let tx = self.db.org(principal.org_id).await?;
+        let user = tx
+            .select::<users::Entity>()
+            .filter(users::Column::Id.eq(principal.user_id))
+            .one(tx.conn())
+            .await?
+            .ok_or(StorageError::NotFound("user"))?;
+        let token = insert_token(tx.conn(), &user, name, ttl).await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+}
+
+async fn ensure_email_free(conn: &impl ConnectionTrait, email: &str) -> Result<(), StorageError> {
+    let taken = users::Entity::find().filter(users::Column::Email.eq(email)).one(conn).await?;
+    match taken {
+        Some(_) => Err(StorageError::Conflict("a user with this email already exists".into())),
+        None => Ok(()),
+    }
+}
+
+async fn insert_user(conn: &impl ConnectionTrait, org_id: Uuid, email: &str, hash: String, role: Role) -> Result<users::Model, StorageError> {
+    let user = users::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        org_id: Set(org_id),
+        email: Set(email.to_string()),
+        password_hash: Set(hash),
+        role: Set(role.as_str().to_string()),
+        created_at: Set(Utc::now()),
+    };
+    users::Entity::insert(user).exec_with_returning(conn).await.map_err(|e| StorageError::from_db_conflict(e, "a user with this email already exists"))
+}
+
+async fn insert_token(conn: &impl ConnectionTrait, user: &users::Model, name: &str, ttl: Duration) -> Result<IssuedToken, StorageError> {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    let token = format!("aur_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    let now = Utc::now();
+    let expires_at = now + ttl;
+    let row = api_tokens::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        org_id: Set(user.org_id),
+        user_id: Set(user.id),
+        token_hash: Set(token_hash(&token)),
+        name: Set(name.chars().take(100).collect()),
+        created_at: Set(now),
+        expires_at: Set(expires_at),
+    };
+    api_tokens::Entity::insert(row).exec_without_returning(conn).await?;
+    Ok(IssuedToken { token, expires_at })
+}
+
+/// SHA-256 of a token, hex encoded: what `api_tokens.token_hash` holds.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Lower-cases and checks an email address.
+pub fn normalize_email(email: &str) -> Result<String, StorageError> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && matches!(email.split_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.contains('@') && !domain.starts_with('.') && !domain.ends_with('.'));
+    if valid {
+        Ok(email)
+    } else {
+        Err(StorageError::invalid("email", "must be a valid email address of at most 254 characters"))
+    }
+}
+
+pub fn validate_password(password: &str) -> Result<(), StorageError> {
+    let n = password.chars().count();
+    if !(8..=256).contains(&n) {
+        return Err(StorageError::invalid("password", "must be 8 to 256 characters"));
+    }
+    Ok(())
+}
+
+/// Trims a display name and checks its length and characters.
+pub fn validate_name(field: &'static str, value: &str, max: usize) -> Result<String, StorageError> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > max || value.chars().any(char::is_control) {
+        return Err(StorageError::invalid(field, format!("must be 1 to {max} printable characters")));
+    }
+    Ok(value.to_string())
+}
+
+async fn hash_password(password: &str) -> Result<String, StorageError> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| StorageError::Internal(format!("password hashing failed: {e}")))
+    })
+    .await
+    .map_err(|e| StorageError::Internal(format!("password hashing task failed: {e}")))?
+}
+
+/// Verifies `password` against `stored`; with no stored hash it still spends the same work on a
+/// fixed dummy hash so an unknown email cannot be told from a wrong password by timing.
+async fn verify_password(password: &str, stored: Option<String>) -> Result<bool, StorageError> {
+    const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$kwz3wr2Ha3MZ1Sdd3ewWBqYpgz6bCZmsj6Mq0zHu7Ak";
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || {
+        let known = stored.is_some();
+        let stored = stored.unwrap_or_else(|| DUMMY.to_string());
+        let parsed = PasswordHash::new(&stored).map_err(|e| StorageError::Internal(format!("stored hash unreadable: {e}")))?;
+        let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
+        Ok(known && ok)
+    })
+    .await
+    .map_err(|e| StorageError::Internal(format!("password check task failed: {e}")))?
+}

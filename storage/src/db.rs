@@ -1,0 +1,221 @@
+//! The relational store: connection pool, migrations, and the two kinds of transaction the
+//! repository layer is allowed to use.
+//!
+//! Every query of application data runs inside an [`OrgTx`] (one org's rows) or a [`SystemTx`]
+//! (cross-org work: login, token lookup, registration, admin CLI). On PostgreSQL both switch to
+//! the non-login RLS role for the transaction, so row-level security applies even when the pool
+//! connects as a superuser; an `OrgTx` also sets `aurora.org_id`, which the policies compare to each
+//! row's org. On SQLite, which has no row-level security, [`OrgTx::select`] and the repository
+//! functions add the org filter themselves.
+
+use std::time::Duration;
+
+use aurora_config::DatabaseConfig;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sqlx::sqlite::SqliteJournalMode;
+use sea_orm::{
+    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DatabaseTransaction, DbBackend, QueryFilter, Select, Statement, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+use uuid::Uuid;
+
+use crate::entities::{OrgScoped, ORG_SCOPED_TABLES};
+use crate::migration::Migrator;
+use crate::StorageError;
+
+/// Key of the PostgreSQL advisory lock held while migrating, so nodes starting together take turns.
+const MIGRATION_LOCK_KEY: i64 = 0x6175_726f_7261; // "aurora"
+
+/// The node's relational store.
+#[derive(Clone, Debug)]
+pub struct Db {
+    conn: DatabaseConnection,
+    rls_role: String,
+}
+
+impl Db {
+    /// Opens the pool. SQLite files are created when missing and switched to WAL so readers never
+    /// wait on the writer.
+    pub async fn connect(
+        config: &DatabaseConfig,
+        max_connections: u32,
+        rls_role: &str,
+    ) -> Result<Db, StorageError> {
+        let mut opts = ConnectOptions::new(config.url().to_string());
+        opts.max_connections(max_connections)
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5))
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        let conn = Database::connect(opts).await?;
+        Ok(Db { conn, rls_role: rls_role.to_string() })
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// The raw pool, for migrations, health pings and tests. Application queries go through
+    /// [`Db::org`] or [`Db::system`].
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// Applies pending migrations. On PostgreSQL this holds an advisory lock for the duration, and
+    /// then (re)grants the RLS role its privileges.
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        match self.backend() {
+            DbBackend::Postgres => {
+                // Session-level advisory locks belong to one connection: take a transaction so
+                // the lock, the migrations and the grants all run on it.
+                let txn = self.conn.begin().await?;
+                txn.execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_advisory_xact_lock($1)",
+                    [MIGRATION_LOCK_KEY.into()],
+                ))
+                .await?;
+                Migrator::up(&txn, None).await?;
+                self.grant_rls_role(&txn).await?;
+                txn.commit().await?;
+            }
+            _ => Migrator::up(&self.conn, None).await?,
+        }
+        Ok(())
+    }
+
+    /// Creates the non-login RLS role when missing and grants it what the application needs.
+    async fn grant_rls_role(&self, txn: &DatabaseTransaction) -> Result<(), StorageError> {
+        let role = &self.rls_role; // validated by the config as [A-Za-z0-9_]+
+        let sql = format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+                 CREATE ROLE {role} NOLOGIN NOBYPASSRLS;
+               END IF;
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+             END $$;
+             DO $$ BEGIN
+               IF NOT pg_has_role(current_user, '{role}', 'MEMBER') THEN
+                 EXECUTE format('GRANT {role} TO %I', current_user);
+               END IF;
+             END $$;
+             GRANT USAGE ON SCHEMA public TO {role};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};"
+        );
+        txn.execute_unprepared(&sql).await?;
+        for (table, _) in ORG_SCOPED_TABLES {
+            let row = txn
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    format!(
+                        "SELECT relrowsecurity AND relforcerowsecurity AS ok FROM pg_class \
+                         WHERE oid = 'public.{table}'::regclass"
+                    ),
+                ))
+                .await?;
+            let ok: bool = row.map(|r| r.try_get("", "ok")).transpose()?.unwrap_or(false);
+            if !ok {
+                return Err(StorageError::Schema(format!(
+                    "table {table} does not have forced row-level security"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A cheap round trip, for health checks.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        self.conn.ping().await?;
+        Ok(())
+    }
+
+    /// Begins a transaction that sees and writes only `org_id`'s rows.
+    pub async fn org(&self, org_id: Uuid) -> Result<OrgTx, StorageError> {
+        let txn = self.conn.begin().await?;
+        if self.backend() == DbBackend::Postgres {
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT set_config('role', $1, true), set_config('aurora.org_id', $2, true)",
+                [self.rls_role.clone().into(), org_id.to_string().into()],
+            ))
+            .await?;
+        }
+        Ok(OrgTx { txn, org_id })
+    }
+
+    /// Begins a transaction for cross-org work (authentication, registration, administration).
+    pub async fn system(&self) -> Result<SystemTx, StorageError> {
+        let txn = self.conn.begin().await?;
+        if self.backend() == DbBackend::Postgres {
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT set_config('role', $1, true), set_config('aurora.system', 'on', true)",
+                [self.rls_role.clone().into()],
+            ))
+            .await?;
+        }
+        Ok(SystemTx { txn })
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(self) -> Result<(), StorageError> {
+        self.conn.close().await?;
+        Ok(())
+    }
+}
+
+/// A transaction scoped to one organization. Dropped without [`OrgTx::commit`], it rolls back.
+pub struct OrgTx {
+    txn: DatabaseTransaction,
+    org_id: Uuid,
+}
+
+impl OrgTx {
+    pub fn org_id(&self) -> Uuid {
+        self.org_id
+    }
+
+    /// The transaction, for executing statements built by [`OrgTx::select`] or raw SQL.
+    pub fn conn(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+
+    /// `SELECT` of an org-scoped entity, already filtered to this org (on every backend: on
+    /// PostgreSQL the filter also lets the planner use the org indexes).
+    pub fn select<E: OrgScoped>(&self) -> Select<E> {
+        E::find().filter(E::org_column().eq(self.org_id))
+    }
+
+    /// The filter to add to an `UPDATE` or `DELETE` of an org-scoped entity.
+    pub fn org_filter<E: OrgScoped>(&self) -> sea_orm::sea_query::SimpleExpr {
+        Expr::col(E::org_column()).eq(self.org_id)
+    }
+
+    pub async fn commit(self) -> Result<(), StorageError> {
+        self.txn.commit().await?;
+        Ok(())
+    }
+}
+
+/// A transaction allowed to see every org's rows. Only authentication, registration and the
+/// admin CLI use it.
+pub struct SystemTx {
+    txn: DatabaseTransaction,
+}
+
+impl SystemTx {
+    pub fn conn(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+
+    pub async fn commit(self) -> Result<(), StorageError> {
+        self.txn.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,49 @@
+//! sea-orm entities, one module per table. Every org-scoped entity implements [`OrgScoped`] so the
+//! repository layer can add the org filter to every query it builds.
+
+pub mod api_tokens;
+pub mod audit_log;
+pub mod chat_sessions;
+pub mod llm_usage;
+pub mod organizations;
+pub mod user_preferences;
+pub mod users;
+
+use sea_orm::EntityTrait;
+
+/// An entity whose rows belong to one organization.
+pub trait OrgScoped: EntityTrait {
+    /// The column holding the owning org's id.
+    fn org_column() -> Self::Column;
+}
+
+macro_rules! org_scoped {
+    ($($module:ident => $column:ident),* $(,)?) => {
+        $(impl OrgScoped for $module::Entity {
+            fn org_column() -> Self::Column {
+                $module::Column::$column
+            }
+        })*
+    };
+}
+
+org_scoped!(
+    organizations => Id,
+    users => OrgId,
+    api_tokens => OrgId,
+    user_preferences => OrgId,
+    chat_sessions => OrgId,
+    llm_usage => OrgId,
+    audit_log => OrgId,
+);
+
+/// The org-scoped tables, as named in SQL: each has row-level security on PostgreSQL.
+pub const ORG_SCOPED_TABLES: &[(&str, &str)] = &[
+    ("organizations", "id"),
+    ("users", "org_id"),
+    ("api_tokens", "org_id"),
+    ("user_preferences", "org_id"),
+    ("chat_sessions", "org_id"),
+    ("llm_usage", "org_id"),
+    ("audit_log", "org_id"),
+];

@@ -1,0 +1,31 @@
+//! Schema migrations. Each later capability adds its own `mNNNN_*.rs` here and lists it in
+//! [`Migrator::migrations`]. Tables are written once with sea-query's builder so the same
+//! migration runs on PostgreSQL and SQLite; PostgreSQL additionally gets row-level security.
+
+mod m0001_foundation;
+
+use sea_orm_migration::prelude::*;
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_foundation::Migration)]
+    }
+}
+
+/// The row-level-security policy of one org-scoped table: a row is visible and writable only when
+/// the transaction's `aurora.org_id` names its org, or in an explicit system transaction. With
+/// neither set (a query that bypassed the repository layer) nothing is visible: it fails closed.
+pub(crate) fn rls_statements(table: &str, column: &str) -> Vec<String> {
+    let predicate = format!(
+        "current_setting('aurora.system', true) = 'on' \
+         OR {column} = NULLIF(current_setting('aurora.org_id', true), '')::uuid"
+    );
+    vec![
+        format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"),
+        format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"),
+        format!("DROP POLICY IF EXISTS org_isolation ON {table}"),
+        format!("CREATE POLICY org_isolation ON {table} USING ({predicate}) WITH CHECK ({predicate})"),
+    ]
+}

@@ -1,0 +1,241 @@
+//! Test harness: whole nodes in-process on ephemeral ports, on SQLite or on a PostgreSQL database
+//! created for the test and dropped after it.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use aurora::Node;
+use aurora_config::Config;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// The PostgreSQL server tests create their databases on.
+pub fn pg_admin_url() -> String {
+    std::env::var("AURORA_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("AURORA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+/// A PostgreSQL database that exists for one test.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        let name = format!("aurora_t_{}", uuid::Uuid::new_v4().simple());
+        let admin = sea_orm::Database::connect(pg_admin_url()).await.expect("connect to the PostgreSQL server");
+        use sea_orm::ConnectionTrait;
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+        admin.close().await.ok();
+        let base = pg_admin_url();
+        let url = match base.rfind('/') {
+            Some(i) => format!("{}/{}", &base[..i], name),
+            None => panic!("AURORA_TEST_PG_URL has no database part"),
+        };
+        TestDb { name, url }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside any runtime guarantee: use a private one on a plain thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                use sea_orm::ConnectionTrait;
+                if let Ok(admin) = sea_orm::Database::connect(pg_admin_url()).await {
+                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One node under test and what it needs kept alive.
+pub struct TestNode {
+    pub node: Option<Node>,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    pub pg: Option<TestDb>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+impl TestNode {
+    pub async fn start(backend: Backend) -> TestNode {
+        Self::start_with(backend, &[]).await
+    }
+
+    /// Starts a node; `extra` config pairs override the test defaults.
+    pub async fn start_with(backend: Backend, extra: &[(&str, &str)]) -> TestNode {
+        let t = Self::start_unchecked(backend, extra).await;
+        t.wait_healthy().await;
+        t
+    }
+
+    /// Starts a node without waiting for it to be healthy (for tests of unhealthy nodes).
+    pub async fn start_unchecked(backend: Backend, extra: &[(&str, &str)]) -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let pg = match backend {
+            Backend::Postgres => Some(TestDb::create().await),
+            Backend::Sqlite => None,
+        };
+        let mut vars = env(&[
+            ("AURORA_DATA_DIR", dir.path().to_str().unwrap()),
+            ("HTTP_PORT", "0"),
+            ("WS_PORT", "0"),
+            ("AURORA_HEALTH_INTERVAL_MS", "100"),
+            ("AURORA_SHUTDOWN_TIMEOUT_SECS", "5"),
+        ]);
+        if let Some(pg) = &pg {
+            vars.push(("DATABASE_URL".into(), pg.url.clone()));
+            vars.push(("REDIS_URL".into(), redis_url()));
+        }
+        vars.extend(env(extra));
+        let config = Config::from_sources(None, vars).expect("valid test config");
+        let node = Node::start(config).await.expect("node starts");
+        let base = format!("http://{}", node.http_addr());
+        TestNode { node: Some(node), base, client: reqwest::Client::new(), backend, pg, _dir: dir }
+    }
+
+    pub fn node(&self) -> &Node {
+        self.node.as_ref().unwrap()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// Polls `/health` until the first probe has run.
+    pub async fn wait_healthy(&self) {
+        for _ in 0..100 {
+            if let Ok(r) = self.client.get(format!("{}/health", self.base)).send().await {
+                if r.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("node never became healthy");
+    }
+
+    /// Sends a request with an optional JSON body and bearer token; returns status and JSON body.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request sent");
+        read(resp).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    /// Sends raw bytes with the given content type.
+    pub async fn post_raw(&self, path: &str, token: Option<&str>, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let mut req = self.client.post(format!("{}{}", self.base, path)).header("content-type", content_type).body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        read(req.send().await.expect("request sent")).await
+    }
+
+    /// Registers a new org with `email` as admin; returns the token.
+    pub async fn register(&self, email: &str, org: &str) -> String {
+        let (status, body) = self
+            .post("/api/auth/register", None, json!({ "email": email, "password": "correct horse battery", "org_name": org }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a user with `role` in the admin's org and logs them in; returns their token.
+    pub async fn add_user(&self, admin_token: &str, email: &str, role: &str) -> String {
+        let (status, body) = self
+            .post("/api/admin/users", Some(admin_token), json!({ "email": email, "password": "another good password", "role": role }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = self.post("/api/auth/login", None, json!({ "email": email, "password": "another good password" })).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// Row counts of every table, to prove a refused request wrote nothing.
+    pub async fn row_counts(&self) -> Vec<(String, i64)> {
+        use sea_orm::{ConnectionTrait, Statement};
+        let conn = self.node().db().connection();
+        let mut out = Vec::new();
+        for (table, _) in aurora_storage::entities::ORG_SCOPED_TABLES {
+            let row = conn
+                .query_one_raw(Statement::from_string(conn.get_database_backend(), format!("SELECT COUNT(*) AS n FROM {table}")))
+                .await
+                .unwrap()
+                .unwrap();
+            out.push((table.to_string(), row.try_get::<i64>("", "n").unwrap()));
+        }
+        out
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(node) = self.node.take() {
+            node.shutdown().await.unwrap();
+        }
+    }
+}
+
+pub async fn read(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON response ({status}): {text:?}"));
+    (status, value)
+}
+
+/// Asserts an error response of the standard shape with `code`.
+pub fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, want_code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"]["code"], want_code, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+}
+
+/// Generates one test per backend from an `async fn(Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::common::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::common::Backend::Postgres).await })*
+        }
+    };
+}
