@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aurora_storage::auth::{Principal, Role};
-use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use warp::http::HeaderValue;
 use warp::{Filter, Rejection, Reply};
@@ -70,11 +69,13 @@ pub fn auth(state: Arc<HttpState>, role: Role) -> impl Filter<Extract = (Princip
 }
 
 /// A JSON body of at most `limit` bytes, parsed into `T` with errors that say what is wrong.
+/// A declared Content-Length over the limit is refused before reading; a chunked body is read
+/// only up to the limit.
 pub fn json_body<T: DeserializeOwned + Send>(limit: u64) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
     warp::header::optional::<String>("content-type")
-        .and(warp::body::content_length_limit(limit))
-        .and(warp::body::bytes())
-        .and_then(|content_type: Option<String>, body: Bytes| async move {
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .and_then(move |content_type: Option<String>, length: Option<u64>, body| async move {
             if let Some(ct) = content_type {
                 let essence = ct.split(';').next().unwrap_or("").trim();
                 if !essence.eq_ignore_ascii_case("application/json") {
@@ -85,8 +86,39 @@ pub fn json_body<T: DeserializeOwned + Send>(limit: u64) -> impl Filter<Extract 
                     )));
                 }
             }
-            parse_json(&body).map_err(warp::reject::custom)
+            if length.is_some_and(|n| n > limit) {
+                return Err(warp::reject::custom(too_large(limit)));
+            }
+            let bytes = read_capped(body, limit).await.map_err(warp::reject::custom)?;
+            parse_json(&bytes).map_err(warp::reject::custom)
         })
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(warp::http::StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", format!("request body is over {limit} bytes"))
+}
+
+async fn read_capped<S, B>(body: S, limit: u64) -> Result<Vec<u8>, ApiError>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Send,
+    B: warp::Buf,
+{
+    use futures::StreamExt;
+    let mut out = Vec::new();
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?;
+        if out.len() as u64 + chunk.remaining() as u64 > limit {
+            return Err(too_large(limit));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            out.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out)
 }
 
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
