@@ -1,0 +1,63 @@
+# Shared set-up for the project's scripts: starts (and if needed installs) the local services the
+# server backend and the tests use. Source it; it defines functions only.
+
+log() { printf '[aurora] %s\n' "$*" >&2; }
+
+apt_install() {
+  if [ -z "${_APT_UPDATED:-}" ]; then
+    apt-get update -qq >/dev/null
+    _APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then return 0; fi
+  if [ ! -d /etc/postgresql ] || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+    log "installing PostgreSQL"
+    apt_install postgresql
+  fi
+  log "starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  for _ in $(seq 1 60); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && return 0
+    sleep 0.5
+  done
+  log "PostgreSQL did not come up on 127.0.0.1:5432"
+  return 1
+}
+
+redis_up() {
+  if command -v redis-cli >/dev/null 2>&1; then
+    [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = "PONG" ]
+  else
+    (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null
+  fi
+}
+
+ensure_redis() {
+  if redis_up; then return 0; fi
+  if ! command -v redis-server >/dev/null 2>&1; then
+    log "installing Redis"
+    apt_install redis-server
+  fi
+  log "starting Redis"
+  mkdir -p /var/lib/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis >/dev/null
+  for _ in $(seq 1 40); do
+    redis_up && return 0
+    sleep 0.25
+  done
+  log "Redis did not come up on 127.0.0.1:6379"
+  return 1
+}
+
+ensure_nextest() {
+  if cargo nextest --version >/dev/null 2>&1; then return 0; fi
+  log "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+}
+
+# Builds go to a target directory outside the clone so CI runs on this machine reuse them.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/aurora/target}"
+mkdir -p "$CARGO_TARGET_DIR"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. On a fresh machine it starts (or installs) PostgreSQL and Redis first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/services.sh
+
+ensure_postgres
+ensure_redis
+ensure_nextest
+
+export AURORA_TEST_PG_URL="${AURORA_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export AURORA_TEST_REDIS_URL="${AURORA_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
+
+cargo fmt --all -- --check
+cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+cargo test --workspace --doc --quiet
