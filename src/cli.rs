@@ -12,7 +12,11 @@ use crate::node::open_database;
 use crate::{init_tracing, Node};
 
 #[derive(Parser)]
-#[command(name = "aurora", version, about = "AI SRE platform node: a supervised, clustered actor runtime")]
+#[command(
+    name = "aurora",
+    version,
+    about = "AI SRE platform node: a supervised, clustered actor runtime"
+)]
 struct Cli {
     /// TOML config file; environment variables override its keys.
     #[arg(long, global = true, value_name = "FILE")]
@@ -107,7 +111,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Admin(cmd) => {
             let db = open_database(&config).await?;
-            let accounts = Accounts::new(db.clone(), config.token_ttl_hours);
+            let accounts =
+                Accounts::new(db.clone(), config.token_ttl_hours, config.auth_cache_secs);
             let result = admin(cmd, &accounts).await;
             db.close().await?;
             result
@@ -117,9 +122,16 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 
 async fn admin(cmd: AdminCommand, accounts: &Accounts) -> anyhow::Result<()> {
     match cmd {
-        AdminCommand::CreateUser { email, password, org, role } => {
+        AdminCommand::CreateUser {
+            email,
+            password,
+            org,
+            role,
+        } => {
             let role: Role = role.parse()?;
-            let user = accounts.admin_create_user(&email, &password, &org, role).await?;
+            let user = accounts
+                .admin_create_user(&email, &password, &org, role)
+                .await?;
             println!("{}", serde_json::to_string(&user)?);
         }
         AdminCommand::CreateToken { email } => {
@@ -132,7 +144,9 @@ async fn admin(cmd: AdminCommand, accounts: &Accounts) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let node = Node::start(config).await?;
-    wait_for_signal().await.context("cannot listen for signals")?;
+    wait_for_signal()
+        .await
+        .context("cannot listen for signals")?;
     node.shutdown().await
 }
 

@@ -32,12 +32,17 @@ pub struct Node {
 /// applies pending migrations.
 pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
     if let DatabaseConfig::Sqlite { .. } = config.database {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data directory {}", config.data_dir.display())
+        })?;
     }
-    let db = Db::connect(&config.database, config.db_max_connections, &config.db_rls_role)
-        .await
-        .context("cannot connect to the database")?;
+    let db = Db::connect(
+        &config.database,
+        config.db_max_connections,
+        &config.db_rls_role,
+    )
+    .await
+    .context("cannot connect to the database")?;
     db.migrate().await.context("database migration failed")?;
     Ok(db)
 }
@@ -71,7 +76,7 @@ impl Node {
         let state = HttpState {
             config: config.clone(),
             node_name: node_name.clone(),
-            accounts: Accounts::new(db.clone(), config.token_ttl_hours),
+            accounts: Accounts::new(db.clone(), config.token_ttl_hours, config.auth_cache_secs),
             preferences: Preferences::new(db.clone()),
             sessions: Sessions::new(db.clone()),
             health: health_rx.clone(),
@@ -86,7 +91,15 @@ impl Node {
             }
         };
         tracing::info!(node = %node_name, http = %http.addr, elapsed_ms = started.elapsed().as_millis() as u64, "node started");
-        Ok(Node { config, name: node_name, http, supervisor, supervisor_task, db, health: health_rx })
+        Ok(Node {
+            config,
+            name: node_name,
+            http,
+            supervisor,
+            supervisor_task,
+            db,
+            health: health_rx,
+        })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -113,19 +126,33 @@ impl Node {
         let deadline = Duration::from_secs(self.config.shutdown_timeout_secs);
         let start = Instant::now();
         tracing::info!(deadline_s = deadline.as_secs(), "shutting down");
-        if tokio::time::timeout(deadline, self.http.shutdown()).await.is_err() {
+        if tokio::time::timeout(deadline, self.http.shutdown())
+            .await
+            .is_err()
+        {
             tracing::warn!("http edge did not drain before the deadline");
         }
-        let left = deadline.saturating_sub(start.elapsed()).max(Duration::from_millis(100));
-        if let Err(e) = self.supervisor.stop_and_wait(Some("shutdown".into()), Some(left)).await {
+        let left = deadline
+            .saturating_sub(start.elapsed())
+            .max(Duration::from_millis(100));
+        if let Err(e) = self
+            .supervisor
+            .stop_and_wait(Some("shutdown".into()), Some(left))
+            .await
+        {
             tracing::warn!(error = %e, "supervision tree did not stop in time");
         }
         let _ = tokio::time::timeout(Duration::from_millis(100), self.supervisor_task).await;
-        let left = deadline.saturating_sub(start.elapsed()).max(Duration::from_millis(100));
+        let left = deadline
+            .saturating_sub(start.elapsed())
+            .max(Duration::from_millis(100));
         if tokio::time::timeout(left, self.db.close()).await.is_err() {
             tracing::warn!("database pool did not close before the deadline");
         }
-        tracing::info!(elapsed_ms = start.elapsed().as_millis() as u64, "node stopped");
+        tracing::info!(
+            elapsed_ms = start.elapsed().as_millis() as u64,
+            "node stopped"
+        );
         Ok(())
     }
 }
@@ -133,10 +160,14 @@ impl Node {
 /// Installs the global tracing subscriber: lowercase structured events, `RUST_LOG` to filter.
 pub fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,warp=error,sqlx=warn,sea_orm=warn,sea_orm_migration=warn,ractor=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,warp=error,sqlx=warn,sea_orm=warn,sea_orm_migration=warn,ractor=warn")
+    });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

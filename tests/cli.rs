@@ -14,7 +14,9 @@ use serde_json::json;
 /// The binary with an empty environment (only PATH), run in `dir`.
 fn aurora(dir: &Path, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_aurora"));
-    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).current_dir(dir);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(dir);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -26,7 +28,11 @@ fn run(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Server {
@@ -40,8 +46,19 @@ impl Server {
         let mut all = vec![("HTTP_PORT", port.as_str())];
         all.extend_from_slice(env);
         let started = Instant::now();
-        let child = aurora(dir, &all).arg("serve").stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("spawn aurora serve");
-        (Server { child, base: format!("http://127.0.0.1:{port}") }, started)
+        let child = aurora(dir, &all)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn aurora serve");
+        (
+            Server {
+                child,
+                base: format!("http://127.0.0.1:{port}"),
+            },
+            started,
+        )
     }
 
     /// Polls `/health` until it answers 200; returns how long that took from `since`.
@@ -53,14 +70,20 @@ impl Server {
                     return since.elapsed();
                 }
             }
-            assert!(since.elapsed() < give_up, "no healthy answer within {give_up:?}");
+            assert!(
+                since.elapsed() < give_up,
+                "no healthy answer within {give_up:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// Sends SIGTERM and waits for a clean exit.
     fn terminate(mut self) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -97,8 +120,19 @@ async fn register_login_me(base: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let token = r.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_string();
-    let me: serde_json::Value = client.get(format!("{base}/api/auth/me")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let token = r.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let me: serde_json::Value = client
+        .get(format!("{base}/api/auth/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["email"], "first@acme.io");
     assert_eq!(me["role"], "admin");
 }
@@ -120,7 +154,10 @@ async fn serve_on_postgres_via_database_url() {
     let pg = TestDb::create().await;
     let dir = tempfile::tempdir().unwrap();
     let redis = common::redis_url();
-    let (server, started) = Server::start(dir.path(), &[("DATABASE_URL", &pg.url), ("REDIS_URL", &redis)]);
+    let (server, started) = Server::start(
+        dir.path(),
+        &[("DATABASE_URL", &pg.url), ("REDIS_URL", &redis)],
+    );
     server.wait_healthy(started, Duration::from_secs(10)).await;
     register_login_me(&server.base).await;
     assert!(!dir.path().join("data/aurora.db").exists());
@@ -134,13 +171,24 @@ fn config_check_prints_resolved_config_with_secrets_masked() {
     std::fs::write(&file, "http_port = 6000\nllm_api_key = \"sk-from-file\"\n").unwrap();
     let out = run(
         dir.path(),
-        &[("HTTP_PORT", "6100"), ("DATABASE_URL", "postgres://u:pg-secret@db:5432/aurora"), ("VAULT_TOKEN", "hvs.root-secret")],
+        &[
+            ("HTTP_PORT", "6100"),
+            ("DATABASE_URL", "postgres://u:pg-secret@db:5432/aurora"),
+            ("VAULT_TOKEN", "hvs.root-secret"),
+        ],
         &["config", "check", "--config", file.to_str().unwrap()],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("HTTP_PORT = 6100"), "{text}");
-    assert!(text.contains("DATABASE_URL = postgres://u:***@db:5432/aurora"), "{text}");
+    assert!(
+        text.contains("DATABASE_URL = postgres://u:***@db:5432/aurora"),
+        "{text}"
+    );
     assert!(text.contains("LLM_API_KEY = ***"), "{text}");
     for secret in ["pg-secret", "root-secret", "sk-from-file"] {
         assert!(!text.contains(secret), "{secret} printed: {text}");
@@ -152,9 +200,21 @@ fn bad_configuration_stops_start_up_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     for (env, args, key) in [
         (vec![("HTTP_PORT", "eighty")], vec!["serve"], "HTTP_PORT"),
-        (vec![("AURORA_TOKEN_TTL_HOUR", "5")], vec!["serve"], "AURORA_TOKEN_TTL_HOUR"),
-        (vec![("DATABASE_URL", "mysql://db/aurora")], vec!["config", "check"], "DATABASE_URL"),
-        (vec![("AURORA_MAX_BODY_BYTES", "-1")], vec!["migrate"], "AURORA_MAX_BODY_BYTES"),
+        (
+            vec![("AURORA_TOKEN_TTL_HOUR", "5")],
+            vec!["serve"],
+            "AURORA_TOKEN_TTL_HOUR",
+        ),
+        (
+            vec![("DATABASE_URL", "mysql://db/aurora")],
+            vec!["config", "check"],
+            "DATABASE_URL",
+        ),
+        (
+            vec![("AURORA_MAX_BODY_BYTES", "-1")],
+            vec!["migrate"],
+            "AURORA_MAX_BODY_BYTES",
+        ),
     ] {
         let out = run(dir.path(), &env, &args);
         assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}");
@@ -163,10 +223,17 @@ fn bad_configuration_stops_start_up_naming_the_key() {
     }
     let file = dir.path().join("bad.toml");
     std::fs::write(&file, "http_port = 5080\nhttp_prot = 1\n").unwrap();
-    let out = run(dir.path(), &[], &["serve", "--config", file.to_str().unwrap()]);
+    let out = run(
+        dir.path(),
+        &[],
+        &["serve", "--config", file.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("http_prot"));
-    assert!(!dir.path().join("data").exists(), "nothing created on a refused start");
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing created on a refused start"
+    );
 }
 
 #[test]
@@ -182,7 +249,10 @@ fn help_on_every_command() {
     ] {
         let out = run(dir.path(), &[], &args);
         assert!(out.status.success(), "{args:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{args:?}"
+        );
     }
 }
 
@@ -190,39 +260,111 @@ fn help_on_every_command() {
 async fn migrate_and_admin_commands_then_the_token_works() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(dir.path(), &[], &["migrate"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run(
         dir.path(),
         &[],
-        &["admin", "create-user", "--email", "Ops@Acme.io", "--password", "correct horse battery", "--org", "Acme", "--role", "editor"],
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "Ops@Acme.io",
+            "--password",
+            "correct horse battery",
+            "--org",
+            "Acme",
+            "--role",
+            "editor",
+        ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let user: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(user["email"], "ops@acme.io");
     assert_eq!(user["role"], "editor");
     // Bad input on the CLI: clear errors, nothing created.
-    let out = run(dir.path(), &[], &["admin", "create-user", "--email", "ops@acme.io", "--password", "correct horse battery", "--org", "Acme"]);
+    let out = run(
+        dir.path(),
+        &[],
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "ops@acme.io",
+            "--password",
+            "correct horse battery",
+            "--org",
+            "Acme",
+        ],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
-    let out = run(dir.path(), &[], &["admin", "create-user", "--email", "x@acme.io", "--password", "correct horse battery", "--org", "Acme", "--role", "root"]);
+    let out = run(
+        dir.path(),
+        &[],
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "x@acme.io",
+            "--password",
+            "correct horse battery",
+            "--org",
+            "Acme",
+            "--role",
+            "root",
+        ],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("role"));
-    let out = run(dir.path(), &[], &["admin", "create-token", "--email", "nobody@acme.io"]);
+    let out = run(
+        dir.path(),
+        &[],
+        &["admin", "create-token", "--email", "nobody@acme.io"],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
 
-    let out = run(dir.path(), &[], &["admin", "create-token", "--email", "ops@acme.io"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        dir.path(),
+        &[],
+        &["admin", "create-token", "--email", "ops@acme.io"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(token.starts_with("aur_"));
 
     let (server, started) = Server::start(dir.path(), &[]);
     server.wait_healthy(started, Duration::from_secs(10)).await;
     let client = reqwest::Client::new();
-    let me: serde_json::Value = client.get(format!("{}/api/auth/me", server.base)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let me: serde_json::Value = client
+        .get(format!("{}/api/auth/me", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["email"], "ops@acme.io");
     assert_eq!(me["role"], "editor");
-    let users = client.get(format!("{}/api/admin/users", server.base)).bearer_auth(&token).send().await.unwrap();
+    let users = client
+        .get(format!("{}/api/admin/users", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(users.status(), StatusCode::FORBIDDEN);
     server.terminate();
 }

@@ -17,7 +17,13 @@ async fn register_login_me(backend: Backend) {
     assert_eq!(body["org"]["name"], "Acme SRE");
     assert!(body["user"].get("password_hash").is_none());
 
-    let (status, body) = t.post("/api/auth/login", None, json!({ "email": "alice@example.com", "password": "correct horse battery" })).await;
+    let (status, body) = t
+        .post(
+            "/api/auth/login",
+            None,
+            json!({ "email": "alice@example.com", "password": "correct horse battery" }),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let token = body["token"].as_str().unwrap().to_string();
     assert!(token.starts_with("aur_"));
@@ -32,9 +38,21 @@ async fn register_login_me(backend: Backend) {
     assert_eq!(org["name"], "Acme SRE");
     assert_eq!(org["id"], me["org_id"]);
 
-    let (status, body) = t.post("/api/auth/login", None, json!({ "email": "alice@example.com", "password": "wrong password" })).await;
+    let (status, body) = t
+        .post(
+            "/api/auth/login",
+            None,
+            json!({ "email": "alice@example.com", "password": "wrong password" }),
+        )
+        .await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
-    let (status, body) = t.post("/api/auth/login", None, json!({ "email": "nobody@example.com", "password": "wrong password" })).await;
+    let (status, body) = t
+        .post(
+            "/api/auth/login",
+            None,
+            json!({ "email": "nobody@example.com", "password": "wrong password" }),
+        )
+        .await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
     t.stop().await;
 }
@@ -47,13 +65,27 @@ async fn admin_manages_users_and_roles_are_enforced(backend: Backend) {
 
     let (status, body) = t.get("/api/admin/users", Some(&admin)).await;
     assert_eq!(status, StatusCode::OK);
-    let emails: Vec<_> = body["users"].as_array().unwrap().iter().map(|u| u["email"].as_str().unwrap().to_string()).collect();
-    assert_eq!(emails, ["admin@acme.io", "viewer@acme.io", "editor@acme.io"]);
+    let emails: Vec<_> = body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        emails,
+        ["admin@acme.io", "viewer@acme.io", "editor@acme.io"]
+    );
 
     for token in [&viewer, &editor] {
         let (status, body) = t.get("/api/admin/users", Some(token)).await;
         assert_error(status, &body, StatusCode::FORBIDDEN, "FORBIDDEN");
-        let (status, body) = t.post("/api/admin/users", Some(token), json!({ "email": "x@acme.io", "password": "long enough pw" })).await;
+        let (status, body) = t
+            .post(
+                "/api/admin/users",
+                Some(token),
+                json!({ "email": "x@acme.io", "password": "long enough pw" }),
+            )
+            .await;
         assert_error(status, &body, StatusCode::FORBIDDEN, "FORBIDDEN");
     }
     let (status, me) = t.get("/api/auth/me", Some(&viewer)).await;
@@ -70,30 +102,69 @@ async fn admin_manages_users_and_roles_are_enforced(backend: Backend) {
 async fn preferences_round_trip(backend: Backend) {
     let t = TestNode::start(backend).await;
     let token = t.register("pref@acme.io", "Acme").await;
-    let (status, body) = t.post("/api/user-preferences", Some(&token), json!({ "key": "theme", "value": "dark" })).await;
+    let (status, body) = t
+        .post(
+            "/api/user-preferences",
+            Some(&token),
+            json!({ "key": "theme", "value": "dark" }),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = t.get("/api/user-preferences?key=theme", Some(&token)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!({ "key": "theme", "value": "dark" }));
     // Overwrite.
-    t.post("/api/user-preferences", Some(&token), json!({ "key": "theme", "value": {"mode": "light", "contrast": 2} })).await;
+    t.post(
+        "/api/user-preferences",
+        Some(&token),
+        json!({ "key": "theme", "value": {"mode": "light", "contrast": 2} }),
+    )
+    .await;
     let (_, body) = t.get("/api/user-preferences?key=theme", Some(&token)).await;
     assert_eq!(body["value"], json!({"mode": "light", "contrast": 2}));
 
     let (status, body) = t
-        .post("/api/user-preferences/batch", Some(&token), json!({ "preferences": { "tz": "UTC", "model": "gpt-4o", "n": 3 } }))
+        .post(
+            "/api/user-preferences/batch",
+            Some(&token),
+            json!({ "preferences": { "tz": "UTC", "model": "gpt-4o", "n": 3 } }),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, body) = t.get("/api/user-preferences", Some(&token)).await;
-    assert_eq!(body["preferences"], json!({ "theme": {"mode": "light", "contrast": 2}, "tz": "UTC", "model": "gpt-4o", "n": 3 }));
-    let (_, body) = t.get("/api/user-preferences/batch?keys=tz,n,missing", Some(&token)).await;
+    assert_eq!(
+        body["preferences"],
+        json!({ "theme": {"mode": "light", "contrast": 2}, "tz": "UTC", "model": "gpt-4o", "n": 3 })
+    );
+    let (_, body) = t
+        .get(
+            "/api/user-preferences/batch?keys=tz,n,missing",
+            Some(&token),
+        )
+        .await;
     assert_eq!(body["preferences"], json!({ "tz": "UTC", "n": 3 }));
 
-    let (status, body) = t.get("/api/user-preferences?key=missing", Some(&token)).await;
+    let (status, body) = t
+        .get("/api/user-preferences?key=missing", Some(&token))
+        .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND");
-    let (status, _) = t.call(Method::DELETE, "/api/user-preferences/tz", Some(&token), None).await;
+    let (status, _) = t
+        .call(
+            Method::DELETE,
+            "/api/user-preferences/tz",
+            Some(&token),
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = t.call(Method::DELETE, "/api/user-preferences/tz", Some(&token), None).await;
+    let (status, body) = t
+        .call(
+            Method::DELETE,
+            "/api/user-preferences/tz",
+            Some(&token),
+            None,
+        )
+        .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND");
 
     // Another user (same org) sees none of them.
@@ -107,14 +178,27 @@ async fn sessions_list_newest_first(backend: Backend) {
     let t = TestNode::start(backend).await;
     let token = t.register("chat@acme.io", "Acme").await;
     for i in 0..5 {
-        let (status, body) = t.post("/chat_api/sessions", Some(&token), json!({ "title": format!("incident {i}") })).await;
+        let (status, body) = t
+            .post(
+                "/chat_api/sessions",
+                Some(&token),
+                json!({ "title": format!("incident {i}") }),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
     let (status, body) = t.get("/chat_api/sessions?limit=3", Some(&token)).await;
     assert_eq!(status, StatusCode::OK);
-    let titles: Vec<_> = body["sessions"].as_array().unwrap().iter().map(|s| s["title"].as_str().unwrap().to_string()).collect();
+    let titles: Vec<_> = body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["title"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(titles, ["incident 4", "incident 3", "incident 2"]);
-    let (_, body) = t.get("/chat_api/sessions?limit=3&offset=3", Some(&token)).await;
+    let (_, body) = t
+        .get("/chat_api/sessions?limit=3&offset=3", Some(&token))
+        .await;
     assert_eq!(body["sessions"].as_array().unwrap().len(), 2);
     let other = t.register("other@globex.io", "Globex").await;
     let (_, body) = t.get("/chat_api/sessions", Some(&other)).await;
@@ -133,9 +217,20 @@ async fn health_and_request_ids(backend: Backend) {
     }
     assert_eq!(t.get("/health/liveness", None).await.0, StatusCode::OK);
     assert_eq!(t.get("/health/readiness", None).await.0, StatusCode::OK);
-    let resp = t.client.get(format!("{}/health", t.base)).header("x-request-id", "trace-123").send().await.unwrap();
+    let resp = t
+        .client
+        .get(format!("{}/health", t.base))
+        .header("x-request-id", "trace-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["x-request-id"], "trace-123");
-    let resp = t.client.get(format!("{}/nope", t.base)).send().await.unwrap();
+    let resp = t
+        .client
+        .get(format!("{}/nope", t.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["x-request-id"].len(), 36);
     let tree = t.node().actor_tree().await.unwrap();
     assert_eq!(tree.kind, "node");
@@ -154,13 +249,17 @@ on_both_backends!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_503_when_redis_is_down() {
     // Port 1 on loopback: nothing listens there.
-    let t = TestNode::start_unchecked(Backend::Sqlite, &[("REDIS_URL", "redis://127.0.0.1:1/0")]).await;
+    let t =
+        TestNode::start_unchecked(Backend::Sqlite, &[("REDIS_URL", "redis://127.0.0.1:1/0")]).await;
     let (status, body) = t.get("/health", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["status"], "unavailable");
     assert_eq!(body["dependencies"]["redis"]["status"], "down");
     assert_eq!(body["dependencies"]["database"]["status"], "up");
-    assert_eq!(t.get("/health/readiness", None).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        t.get("/health/readiness", None).await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     assert_eq!(t.get("/health/liveness", None).await.0, StatusCode::OK);
     t.stop().await;
 }
@@ -183,5 +282,9 @@ async fn shutdown_closes_the_listener() {
     let client = t.client.clone();
     t.stop().await;
     // After shutdown the listener is closed: connections are refused rather than served.
-    assert!(client.get(format!("{base}/health/liveness")).send().await.is_err());
+    assert!(client
+        .get(format!("{base}/health/liveness"))
+        .send()
+        .await
+        .is_err());
 }

@@ -5,9 +5,9 @@ mod common;
 
 use aurora_config::DatabaseConfig;
 use aurora_storage::entities::{chat_sessions, llm_usage, ORG_SCOPED_TABLES};
-use sea_orm::ActiveValue::Set;
 use aurora_storage::Db;
 use common::{Backend, TestDb, TestNode};
+use sea_orm::ActiveValue::Set;
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
 use serde_json::json;
 use uuid::Uuid;
@@ -17,8 +17,18 @@ async fn two_orgs(t: &TestNode) -> (Uuid, Uuid) {
     let mut orgs = Vec::new();
     for (email, org) in [("a@alpha.io", "Alpha"), ("b@beta.io", "Beta")] {
         let token = t.register(email, org).await;
-        t.post("/chat_api/sessions", Some(&token), json!({ "title": format!("{org} outage") })).await;
-        t.post("/api/user-preferences", Some(&token), json!({ "key": "theme", "value": org })).await;
+        t.post(
+            "/chat_api/sessions",
+            Some(&token),
+            json!({ "title": format!("{org} outage") }),
+        )
+        .await;
+        t.post(
+            "/api/user-preferences",
+            Some(&token),
+            json!({ "key": "theme", "value": org }),
+        )
+        .await;
         let (_, me) = t.get("/api/auth/me", Some(&token)).await;
         let org_id: Uuid = me["org_id"].as_str().unwrap().parse().unwrap();
         let user_id: Uuid = me["id"].as_str().unwrap().parse().unwrap();
@@ -36,7 +46,10 @@ async fn two_orgs(t: &TestNode) -> (Uuid, Uuid) {
             cost_usd: Set(0.001),
             created_at: Set(chrono::Utc::now()),
         };
-        llm_usage::Entity::insert(usage).exec_without_returning(tx.conn()).await.unwrap();
+        llm_usage::Entity::insert(usage)
+            .exec_without_returning(tx.conn())
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         orgs.push(org_id);
     }
@@ -54,13 +67,20 @@ async fn postgres_rls_hides_other_orgs_rows_from_unfiltered_queries() {
         // No WHERE clause at all: only row-level security stands between org A and org B's rows.
         let rows = tx
             .conn()
-            .query_all_raw(Statement::from_string(DbBackend::Postgres, format!("SELECT {column}::text AS org FROM {table}")))
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("SELECT {column}::text AS org FROM {table}"),
+            ))
             .await
             .unwrap();
         assert!(!rows.is_empty(), "{table} has org A rows");
         for row in rows {
             let org: String = row.try_get("", "org").unwrap();
-            assert_eq!(org, org_a.to_string(), "{table} leaked a row of another org");
+            assert_eq!(
+                org,
+                org_a.to_string(),
+                "{table} leaked a row of another org"
+            );
         }
     }
     // sea-orm's plain find(), again without any filter.
@@ -77,7 +97,11 @@ async fn postgres_rls_hides_other_orgs_rows_from_unfiltered_queries() {
     assert!(err.to_string().contains("row-level security"), "{err}");
     drop(tx);
     let tx = db.org(org_a).await.unwrap();
-    let updated = tx.conn().execute_unprepared("UPDATE chat_sessions SET title = 'hijacked'").await.unwrap();
+    let updated = tx
+        .conn()
+        .execute_unprepared("UPDATE chat_sessions SET title = 'hijacked'")
+        .await
+        .unwrap();
     assert_eq!(updated.rows_affected(), 1, "only org A's own session");
     drop(tx); // rolled back
 
@@ -96,9 +120,20 @@ async fn postgres_rls_hides_other_orgs_rows_from_unfiltered_queries() {
     }
 
     // Outside any org or system context (the RLS role without a setting) nothing is visible.
-    let txn = sea_orm::TransactionTrait::begin(db.connection()).await.unwrap();
-    txn.execute_unprepared("SET LOCAL ROLE aurora_app").await.unwrap();
-    let n = txn.query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT COUNT(*) AS n FROM users")).await.unwrap().unwrap();
+    let txn = sea_orm::TransactionTrait::begin(db.connection())
+        .await
+        .unwrap();
+    txn.execute_unprepared("SET LOCAL ROLE aurora_app")
+        .await
+        .unwrap();
+    let n = txn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT COUNT(*) AS n FROM users",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(n.try_get::<i64>("", "n").unwrap(), 0);
     drop(txn);
 
@@ -118,16 +153,32 @@ async fn sqlite_repository_scoping_hides_other_orgs_rows() {
     let db = t.node().db();
     let tx = db.org(org_a).await.unwrap();
     // The repository layer's select with no further filter: only org A.
-    let sessions = tx.select::<chat_sessions::Entity>().all(tx.conn()).await.unwrap();
+    let sessions = tx
+        .select::<chat_sessions::Entity>()
+        .all(tx.conn())
+        .await
+        .unwrap();
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].org_id, org_a);
     assert_eq!(sessions[0].title, "Alpha outage");
-    let users = tx.select::<aurora_storage::entities::users::Entity>().all(tx.conn()).await.unwrap();
+    let users = tx
+        .select::<aurora_storage::entities::users::Entity>()
+        .all(tx.conn())
+        .await
+        .unwrap();
     assert!(users.iter().all(|u| u.org_id == org_a) && users.len() == 1);
-    let prefs = tx.select::<aurora_storage::entities::user_preferences::Entity>().all(tx.conn()).await.unwrap();
+    let prefs = tx
+        .select::<aurora_storage::entities::user_preferences::Entity>()
+        .all(tx.conn())
+        .await
+        .unwrap();
     assert_eq!(prefs.len(), 1);
     assert_eq!(prefs[0].value, json!("Alpha"));
-    let orgs = tx.select::<aurora_storage::entities::organizations::Entity>().all(tx.conn()).await.unwrap();
+    let orgs = tx
+        .select::<aurora_storage::entities::organizations::Entity>()
+        .all(tx.conn())
+        .await
+        .unwrap();
     assert_eq!(orgs.len(), 1);
     assert_eq!(orgs[0].id, org_a);
     // Deletes through the org filter cannot touch org B either.
@@ -139,7 +190,11 @@ async fn sqlite_repository_scoping_hides_other_orgs_rows() {
     assert_eq!(deleted.rows_affected, 1);
     drop(tx); // rolled back
     let tx = db.org(org_b).await.unwrap();
-    let sessions = tx.select::<chat_sessions::Entity>().all(tx.conn()).await.unwrap();
+    let sessions = tx
+        .select::<chat_sessions::Entity>()
+        .all(tx.conn())
+        .await
+        .unwrap();
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].org_id, org_b);
     tx.commit().await.unwrap();
@@ -151,7 +206,9 @@ use sea_orm::QueryFilter;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_migrations_on_postgres_are_safe() {
     let pg = TestDb::create().await;
-    let config = DatabaseConfig::Postgres { url: aurora_config::Secret::new(pg.url.clone()) };
+    let config = DatabaseConfig::Postgres {
+        url: aurora_config::Secret::new(pg.url.clone()),
+    };
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let config = config.clone();
@@ -167,7 +224,10 @@ async fn concurrent_migrations_on_postgres_are_safe() {
     let db = Db::connect(&config, 1, "aurora_app").await.unwrap();
     let row = db
         .connection()
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT COUNT(*) AS n FROM seaql_migrations"))
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT COUNT(*) AS n FROM seaql_migrations",
+        ))
         .await
         .unwrap()
         .unwrap();

@@ -42,7 +42,11 @@ pub struct HealthReport {
 
 impl HealthReport {
     pub fn starting() -> HealthReport {
-        HealthReport { status: "starting", checked_at: None, dependencies: BTreeMap::new() }
+        HealthReport {
+            status: "starting",
+            checked_at: None,
+            dependencies: BTreeMap::new(),
+        }
     }
 
     pub fn is_ok(&self) -> bool {
@@ -76,15 +80,28 @@ impl Actor for HealthActor {
     type State = HealthState;
     type Arguments = HealthArgs;
 
-    async fn pre_start(&self, myself: ActorRef<HealthMsg>, args: HealthArgs) -> Result<HealthState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<HealthMsg>,
+        args: HealthArgs,
+    ) -> Result<HealthState, ActorProcessingErr> {
         // The first probe is queued rather than awaited so a dependency that hangs cannot delay
         // the node's start; until it reports, `/health` says `starting`.
         myself.send_message(HealthMsg::Probe)?;
         myself.send_interval(args.interval, || HealthMsg::Probe);
-        Ok(HealthState { args, started_at: Utc::now(), probes: 0 })
+        Ok(HealthState {
+            args,
+            started_at: Utc::now(),
+            probes: 0,
+        })
     }
 
-    async fn handle(&self, _myself: ActorRef<HealthMsg>, msg: HealthMsg, state: &mut HealthState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<HealthMsg>,
+        msg: HealthMsg,
+        state: &mut HealthState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             HealthMsg::Probe => probe(state).await,
             HealthMsg::Status(reply) => {
@@ -106,9 +123,22 @@ impl Actor for HealthActor {
 async fn probe(state: &mut HealthState) {
     let mut deps = BTreeMap::new();
     let db = state.args.db.clone();
-    deps.insert("database", check(true, async move { db.ping().await.map_err(|e| e.to_string()) }).await);
+    deps.insert(
+        "database",
+        check(
+            true,
+            async move { db.ping().await.map_err(|e| e.to_string()) },
+        )
+        .await,
+    );
     if let Some(redis) = state.args.redis.clone() {
-        deps.insert("redis", check(true, async move { redis.ping().await.map_err(|e| e.to_string()) }).await);
+        deps.insert(
+            "redis",
+            check(true, async move {
+                redis.ping().await.map_err(|e| e.to_string())
+            })
+            .await,
+        );
     }
     let all_critical_up = deps.values().all(|d| !d.critical || d.status == "up");
     let report = HealthReport {
@@ -122,14 +152,21 @@ async fn probe(state: &mut HealthState) {
     }
     for (name, dep) in &report.dependencies {
         if dep.status != "up" {
-            tracing::warn!(dependency = name, error = dep.error.as_deref().unwrap_or(""), "dependency down");
+            tracing::warn!(
+                dependency = name,
+                error = dep.error.as_deref().unwrap_or(""),
+                "dependency down"
+            );
         }
     }
     state.probes += 1;
     state.args.publish.send_replace(report);
 }
 
-async fn check(critical: bool, fut: impl std::future::Future<Output = Result<(), String>>) -> DependencyStatus {
+async fn check(
+    critical: bool,
+    fut: impl std::future::Future<Output = Result<(), String>>,
+) -> DependencyStatus {
     let start = Instant::now();
     let result = match tokio::time::timeout(PROBE_TIMEOUT, fut).await {
         Ok(r) => r,
@@ -137,7 +174,17 @@ async fn check(critical: bool, fut: impl std::future::Future<Output = Result<(),
     };
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
     match result {
-        Ok(()) => DependencyStatus { status: "up", critical, latency_ms, error: None },
-        Err(e) => DependencyStatus { status: "down", critical, latency_ms, error: Some(e) },
+        Ok(()) => DependencyStatus {
+            status: "up",
+            critical,
+            latency_ms,
+            error: None,
+        },
+        Err(e) => DependencyStatus {
+            status: "down",
+            critical,
+            latency_ms,
+            error: Some(e),
+        },
     }
 }

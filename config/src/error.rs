@@ -10,11 +10,19 @@ pub enum ConfigError {
     #[error("unknown config key '{key}' in {origin}")]
     UnknownKey { key: String, origin: String },
     #[error("invalid value for {key} ({value:?}): {reason}")]
-    Invalid { key: String, value: String, reason: String },
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
 }
 
 impl ConfigError {
     pub(crate) fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
-        ConfigError::Invalid { key: key.to_string(), value: value.to_string(), reason: reason.to_string() }
+        ConfigError::Invalid {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        }
     }
 }

@@ -59,7 +59,9 @@ impl std::str::FromStr for LlmProvider {
         match s.to_ascii_lowercase().as_str() {
             "openai" | "openai-compatible" | "openrouter" | "ollama" | "vllm" => Ok(Self::OpenAi),
             "anthropic" => Ok(Self::Anthropic),
-            other => Err(format!("unknown provider '{other}' (expected openai or anthropic)")),
+            other => Err(format!(
+                "unknown provider '{other}' (expected openai or anthropic)"
+            )),
         }
     }
 }
@@ -77,7 +79,9 @@ impl std::str::FromStr for LogFormat {
         match s {
             "text" => Ok(Self::Text),
             "json" => Ok(Self::Json),
-            other => Err(format!("unknown log format '{other}' (expected text or json)")),
+            other => Err(format!(
+                "unknown log format '{other}' (expected text or json)"
+            )),
         }
     }
 }
@@ -111,6 +115,8 @@ pub struct Config {
     pub allow_registration: bool,
     pub max_body_bytes: u64,
     pub token_ttl_hours: u32,
+    /// Seconds a resolved API token is cached in process (0 = off).
+    pub auth_cache_secs: u64,
     pub shutdown_timeout_secs: u64,
     pub health_interval_ms: u64,
     pub log_format: LogFormat,
@@ -142,7 +148,9 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
         let src = Sources::new(file, env)?;
-        let data_dir: PathBuf = src.get("AURORA_DATA_DIR")?.unwrap_or_else(|| "./data".into());
+        let data_dir: PathBuf = src
+            .get("AURORA_DATA_DIR")?
+            .unwrap_or_else(|| "./data".into());
         let database = database_config(&src, &data_dir)?;
         let redis_url: Option<String> = src.get("REDIS_URL")?;
         if let Some(url) = &redis_url {
@@ -151,7 +159,11 @@ impl Config {
         let s3_bucket: Option<String> = src.get("S3_BUCKET")?;
         let s3_endpoint: Option<Url> = src.get("S3_ENDPOINT")?;
         if s3_endpoint.is_some() && s3_bucket.is_none() {
-            return Err(ConfigError::invalid("S3_BUCKET", "", "required when S3_ENDPOINT is set"));
+            return Err(ConfigError::invalid(
+                "S3_BUCKET",
+                "",
+                "required when S3_ENDPOINT is set",
+            ));
         }
         let secret_key: Option<String> = src.get("SECRET_KEY")?;
         if let Some(key) = &secret_key {
@@ -165,7 +177,11 @@ impl Config {
         }
         let token_ttl_hours: u32 = src.get("AURORA_TOKEN_TTL_HOURS")?.unwrap_or(720);
         if token_ttl_hours == 0 {
-            return Err(ConfigError::invalid("AURORA_TOKEN_TTL_HOURS", "0", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "AURORA_TOKEN_TTL_HOURS",
+                "0",
+                "must be at least 1",
+            ));
         }
         let max_body_bytes: u64 = src.get("AURORA_MAX_BODY_BYTES")?.unwrap_or(1024 * 1024);
         if max_body_bytes < 1024 {
@@ -177,7 +193,11 @@ impl Config {
         }
         let db_max_connections: u32 = src.get("AURORA_DB_MAX_CONNECTIONS")?.unwrap_or(16);
         if db_max_connections == 0 {
-            return Err(ConfigError::invalid("AURORA_DB_MAX_CONNECTIONS", "0", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "AURORA_DB_MAX_CONNECTIONS",
+                "0",
+                "must be at least 1",
+            ));
         }
         let health_interval_ms: u64 = src.get("AURORA_HEALTH_INTERVAL_MS")?.unwrap_or(1000);
         if health_interval_ms < 50 {
@@ -187,9 +207,13 @@ impl Config {
                 "must be at least 50",
             ));
         }
-        let db_rls_role: String = src.get("AURORA_DB_RLS_ROLE")?.unwrap_or_else(|| "aurora_app".into());
+        let db_rls_role: String = src
+            .get("AURORA_DB_RLS_ROLE")?
+            .unwrap_or_else(|| "aurora_app".into());
         if db_rls_role.is_empty()
-            || !db_rls_role.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || !db_rls_role
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
         {
             return Err(ConfigError::invalid(
                 "AURORA_DB_RLS_ROLE",
@@ -200,7 +224,9 @@ impl Config {
         Ok(Config {
             http_port: src.get("HTTP_PORT")?.unwrap_or(5080),
             ws_port: src.get("WS_PORT")?.unwrap_or(5006),
-            bind_addr: src.get("AURORA_BIND_ADDR")?.unwrap_or([127, 0, 0, 1].into()),
+            bind_addr: src
+                .get("AURORA_BIND_ADDR")?
+                .unwrap_or([127, 0, 0, 1].into()),
             data_dir,
             database,
             db_max_connections,
@@ -222,6 +248,7 @@ impl Config {
             allow_registration: src.get_bool("AURORA_ALLOW_REGISTRATION")?.unwrap_or(true),
             max_body_bytes,
             token_ttl_hours,
+            auth_cache_secs: src.get("AURORA_AUTH_CACHE_SECS")?.unwrap_or(10),
             shutdown_timeout_secs: src.get("AURORA_SHUTDOWN_TIMEOUT_SECS")?.unwrap_or(10),
             health_interval_ms,
             log_format: src.get("AURORA_LOG_FORMAT")?.unwrap_or(LogFormat::Text),
@@ -231,7 +258,10 @@ impl Config {
     /// A configuration for tests: embedded SQLite under `data_dir`, ephemeral ports on loopback.
     pub fn for_test(data_dir: &Path) -> Config {
         let env = [
-            ("AURORA_DATA_DIR".to_string(), data_dir.display().to_string()),
+            (
+                "AURORA_DATA_DIR".to_string(),
+                data_dir.display().to_string(),
+            ),
             ("HTTP_PORT".to_string(), "0".to_string()),
             ("WS_PORT".to_string(), "0".to_string()),
             ("AURORA_SHUTDOWN_TIMEOUT_SECS".to_string(), "5".to_string()),
@@ -243,7 +273,8 @@ impl Config {
     /// The resolved configuration as `KEY = value` lines, secrets masked, for `aurora config check`.
     pub fn describe(&self) -> Vec<(&'static str, String)> {
         fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
-            v.as_ref().map_or_else(|| "(unset)".to_string(), |v| v.to_string())
+            v.as_ref()
+                .map_or_else(|| "(unset)".to_string(), |v| v.to_string())
         }
         fn path(v: &Option<PathBuf>) -> String {
             v.as_ref()
@@ -259,7 +290,10 @@ impl Config {
             ("AURORA_BIND_ADDR", self.bind_addr.to_string()),
             ("AURORA_DATA_DIR", self.data_dir.display().to_string()),
             ("DATABASE_URL", database),
-            ("AURORA_DB_MAX_CONNECTIONS", self.db_max_connections.to_string()),
+            (
+                "AURORA_DB_MAX_CONNECTIONS",
+                self.db_max_connections.to_string(),
+            ),
             ("AURORA_DB_RLS_ROLE", self.db_rls_role.clone()),
             (
                 "REDIS_URL",
@@ -284,11 +318,21 @@ impl Config {
             ("LLM_API_KEY", opt(&self.llm_api_key)),
             ("LLM_MODEL", opt(&self.llm_model)),
             ("EMBEDDING_MODEL_DIR", path(&self.embedding_model_dir)),
-            ("AURORA_ALLOW_REGISTRATION", self.allow_registration.to_string()),
+            (
+                "AURORA_ALLOW_REGISTRATION",
+                self.allow_registration.to_string(),
+            ),
             ("AURORA_MAX_BODY_BYTES", self.max_body_bytes.to_string()),
             ("AURORA_TOKEN_TTL_HOURS", self.token_ttl_hours.to_string()),
-            ("AURORA_SHUTDOWN_TIMEOUT_SECS", self.shutdown_timeout_secs.to_string()),
-            ("AURORA_HEALTH_INTERVAL_MS", self.health_interval_ms.to_string()),
+            ("AURORA_AUTH_CACHE_SECS", self.auth_cache_secs.to_string()),
+            (
+                "AURORA_SHUTDOWN_TIMEOUT_SECS",
+                self.shutdown_timeout_secs.to_string(),
+            ),
+            (
+                "AURORA_HEALTH_INTERVAL_MS",
+                self.health_interval_ms.to_string(),
+            ),
             (
                 "AURORA_LOG_FORMAT",
                 format!("{:?}", self.log_format).to_lowercase(),
@@ -312,12 +356,16 @@ fn database_config(src: &Sources, data_dir: &Path) -> Result<DatabaseConfig, Con
             if scheme == "sqlite" {
                 Ok(DatabaseConfig::Sqlite { url })
             } else {
-                Ok(DatabaseConfig::Postgres { url: Secret::new(url) })
+                Ok(DatabaseConfig::Postgres {
+                    url: Secret::new(url),
+                })
             }
         }
         (None, Some(host)) => {
             let port: u16 = src.get("POSTGRES_PORT")?.unwrap_or(5432);
-            let user: String = src.get("POSTGRES_USER")?.unwrap_or_else(|| "postgres".into());
+            let user: String = src
+                .get("POSTGRES_USER")?
+                .unwrap_or_else(|| "postgres".into());
             let password: Option<String> = src.get("POSTGRES_PASSWORD")?;
             let db: String = src.get("POSTGRES_DB")?.unwrap_or_else(|| "aurora".into());
             let mut url = Url::parse("postgres://localhost")
@@ -328,16 +376,29 @@ fn database_config(src: &Sources, data_dir: &Path) -> Result<DatabaseConfig, Con
             let _ = url.set_username(&user);
             let _ = url.set_password(password.as_deref());
             url.set_path(&db);
-            Ok(DatabaseConfig::Postgres { url: Secret::new(url.to_string()) })
+            Ok(DatabaseConfig::Postgres {
+                url: Secret::new(url.to_string()),
+            })
         }
         (None, None) => {
-            for key in ["POSTGRES_PORT", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"] {
+            for key in [
+                "POSTGRES_PORT",
+                "POSTGRES_USER",
+                "POSTGRES_PASSWORD",
+                "POSTGRES_DB",
+            ] {
                 if src.is_set(key) {
-                    return Err(ConfigError::invalid(key, "", "set POSTGRES_HOST too, or use DATABASE_URL"));
+                    return Err(ConfigError::invalid(
+                        key,
+                        "",
+                        "set POSTGRES_HOST too, or use DATABASE_URL",
+                    ));
                 }
             }
             let file = data_dir.join("aurora.db");
-            Ok(DatabaseConfig::Sqlite { url: format!("sqlite://{}?mode=rwc", file.display()) })
+            Ok(DatabaseConfig::Sqlite {
+                url: format!("sqlite://{}?mode=rwc", file.display()),
+            })
         }
     }
 }
@@ -350,7 +411,10 @@ fn check_scheme(key: &'static str, value: &str, schemes: &[&str]) -> Result<Stri
         _ => Err(ConfigError::invalid(
             key,
             &secret::mask_url(value),
-            &format!("expected a URL starting with {}", schemes.join("://, ") + "://"),
+            &format!(
+                "expected a URL starting with {}",
+                schemes.join("://, ") + "://"
+            ),
         )),
     }
 }

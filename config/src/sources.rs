@@ -23,15 +23,20 @@ impl Sources {
         let mut values = HashMap::new();
         if let Some((text, path)) = file {
             let origin = path.display().to_string();
-            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Toml {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
+            let table: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::Toml {
+                        path: path.to_path_buf(),
+                        reason: e.to_string(),
+                    })?;
             for (key, value) in table {
                 let known = KEYS
                     .iter()
                     .find(|k| k.to_ascii_lowercase() == key)
-                    .ok_or_else(|| ConfigError::UnknownKey { key: key.clone(), origin: origin.clone() })?;
+                    .ok_or_else(|| ConfigError::UnknownKey {
+                        key: key.clone(),
+                        origin: origin.clone(),
+                    })?;
                 let raw = match value {
                     toml::Value::String(s) => s,
                     toml::Value::Integer(i) => i.to_string(),
@@ -55,7 +60,10 @@ impl Sources {
                     values.insert(*known, (value, Origin::Env));
                 }
             } else if key.starts_with("AURORA_") {
-                return Err(ConfigError::UnknownKey { key, origin: "the environment".into() });
+                return Err(ConfigError::UnknownKey {
+                    key,
+                    origin: "the environment".into(),
+                });
             }
         }
         Ok(Sources { values })
@@ -74,7 +82,11 @@ impl Sources {
         match self.values.get(key) {
             None => Ok(None),
             Some((raw, origin)) => raw.trim().parse::<T>().map(Some).map_err(|e| {
-                let shown = if is_secret(key) { "***".to_string() } else { raw.clone() };
+                let shown = if is_secret(key) {
+                    "***".to_string()
+                } else {
+                    raw.clone()
+                };
                 let place = match origin {
                     Origin::Env => "environment".to_string(),
                     Origin::File(f) => f.clone(),
@@ -85,7 +97,9 @@ impl Sources {
     }
 
     pub(crate) fn get_bool(&self, key: &'static str) -> Result<Option<bool>, ConfigError> {
-        let Some(raw) = self.get::<String>(key)? else { return Ok(None) };
+        let Some(raw) = self.get::<String>(key)? else {
+            return Ok(None);
+        };
         match raw.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(Some(true)),
             "0" | "false" | "no" | "off" => Ok(Some(false)),
@@ -95,5 +109,9 @@ impl Sources {
 }
 
 fn is_secret(key: &str) -> bool {
-    key.ends_with("_TOKEN") || key.ends_with("_KEY") || key.ends_with("PASSWORD") || key == "DATABASE_URL" || key == "REDIS_URL"
+    key.ends_with("_TOKEN")
+        || key.ends_with("_KEY")
+        || key.ends_with("PASSWORD")
+        || key == "DATABASE_URL"
+        || key == "REDIS_URL"
 }

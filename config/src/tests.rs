@@ -1,7 +1,10 @@
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -10,21 +13,31 @@ fn defaults_are_the_embedded_node() {
     assert_eq!(c.http_port, 5080);
     assert_eq!(c.ws_port, 5006);
     assert_eq!(c.data_dir, PathBuf::from("./data"));
-    assert_eq!(c.database, DatabaseConfig::Sqlite { url: "sqlite://./data/aurora.db?mode=rwc".into() });
+    assert_eq!(
+        c.database,
+        DatabaseConfig::Sqlite {
+            url: "sqlite://./data/aurora.db?mode=rwc".into()
+        }
+    );
     assert!(c.allow_registration);
 }
 
 #[test]
 fn env_overrides_file() {
     let file = "http_port = 7000\nws_port = 7001\n";
-    let c = Config::from_sources(Some((file, Path::new("a.toml"))), env(&[("HTTP_PORT", "7100")])).unwrap();
+    let c = Config::from_sources(
+        Some((file, Path::new("a.toml"))),
+        env(&[("HTTP_PORT", "7100")]),
+    )
+    .unwrap();
     assert_eq!(c.http_port, 7100);
     assert_eq!(c.ws_port, 7001);
 }
 
 #[test]
 fn unknown_file_key_is_named() {
-    let err = Config::from_sources(Some(("http_prot = 1", Path::new("a.toml"))), env(&[])).unwrap_err();
+    let err =
+        Config::from_sources(Some(("http_prot = 1", Path::new("a.toml"))), env(&[])).unwrap_err();
     assert!(err.to_string().contains("http_prot"), "{err}");
 }
 
@@ -38,10 +51,14 @@ fn unknown_aurora_env_var_is_named() {
 fn bad_value_is_named() {
     let err = Config::from_sources(None, env(&[("HTTP_PORT", "eighty")])).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("HTTP_PORT") && text.contains("eighty"), "{text}");
+    assert!(
+        text.contains("HTTP_PORT") && text.contains("eighty"),
+        "{text}"
+    );
     let err = Config::from_sources(None, env(&[("HTTP_PORT", "70000")])).unwrap_err();
     assert!(err.to_string().contains("HTTP_PORT"));
-    let err = Config::from_sources(None, env(&[("AURORA_ALLOW_REGISTRATION", "maybe")])).unwrap_err();
+    let err =
+        Config::from_sources(None, env(&[("AURORA_ALLOW_REGISTRATION", "maybe")])).unwrap_err();
     assert!(err.to_string().contains("AURORA_ALLOW_REGISTRATION"));
     let err = Config::from_sources(None, env(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
     assert!(err.to_string().contains("DATABASE_URL"));
@@ -53,7 +70,8 @@ fn bad_value_is_named() {
 
 #[test]
 fn numeric_looking_strings_stay_strings() {
-    let c = Config::from_sources(None, env(&[("LLM_MODEL", "4"), ("S3_ACCESS_KEY", "0123")])).unwrap();
+    let c =
+        Config::from_sources(None, env(&[("LLM_MODEL", "4"), ("S3_ACCESS_KEY", "0123")])).unwrap();
     assert_eq!(c.llm_model.as_deref(), Some("4"));
     assert_eq!(c.s3_access_key.as_deref(), Some("0123"));
 }
@@ -62,11 +80,20 @@ fn numeric_looking_strings_stay_strings() {
 fn postgres_parts_build_a_url() {
     let c = Config::from_sources(
         None,
-        env(&[("POSTGRES_HOST", "db"), ("POSTGRES_USER", "u"), ("POSTGRES_PASSWORD", "p@ss"), ("POSTGRES_DB", "aurora_db")]),
+        env(&[
+            ("POSTGRES_HOST", "db"),
+            ("POSTGRES_USER", "u"),
+            ("POSTGRES_PASSWORD", "p@ss"),
+            ("POSTGRES_DB", "aurora_db"),
+        ]),
     )
     .unwrap();
     assert_eq!(c.database.url(), "postgres://u:p%40ss@db:5432/aurora_db");
-    let err = Config::from_sources(None, env(&[("POSTGRES_HOST", "db"), ("DATABASE_URL", "postgres://x/y")])).unwrap_err();
+    let err = Config::from_sources(
+        None,
+        env(&[("POSTGRES_HOST", "db"), ("DATABASE_URL", "postgres://x/y")]),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("POSTGRES_HOST"));
 }
 
@@ -85,7 +112,14 @@ fn describe_masks_secrets() {
     )
     .unwrap();
     let text = format!("{:?}", c.describe());
-    for secret in ["hunter2", "redispw", "vault-root-token", "s3-secret", "sk-live-123", "0123456789abcdef"] {
+    for secret in [
+        "hunter2",
+        "redispw",
+        "vault-root-token",
+        "s3-secret",
+        "sk-live-123",
+        "0123456789abcdef",
+    ] {
         assert!(!text.contains(secret), "{secret} leaked: {text}");
     }
     assert!(text.contains("postgres://aurora:***@db/aurora"), "{text}");

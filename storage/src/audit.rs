@@ -25,6 +25,8 @@ pub async fn record(
         details: Set(details),
         created_at: Set(Utc::now()),
     };
-    audit_log::Entity::insert(row).exec_without_returning(conn).await?;
+    audit_log::Entity::insert(row)
+        .exec_without_returning(conn)
+        .await?;
     Ok(())
 }

@@ -13,7 +13,9 @@ use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -47,7 +49,10 @@ impl FromStr for Role {
             "viewer" => Ok(Role::Viewer),
             "editor" => Ok(Role::Editor),
             "admin" => Ok(Role::Admin),
-            other => Err(StorageError::invalid("role", format!("unknown role '{other}' (viewer, editor or admin)"))),
+            other => Err(StorageError::invalid(
+                "role",
+                format!("unknown role '{other}' (viewer, editor or admin)"),
+            )),
         }
     }
 }
@@ -74,7 +79,13 @@ pub struct User {
 impl TryFrom<users::Model> for User {
     type Error = StorageError;
     fn try_from(m: users::Model) -> Result<Self, Self::Error> {
-        Ok(User { id: m.id, org_id: m.org_id, email: m.email, role: m.role.parse()?, created_at: m.created_at })
+        Ok(User {
+            id: m.id,
+            org_id: m.org_id,
+            email: m.email,
+            role: m.role.parse()?,
+            created_at: m.created_at,
+        })
     }
 }
 
@@ -93,20 +104,52 @@ pub struct IssuedToken {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Resolved tokens by token hash, with the token's expiry.
+type TokenCache = moka::sync::Cache<String, (Principal, DateTime<Utc>)>;
+
 /// Account operations over the relational store.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Accounts {
     db: Db,
     token_ttl: Duration,
+    /// Every authenticated request resolves its token; caching the answer for a few seconds
+    /// saves a database transaction per request. The price: a token deleted in the database
+    /// keeps working on a node for at most the cache TTL (expiry itself is always checked).
+    cache: Option<TokenCache>,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts")
+            .field("token_ttl", &self.token_ttl)
+            .field("cache", &self.cache.is_some())
+            .finish()
+    }
 }
 
 impl Accounts {
-    pub fn new(db: Db, token_ttl_hours: u32) -> Accounts {
-        Accounts { db, token_ttl: Duration::hours(i64::from(token_ttl_hours)) }
+    /// `auth_cache_secs` = 0 turns the token cache off.
+    pub fn new(db: Db, token_ttl_hours: u32, auth_cache_secs: u64) -> Accounts {
+        let cache = (auth_cache_secs > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(auth_cache_secs))
+                .build()
+        });
+        Accounts {
+            db,
+            token_ttl: Duration::hours(i64::from(token_ttl_hours)),
+            cache,
+        }
     }
 
     /// Creates an org with `email` as its first admin, and a token for them.
-    pub async fn register(&self, email: &str, password: &str, org_name: &str) -> Result<Registered, StorageError> {
+    pub async fn register(
+        &self,
+        email: &str,
+        password: &str,
+        org_name: &str,
+    ) -> Result<Registered, StorageError> {
         let email = normalize_email(email)?;
         validate_password(password)?;
         let org_name = validate_name("org_name", org_name, 200)?;
@@ -114,21 +157,46 @@ impl Accounts {
         let tx = self.db.system().await?;
         ensure_email_free(tx.conn(), &email).await?;
         let now = Utc::now();
-        let org = organizations::ActiveModel { id: Set(Uuid::now_v7()), name: Set(org_name), created_at: Set(now) };
-        let org = organizations::Entity::insert(org).exec_with_returning(tx.conn()).await?;
+        let org = organizations::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            name: Set(org_name),
+            created_at: Set(now),
+        };
+        let org = organizations::Entity::insert(org)
+            .exec_with_returning(tx.conn())
+            .await?;
         let user = insert_user(tx.conn(), org.id, &email, hash, Role::Admin).await?;
         let token = insert_token(tx.conn(), &user, "login", self.token_ttl).await?;
-        audit::record(tx.conn(), org.id, Some(user.id), "user.register", Some(&email), serde_json::json!({})).await?;
+        audit::record(
+            tx.conn(),
+            org.id,
+            Some(user.id),
+            "user.register",
+            Some(&email),
+            serde_json::json!({}),
+        )
+        .await?;
         tx.commit().await?;
-        Ok(Registered { org, user: user.try_into()?, token })
+        Ok(Registered {
+            org,
+            user: user.try_into()?,
+            token,
+        })
     }
 
     /// Checks a password and issues a new token. Unknown email and wrong password are
     /// indistinguishable, in answer and in time.
-    pub async fn login(&self, email: &str, password: &str) -> Result<(IssuedToken, Principal), StorageError> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<(IssuedToken, Principal), StorageError> {
         let email = email.trim().to_lowercase();
         let tx = self.db.system().await?;
-        let user = users::Entity::find().filter(users::Column::Email.eq(&email)).one(tx.conn()).await?;
+        let user = users::Entity::find()
+            .filter(users::Column::Email.eq(&email))
+            .one(tx.conn())
+            .await?;
         tx.commit().await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         if !verify_password(password, stored).await? {
@@ -137,9 +205,22 @@ impl Accounts {
         let user = user.ok_or(StorageError::InvalidCredentials)?;
         let tx = self.db.system().await?;
         let token = insert_token(tx.conn(), &user, "login", self.token_ttl).await?;
-        audit::record(tx.conn(), user.org_id, Some(user.id), "user.login", Some(&email), serde_json::json!({})).await?;
+        audit::record(
+            tx.conn(),
+            user.org_id,
+            Some(user.id),
+            "user.login",
+            Some(&email),
+            serde_json::json!({}),
+        )
+        .await?;
         tx.commit().await?;
-        let principal = Principal { user_id: user.id, org_id: user.org_id, role: user.role.parse()?, email: user.email };
+        let principal = Principal {
+            user_id: user.id,
+            org_id: user.org_id,
+            role: user.role.parse()?,
+            email: user.email,
+        };
         Ok((token, principal))
     }
 
@@ -147,6 +228,13 @@ impl Accounts {
     pub async fn authenticate(&self, token: &str) -> Result<Principal, StorageError> {
         if token.is_empty() || token.len() > 256 {
             return Err(StorageError::Unauthorized("invalid token".into()));
+        }
+        let hash = token_hash(token);
+        if let Some((principal, expires_at)) = self.cache.as_ref().and_then(|c| c.get(&hash)) {
+            if expires_at <= Utc::now() {
+                return Err(StorageError::Unauthorized("token expired".into()));
+            }
+            return Ok(principal);
         }
         let stmt = Query::select()
             .column((users::Entity, users::Column::Id))
@@ -157,29 +245,43 @@ impl Accounts {
             .from(api_tokens::Entity)
             .inner_join(
                 users::Entity,
-                Expr::col((users::Entity, users::Column::Id)).equals((api_tokens::Entity, api_tokens::Column::UserId)),
+                Expr::col((users::Entity, users::Column::Id))
+                    .equals((api_tokens::Entity, api_tokens::Column::UserId)),
             )
-            .and_where(Expr::col((api_tokens::Entity, api_tokens::Column::TokenHash)).eq(token_hash(token)))
+            .and_where(
+                Expr::col((api_tokens::Entity, api_tokens::Column::TokenHash)).eq(hash.clone()),
+            )
             .to_owned();
-        let tx = self.db.system().await?;
-        let row = tx.conn().query_one(&stmt).await?;
-        tx.commit().await?;
-        let row = row.ok_or_else(|| StorageError::Unauthorized("invalid token".into()))?;
+        let rows = self.db.system_query(&stmt).await?;
+        let row = rows
+            .into_iter()
+            .next()
+            .ok_or_else(|| StorageError::Unauthorized("invalid token".into()))?;
         let expires_at: DateTime<Utc> = row.try_get("", "expires_at")?;
         if expires_at <= Utc::now() {
             return Err(StorageError::Unauthorized("token expired".into()));
         }
         let role: String = row.try_get("", "role")?;
-        Ok(Principal {
+        let principal = Principal {
             user_id: row.try_get("", "id")?,
             org_id: row.try_get("", "org_id")?,
             email: row.try_get("", "email")?,
             role: role.parse()?,
-        })
+        };
+        if let Some(cache) = &self.cache {
+            cache.insert(hash, (principal.clone(), expires_at));
+        }
+        Ok(principal)
     }
 
     /// Adds a user to the caller's org (the edge checks the caller is an admin).
-    pub async fn create_user(&self, by: &Principal, email: &str, password: &str, role: Role) -> Result<User, StorageError> {
+    pub async fn create_user(
+        &self,
+        by: &Principal,
+        email: &str,
+        password: &str,
+        role: Role,
+    ) -> Result<User, StorageError> {
         let email = normalize_email(email)?;
         validate_password(password)?;
         let hash = hash_password(password).await?;
@@ -202,7 +304,11 @@ impl Accounts {
     /// The users of `org_id`, oldest first.
     pub async fn list_users(&self, org_id: Uuid) -> Result<Vec<User>, StorageError> {
         let tx = self.db.org(org_id).await?;
-        let rows = tx.select::<users::Entity>().order_by_asc(users::Column::CreatedAt).all(tx.conn()).await?;
+        let rows = tx
+            .select::<users::Entity>()
+            .order_by_asc(users::Column::CreatedAt)
+            .all(tx.conn())
+            .await?;
         tx.commit().await?;
         rows.into_iter().map(User::try_from).collect()
     }
@@ -215,7 +321,13 @@ impl Accounts {
     }
 
     /// Admin CLI: creates an org (by name, reusing an existing one of that name) and a user in it.
-    pub async fn admin_create_user(&self, email: &str, password: &str, org_name: &str, role: Role) -> Result<User, StorageError> {
+    pub async fn admin_create_user(
+        &self,
+        email: &str,
+        password: &str,
+        org_name: &str,
+        role: Role,
+    ) -> Result<User, StorageError> {
         let email = normalize_email(email)?;
         validate_password(password)?;
         let org_name = validate_name("org", org_name, 200)?;
@@ -230,12 +342,27 @@ impl Accounts {
         let org_id = match existing {
             Some(org) => org.id,
             None => {
-                let org = organizations::ActiveModel { id: Set(Uuid::now_v7()), name: Set(org_name), created_at: Set(Utc::now()) };
-                organizations::Entity::insert(org).exec_with_returning(tx.conn()).await?.id
+                let org = organizations::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    name: Set(org_name),
+                    created_at: Set(Utc::now()),
+                };
+                organizations::Entity::insert(org)
+                    .exec_with_returning(tx.conn())
+                    .await?
+                    .id
             }
         };
         let user = insert_user(tx.conn(), org_id, &email, hash, role).await?;
-        audit::record(tx.conn(), org_id, None, "user.create", Some(&email), serde_json::json!({ "role": role, "via": "cli" })).await?;
+        audit::record(
+            tx.conn(),
+            org_id,
+            None,
+            "user.create",
+            Some(&email),
+            serde_json::json!({ "role": role, "via": "cli" }),
+        )
+        .await?;
         tx.commit().await?;
         user.try_into()
     }
@@ -250,13 +377,26 @@ impl Accounts {
             .await?
             .ok_or(StorageError::NotFound("user"))?;
         let token = insert_token(tx.conn(), &user, "cli", self.token_ttl).await?;
-        audit::record(tx.conn(), user.org_id, Some(user.id), "token.create", Some(&email), serde_json::json!({ "via": "cli" })).await?;
+        audit::record(
+            tx.conn(),
+            user.org_id,
+            Some(user.id),
+            "token.create",
+            Some(&email),
+            serde_json::json!({ "via": "cli" }),
+        )
+        .await?;
         tx.commit().await?;
         Ok(token)
     }
 
     /// Issues a token that expires after `ttl` (tests use a negative one for an expired token).
-    pub async fn issue_token(&self, principal: &Principal, name: &str, ttl: Duration) -> Result<IssuedToken, StorageError> {
+    pub async fn issue_token(
+        &self,
+        principal: &Principal,
+        name: &str,
+        ttl: Duration,
+    ) -> Result<IssuedToken, StorageError> {
         let tx = self.db.org(principal.org_id).await?;
         let user = tx
             .select::<users::Entity>()
@@ -271,14 +411,25 @@ impl Accounts {
 }
 
 async fn ensure_email_free(conn: &impl ConnectionTrait, email: &str) -> Result<(), StorageError> {
-    let taken = users::Entity::find().filter(users::Column::Email.eq(email)).one(conn).await?;
+    let taken = users::Entity::find()
+        .filter(users::Column::Email.eq(email))
+        .one(conn)
+        .await?;
     match taken {
-        Some(_) => Err(StorageError::Conflict("a user with this email already exists".into())),
+        Some(_) => Err(StorageError::Conflict(
+            "a user with this email already exists".into(),
+        )),
         None => Ok(()),
     }
 }
 
-async fn insert_user(conn: &impl ConnectionTrait, org_id: Uuid, email: &str, hash: String, role: Role) -> Result<users::Model, StorageError> {
+async fn insert_user(
+    conn: &impl ConnectionTrait,
+    org_id: Uuid,
+    email: &str,
+    hash: String,
+    role: Role,
+) -> Result<users::Model, StorageError> {
     let user = users::ActiveModel {
         id: Set(Uuid::now_v7()),
         org_id: Set(org_id),
@@ -287,13 +438,24 @@ async fn insert_user(conn: &impl ConnectionTrait, org_id: Uuid, email: &str, has
         role: Set(role.as_str().to_string()),
         created_at: Set(Utc::now()),
     };
-    users::Entity::insert(user).exec_with_returning(conn).await.map_err(|e| StorageError::from_db_conflict(e, "a user with this email already exists"))
+    users::Entity::insert(user)
+        .exec_with_returning(conn)
+        .await
+        .map_err(|e| StorageError::from_db_conflict(e, "a user with this email already exists"))
 }
 
-async fn insert_token(conn: &impl ConnectionTrait, user: &users::Model, name: &str, ttl: Duration) -> Result<IssuedToken, StorageError> {
+async fn insert_token(
+    conn: &impl ConnectionTrait,
+    user: &users::Model,
+    name: &str,
+    ttl: Duration,
+) -> Result<IssuedToken, StorageError> {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
-    let token = format!("aur_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    let token = format!(
+        "aur_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
     let now = Utc::now();
     let expires_at = now + ttl;
     let row = api_tokens::ActiveModel {
@@ -305,7 +467,9 @@ async fn insert_token(conn: &impl ConnectionTrait, user: &users::Model, name: &s
         created_at: Set(now),
         expires_at: Set(expires_at),
     };
-    api_tokens::Entity::insert(row).exec_without_returning(conn).await?;
+    api_tokens::Entity::insert(row)
+        .exec_without_returning(conn)
+        .await?;
     Ok(IssuedToken { token, expires_at })
 }
 
@@ -323,14 +487,20 @@ pub fn normalize_email(email: &str) -> Result<String, StorageError> {
     if valid {
         Ok(email)
     } else {
-        Err(StorageError::invalid("email", "must be a valid email address of at most 254 characters"))
+        Err(StorageError::invalid(
+            "email",
+            "must be a valid email address of at most 254 characters",
+        ))
     }
 }
 
 pub fn validate_password(password: &str) -> Result<(), StorageError> {
     let n = password.chars().count();
     if !(8..=256).contains(&n) {
-        return Err(StorageError::invalid("password", "must be 8 to 256 characters"));
+        return Err(StorageError::invalid(
+            "password",
+            "must be 8 to 256 characters",
+        ));
     }
     Ok(())
 }
@@ -339,7 +509,10 @@ pub fn validate_password(password: &str) -> Result<(), StorageError> {
 pub fn validate_name(field: &'static str, value: &str, max: usize) -> Result<String, StorageError> {
     let value = value.trim();
     if value.is_empty() || value.chars().count() > max || value.chars().any(char::is_control) {
-        return Err(StorageError::invalid(field, format!("must be 1 to {max} printable characters")));
+        return Err(StorageError::invalid(
+            field,
+            format!("must be 1 to {max} printable characters"),
+        ));
     }
     Ok(value.to_string())
 }
@@ -365,8 +538,11 @@ async fn verify_password(password: &str, stored: Option<String>) -> Result<bool,
     tokio::task::spawn_blocking(move || {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| DUMMY.to_string());
-        let parsed = PasswordHash::new(&stored).map_err(|e| StorageError::Internal(format!("stored hash unreadable: {e}")))?;
-        let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
+        let parsed = PasswordHash::new(&stored)
+            .map_err(|e| StorageError::Internal(format!("stored hash unreadable: {e}")))?;
+        let ok = Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
         Ok(known && ok)
     })
     .await

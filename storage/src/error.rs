@@ -5,7 +5,10 @@ use sea_orm::{DbErr, SqlErr};
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("{0} not found")]
@@ -26,18 +29,26 @@ pub enum StorageError {
 
 impl StorageError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> StorageError {
-        StorageError::Invalid { field, message: message.into() }
+        StorageError::Invalid {
+            field,
+            message: message.into(),
+        }
     }
 
     /// Whether this means "cannot reach the database" rather than a bad query or a refusal.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StorageError::Db(DbErr::ConnectionAcquire(_) | DbErr::Conn(_)))
+        matches!(
+            self,
+            StorageError::Db(DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
+        )
     }
 
     /// Maps a unique-constraint violation to `Conflict(message)`, anything else to `Db`.
     pub(crate) fn from_db_conflict(err: DbErr, message: &str) -> StorageError {
         match err.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(_)) => StorageError::Conflict(message.to_string()),
+            Some(SqlErr::UniqueConstraintViolation(_)) => {
+                StorageError::Conflict(message.to_string())
+            }
             _ => StorageError::Db(err),
         }
     }

@@ -16,5 +16,5 @@ pub mod preferences;
 pub mod redis;
 pub mod sessions;
 
-pub use db::{Db, OrgTx, SystemTx};
+pub use db::{org_select, Db, OrgTx, SystemTx};
 pub use error::StorageError;

@@ -24,7 +24,8 @@ impl RedisPool {
     /// Builds the pool without connecting: a Redis that is down at start-up shows in `/health`
     /// instead of stopping the node.
     pub fn new(url: &str) -> Result<RedisPool, StorageError> {
-        let manager = RedisConnectionManager::new(url).map_err(|e| StorageError::Redis(e.to_string()))?;
+        let manager =
+            RedisConnectionManager::new(url).map_err(|e| StorageError::Redis(e.to_string()))?;
         let pool = Pool::builder()
             .max_size(16)
             .connection_timeout(Duration::from_secs(2))
@@ -33,12 +34,21 @@ impl RedisPool {
     }
 
     pub async fn ping(&self) -> Result<(), StorageError> {
-        let mut conn = self.pool.get().await.map_err(|e| StorageError::Redis(e.to_string()))?;
-        let pong: String = cmd("PING").query_async(&mut *conn).await.map_err(|e| StorageError::Redis(e.to_string()))?;
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| StorageError::Redis(e.to_string()))?;
+        let pong: String = cmd("PING")
+            .query_async(&mut *conn)
+            .await
+            .map_err(|e| StorageError::Redis(e.to_string()))?;
         if pong == "PONG" {
             Ok(())
         } else {
-            Err(StorageError::Redis(format!("unexpected PING answer {pong:?}")))
+            Err(StorageError::Redis(format!(
+                "unexpected PING answer {pong:?}"
+            )))
         }
     }
 }

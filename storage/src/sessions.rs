@@ -2,13 +2,15 @@
 //! history once it runs; these are the reads and writes that need no running session.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::auth::{validate_name, Principal};
 use crate::entities::chat_sessions;
-use crate::{Db, StorageError};
+use crate::{org_select, Db, StorageError};
 
 /// A session as listed: no message bodies.
 #[derive(Clone, Debug, Serialize)]
@@ -31,10 +33,13 @@ impl Sessions {
     }
 
     /// The caller's live sessions, most recently updated first.
-    pub async fn list(&self, who: &Principal, limit: u64, offset: u64) -> Result<Vec<SessionSummary>, StorageError> {
-        let tx = self.db.org(who.org_id).await?;
-        let rows = tx
-            .select::<chat_sessions::Entity>()
+    pub async fn list(
+        &self,
+        who: &Principal,
+        limit: u64,
+        offset: u64,
+    ) -> Result<Vec<SessionSummary>, StorageError> {
+        let query = org_select::<chat_sessions::Entity>(who.org_id)
             .select_only()
             .columns([
                 chat_sessions::Column::Id,
@@ -48,18 +53,27 @@ impl Sessions {
             .order_by_desc(chat_sessions::Column::UpdatedAt)
             .limit(limit)
             .offset(offset)
-            .into_tuple::<(Uuid, String, String, DateTime<Utc>, DateTime<Utc>)>()
-            .all(tx.conn())
-            .await?;
-        tx.commit().await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, title, status, created_at, updated_at)| SessionSummary { id, title, status, created_at, updated_at })
-            .collect())
+            .into_query();
+        let rows = self.db.org_query(who.org_id, &query).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SessionSummary {
+                    id: r.try_get("", "id")?,
+                    title: r.try_get("", "title")?,
+                    status: r.try_get("", "status")?,
+                    created_at: r.try_get("", "created_at")?,
+                    updated_at: r.try_get("", "updated_at")?,
+                })
+            })
+            .collect()
     }
 
     /// A new, empty session owned by the caller.
-    pub async fn create(&self, who: &Principal, title: Option<&str>) -> Result<SessionSummary, StorageError> {
+    pub async fn create(
+        &self,
+        who: &Principal,
+        title: Option<&str>,
+    ) -> Result<SessionSummary, StorageError> {
         let title = match title {
             Some(t) => validate_name("title", t, 500)?,
             None => "New chat".to_string(),
@@ -78,8 +92,16 @@ impl Sessions {
             deleted_at: Set(None),
         };
         let tx = self.db.org(who.org_id).await?;
-        let m = chat_sessions::Entity::insert(row).exec_with_returning(tx.conn()).await?;
+        let m = chat_sessions::Entity::insert(row)
+            .exec_with_returning(tx.conn())
+            .await?;
         tx.commit().await?;
-        Ok(SessionSummary { id: m.id, title: m.title, status: m.status, created_at: m.created_at, updated_at: m.updated_at })
+        Ok(SessionSummary {
+            id: m.id,
+            title: m.title,
+            status: m.status,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        })
     }
 }

@@ -8,7 +8,10 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    pub const DEFAULT: Backoff = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(30) };
+    pub const DEFAULT: Backoff = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(30),
+    };
 
     /// The delay before restart number `attempt` (0-based).
     pub fn delay(&self, attempt: u32) -> Duration {
@@ -23,7 +26,10 @@ mod tests {
 
     #[test]
     fn doubles_then_caps() {
-        let b = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(1) };
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
         assert_eq!(b.delay(0), Duration::from_millis(100));
         assert_eq!(b.delay(1), Duration::from_millis(200));
         assert_eq!(b.delay(3), Duration::from_millis(800));

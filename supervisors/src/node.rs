@@ -43,7 +43,10 @@ pub struct NodeState {
 pub struct NodeSupervisor;
 
 impl NodeSupervisor {
-    async fn spawn_health(myself: &ActorRef<NodeMsg>, state: &mut NodeState) -> Result<(), ActorProcessingErr> {
+    async fn spawn_health(
+        myself: &ActorRef<NodeMsg>,
+        state: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
         let args = HealthArgs {
             db: state.args.db.clone(),
             redis: state.args.redis.clone(),
@@ -59,7 +62,13 @@ impl NodeSupervisor {
         let delay = state.backoff.delay(state.health_restarts);
         state.health_restarts += 1;
         state.health = None;
-        tracing::warn!(child = "health", restarts = state.health_restarts, delay_ms = delay.as_millis() as u64, reason, "restarting child");
+        tracing::warn!(
+            child = "health",
+            restarts = state.health_restarts,
+            delay_ms = delay.as_millis() as u64,
+            reason,
+            "restarting child"
+        );
         myself.send_after(delay, || NodeMsg::RestartHealth);
     }
 }
@@ -69,18 +78,37 @@ impl Actor for NodeSupervisor {
     type State = NodeState;
     type Arguments = NodeArgs;
 
-    async fn pre_start(&self, myself: ActorRef<NodeMsg>, args: NodeArgs) -> Result<NodeState, ActorProcessingErr> {
-        let mut state = NodeState { args, started_at: Utc::now(), health: None, health_restarts: 0, backoff: Backoff::DEFAULT };
+    async fn pre_start(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        args: NodeArgs,
+    ) -> Result<NodeState, ActorProcessingErr> {
+        let mut state = NodeState {
+            args,
+            started_at: Utc::now(),
+            health: None,
+            health_restarts: 0,
+            backoff: Backoff::DEFAULT,
+        };
         Self::spawn_health(&myself, &mut state).await?;
         Ok(state)
     }
 
-    async fn handle(&self, myself: ActorRef<NodeMsg>, msg: NodeMsg, state: &mut NodeState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        msg: NodeMsg,
+        state: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             NodeMsg::Status(reply) => {
                 let mut children = Vec::new();
                 if let Some(health) = &state.health {
-                    if let Ok(mut snap) = ractor::call_t!(health, HealthMsg::Status, STATUS_TIMEOUT.as_millis() as u64) {
+                    if let Ok(mut snap) = ractor::call_t!(
+                        health,
+                        HealthMsg::Status,
+                        STATUS_TIMEOUT.as_millis() as u64
+                    ) {
                         snap.restarts = state.health_restarts;
                         children.push(snap);
                     }
@@ -105,12 +133,19 @@ impl Actor for NodeSupervisor {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<NodeMsg>, evt: SupervisionEvent, state: &mut NodeState) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        evt: SupervisionEvent,
+        state: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
         match evt {
             SupervisionEvent::ActorFailed(cell, err) if is_child(&cell, &state.health) => {
                 Self::schedule_restart(&myself, state, &err.to_string());
             }
-            SupervisionEvent::ActorTerminated(cell, _, reason) if is_child(&cell, &state.health) => {
+            SupervisionEvent::ActorTerminated(cell, _, reason)
+                if is_child(&cell, &state.health) =>
+            {
                 // A child only stops on its own when something is wrong: the node stops its
                 // children itself on shutdown, after which no events are handled.
                 Self::schedule_restart(&myself, state, reason.as_deref().unwrap_or("stopped"));

@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 
 /// The PostgreSQL server tests create their databases on.
 pub fn pg_admin_url() -> String {
-    std::env::var("AURORA_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("AURORA_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn redis_url() -> String {
@@ -29,9 +30,14 @@ pub struct TestDb {
 impl TestDb {
     pub async fn create() -> TestDb {
         let name = format!("aurora_t_{}", uuid::Uuid::new_v4().simple());
-        let admin = sea_orm::Database::connect(pg_admin_url()).await.expect("connect to the PostgreSQL server");
+        let admin = sea_orm::Database::connect(pg_admin_url())
+            .await
+            .expect("connect to the PostgreSQL server");
         use sea_orm::ConnectionTrait;
-        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
         admin.close().await.ok();
         let base = pg_admin_url();
         let url = match base.rfind('/') {
@@ -47,11 +53,16 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop runs outside any runtime guarantee: use a private one on a plain thread.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 use sea_orm::ConnectionTrait;
                 if let Ok(admin) = sea_orm::Database::connect(pg_admin_url()).await {
-                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
                     let _ = admin.close().await;
                 }
             });
@@ -77,7 +88,10 @@ pub struct TestNode {
 }
 
 pub fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 impl TestNode {
@@ -114,7 +128,14 @@ impl TestNode {
         let config = Config::from_sources(None, vars).expect("valid test config");
         let node = Node::start(config).await.expect("node starts");
         let base = format!("http://{}", node.http_addr());
-        TestNode { node: Some(node), base, client: reqwest::Client::new(), backend, pg, _dir: dir }
+        TestNode {
+            node: Some(node),
+            base,
+            client: reqwest::Client::new(),
+            backend,
+            pg,
+            _dir: dir,
+        }
     }
 
     pub fn node(&self) -> &Node {
@@ -128,7 +149,12 @@ impl TestNode {
     /// Polls `/health` until the first probe has run.
     pub async fn wait_healthy(&self) {
         for _ in 0..100 {
-            if let Ok(r) = self.client.get(format!("{}/health", self.base)).send().await {
+            if let Ok(r) = self
+                .client
+                .get(format!("{}/health", self.base))
+                .send()
+                .await
+            {
                 if r.status() == StatusCode::OK {
                     return;
                 }
@@ -139,8 +165,16 @@ impl TestNode {
     }
 
     /// Sends a request with an optional JSON body and bearer token; returns status and JSON body.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self.client.request(method, format!("{}{}", self.base, path));
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -160,8 +194,18 @@ impl TestNode {
     }
 
     /// Sends raw bytes with the given content type.
-    pub async fn post_raw(&self, path: &str, token: Option<&str>, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
-        let mut req = self.client.post(format!("{}{}", self.base, path)).header("content-type", content_type).body(body);
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .header("content-type", content_type)
+            .body(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -171,7 +215,11 @@ impl TestNode {
     /// Registers a new org with `email` as admin; returns the token.
     pub async fn register(&self, email: &str, org: &str) -> String {
         let (status, body) = self
-            .post("/api/auth/register", None, json!({ "email": email, "password": "correct horse battery", "org_name": org }))
+            .post(
+                "/api/auth/register",
+                None,
+                json!({ "email": email, "password": "correct horse battery", "org_name": org }),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["token"].as_str().unwrap().to_string()
@@ -180,10 +228,20 @@ impl TestNode {
     /// Creates a user with `role` in the admin's org and logs them in; returns their token.
     pub async fn add_user(&self, admin_token: &str, email: &str, role: &str) -> String {
         let (status, body) = self
-            .post("/api/admin/users", Some(admin_token), json!({ "email": email, "password": "another good password", "role": role }))
+            .post(
+                "/api/admin/users",
+                Some(admin_token),
+                json!({ "email": email, "password": "another good password", "role": role }),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        let (status, body) = self.post("/api/auth/login", None, json!({ "email": email, "password": "another good password" })).await;
+        let (status, body) = self
+            .post(
+                "/api/auth/login",
+                None,
+                json!({ "email": email, "password": "another good password" }),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["token"].as_str().unwrap().to_string()
     }
@@ -195,7 +253,10 @@ impl TestNode {
         let mut out = Vec::new();
         for (table, _) in aurora_storage::entities::ORG_SCOPED_TABLES {
             let row = conn
-                .query_one_raw(Statement::from_string(conn.get_database_backend(), format!("SELECT COUNT(*) AS n FROM {table}")))
+                .query_one_raw(Statement::from_string(
+                    conn.get_database_backend(),
+                    format!("SELECT COUNT(*) AS n FROM {table}"),
+                ))
                 .await
                 .unwrap()
                 .unwrap();
@@ -214,7 +275,8 @@ impl TestNode {
 pub async fn read(resp: reqwest::Response) -> (StatusCode, Value) {
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
-    let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON response ({status}): {text:?}"));
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("non-JSON response ({status}): {text:?}"));
     (status, value)
 }
 
@@ -222,7 +284,12 @@ pub async fn read(resp: reqwest::Response) -> (StatusCode, Value) {
 pub fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, want_code: &str) {
     assert_eq!(status, want_status, "{body}");
     assert_eq!(body["error"]["code"], want_code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
 }
 
 /// Generates one test per backend from an `async fn(Backend)`.

@@ -19,7 +19,11 @@ impl Reject for ApiError {}
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -58,11 +62,19 @@ impl From<StorageError> for ApiError {
             StorageError::Unauthorized(m) => ApiError::unauthorized(m),
             ref e if e.is_unavailable() => {
                 tracing::error!(error = %err, "database unavailable");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", "the database is unavailable, try again")
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "SERVICE_UNAVAILABLE",
+                    "the database is unavailable, try again",
+                )
             }
             other => {
                 tracing::error!(error = %other, "internal error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL",
+                    "internal error",
+                )
             }
         }
     }
@@ -80,13 +92,29 @@ pub async fn handle_rejection(rej: Rejection) -> Result<warp::reply::Response, I
     } else if rej.is_not_found() {
         ApiError::not_found("no such route")
     } else if rej.find::<warp::reject::MethodNotAllowed>().is_some() {
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this route")
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "method not allowed on this route",
+        )
     } else if rej.find::<warp::reject::PayloadTooLarge>().is_some() {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "request body too large")
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            "request body too large",
+        )
     } else if rej.find::<warp::reject::LengthRequired>().is_some() {
-        ApiError::new(StatusCode::LENGTH_REQUIRED, "LENGTH_REQUIRED", "a Content-Length header is required")
+        ApiError::new(
+            StatusCode::LENGTH_REQUIRED,
+            "LENGTH_REQUIRED",
+            "a Content-Length header is required",
+        )
     } else if rej.find::<warp::reject::UnsupportedMediaType>().is_some() {
-        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", "expected application/json")
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "expected application/json",
+        )
     } else if let Some(e) = rej.find::<warp::reject::InvalidHeader>() {
         ApiError::bad_request(e.to_string())
     } else if let Some(e) = rej.find::<warp::reject::InvalidQuery>() {
@@ -95,7 +123,11 @@ pub async fn handle_rejection(rej: Rejection) -> Result<warp::reply::Response, I
         ApiError::bad_request(e.to_string())
     } else {
         tracing::error!(rejection = ?rej, "unhandled rejection");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "internal error",
+        )
     };
     Ok(err.into_response())
 }

@@ -70,11 +70,18 @@ pub async fn serve_http(state: HttpState, addr: SocketAddr) -> std::io::Result<H
             .await;
     });
     tracing::info!(%addr, "http edge listening");
-    Ok(HttpServer { addr, shutdown: Some(tx), task, state })
+    Ok(HttpServer {
+        addr,
+        shutdown: Some(tx),
+        task,
+        state,
+    })
 }
 
 /// The whole API: routes, JSON errors, request ids and tracing.
-pub fn api(state: Arc<HttpState>) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
+pub fn api(
+    state: Arc<HttpState>,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
     filters::request_id()
         .and(routes::all(state).recover(error::handle_rejection).unify())
         .map(filters::finish)

@@ -4,7 +4,6 @@ use sea_orm::{ConnectionTrait, DbBackend};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-
 /// The org-scoped tables this migration creates, with their org column.
 const TABLES_WITH_RLS: &[(&str, &str)] = &[
     ("organizations", "id"),
@@ -128,9 +127,24 @@ impl MigrationTrait for Migration {
             index("users", "users_org_idx", &["org_id"], false),
             index("api_tokens", "api_tokens_hash_key", &["token_hash"], true),
             index("api_tokens", "api_tokens_user_idx", &["user_id"], false),
-            index("chat_sessions", "chat_sessions_user_updated_idx", &["user_id", "updated_at"], false),
-            index("llm_usage", "llm_usage_user_created_idx", &["user_id", "created_at"], false),
-            index("audit_log", "audit_log_org_created_idx", &["org_id", "created_at"], false),
+            index(
+                "chat_sessions",
+                "chat_sessions_user_updated_idx",
+                &["user_id", "updated_at"],
+                false,
+            ),
+            index(
+                "llm_usage",
+                "llm_usage_user_created_idx",
+                &["user_id", "created_at"],
+                false,
+            ),
+            index(
+                "audit_log",
+                "audit_log_org_created_idx",
+                &["org_id", "created_at"],
+                false,
+            ),
         ];
         for idx in indexes {
             manager.create_index(idx).await?;
@@ -156,7 +170,9 @@ impl MigrationTrait for Migration {
             "users",
             "organizations",
         ] {
-            manager.drop_table(Table::drop().table(String::from(table)).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(String::from(table)).to_owned())
+                .await?;
         }
         Ok(())
     }

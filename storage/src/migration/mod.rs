@@ -18,14 +18,18 @@ impl MigratorTrait for Migrator {
 /// the transaction's `aurora.org_id` names its org, or in an explicit system transaction. With
 /// neither set (a query that bypassed the repository layer) nothing is visible: it fails closed.
 pub(crate) fn rls_statements(table: &str, column: &str) -> Vec<String> {
+    // The settings are read in scalar subqueries so PostgreSQL evaluates them once per query
+    // (an InitPlan) instead of once per row, and the org column can still use an index.
     let predicate = format!(
-        "current_setting('aurora.system', true) = 'on' \
-         OR {column} = NULLIF(current_setting('aurora.org_id', true), '')::uuid"
+        "(SELECT current_setting('aurora.system', true)) = 'on' \
+         OR {column} = (SELECT NULLIF(current_setting('aurora.org_id', true), '')::uuid)"
     );
     vec![
         format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY"),
         format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY"),
         format!("DROP POLICY IF EXISTS org_isolation ON {table}"),
-        format!("CREATE POLICY org_isolation ON {table} USING ({predicate}) WITH CHECK ({predicate})"),
+        format!(
+            "CREATE POLICY org_isolation ON {table} USING ({predicate}) WITH CHECK ({predicate})"
+        ),
     ]
 }

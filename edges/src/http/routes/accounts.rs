@@ -46,12 +46,14 @@ pub fn routes(state: Arc<HttpState>) -> Route {
         .and(warp::post())
         .and(with_state(state.clone()))
         .and(json_body::<RegisterBody>(limit))
-        .then(register).map(respond);
+        .then(register)
+        .map(respond);
     let login = warp::path!("api" / "auth" / "login")
         .and(warp::post())
         .and(with_state(state.clone()))
         .and(json_body::<LoginBody>(limit))
-        .then(login).map(respond);
+        .then(login)
+        .map(respond);
     let me = warp::path!("api" / "auth" / "me")
         .and(warp::get())
         .and(auth(state.clone(), Role::Viewer))
@@ -60,18 +62,21 @@ pub fn routes(state: Arc<HttpState>) -> Route {
         .and(warp::get())
         .and(auth(state.clone(), Role::Viewer))
         .and(with_state(state.clone()))
-        .then(current_org).map(respond);
+        .then(current_org)
+        .map(respond);
     let list_users = warp::path!("api" / "admin" / "users")
         .and(warp::get())
         .and(auth(state.clone(), Role::Admin))
         .and(with_state(state.clone()))
-        .then(list_users).map(respond);
+        .then(list_users)
+        .map(respond);
     let create_user = warp::path!("api" / "admin" / "users")
         .and(warp::post())
         .and(auth(state.clone(), Role::Admin))
         .and(with_state(state))
         .and(json_body::<CreateUserBody>(limit))
-        .then(create_user).map(respond);
+        .then(create_user)
+        .map(respond);
     register
         .or(login)
         .unify()
@@ -90,11 +95,19 @@ fn p_json(p: &Principal) -> serde_json::Value {
     json!({ "id": p.user_id, "email": p.email, "role": p.role, "org_id": p.org_id })
 }
 
-async fn register(s: Arc<HttpState>, body: RegisterBody) -> Result<warp::reply::Response, ApiError> {
+async fn register(
+    s: Arc<HttpState>,
+    body: RegisterBody,
+) -> Result<warp::reply::Response, ApiError> {
     if !s.config.allow_registration {
-        return Err(ApiError::forbidden("registration is disabled on this server"));
+        return Err(ApiError::forbidden(
+            "registration is disabled on this server",
+        ));
     }
-    let r = s.accounts.register(&body.email, &body.password, &body.org_name).await?;
+    let r = s
+        .accounts
+        .register(&body.email, &body.password, &body.org_name)
+        .await?;
     tracing::info!(user_id = %r.user.id, org_id = %r.org.id, "registered");
     Ok(json(
         StatusCode::CREATED,
@@ -104,7 +117,10 @@ async fn register(s: Arc<HttpState>, body: RegisterBody) -> Result<warp::reply::
 
 async fn login(s: Arc<HttpState>, body: LoginBody) -> Result<warp::reply::Response, ApiError> {
     let (token, p) = s.accounts.login(&body.email, &body.password).await?;
-    Ok(json(StatusCode::OK, &json!({ "token": token.token, "expires_at": token.expires_at, "user": p_json(&p) })))
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "token": token.token, "expires_at": token.expires_at, "user": p_json(&p) }),
+    ))
 }
 
 async fn current_org(p: Principal, s: Arc<HttpState>) -> Result<warp::reply::Response, ApiError> {
@@ -117,7 +133,14 @@ async fn list_users(p: Principal, s: Arc<HttpState>) -> Result<warp::reply::Resp
     Ok(json(StatusCode::OK, &json!({ "users": users })))
 }
 
-async fn create_user(p: Principal, s: Arc<HttpState>, body: CreateUserBody) -> Result<warp::reply::Response, ApiError> {
-    let user = s.accounts.create_user(&p, &body.email, &body.password, body.role).await?;
+async fn create_user(
+    p: Principal,
+    s: Arc<HttpState>,
+    body: CreateUserBody,
+) -> Result<warp::reply::Response, ApiError> {
+    let user = s
+        .accounts
+        .create_user(&p, &body.email, &body.password, body.role)
+        .await?;
     Ok(json(StatusCode::CREATED, &user))
 }

@@ -16,7 +16,9 @@ use super::HttpState;
 
 pub type Route = BoxedFilter<(warp::reply::Response,)>;
 
-pub fn all(state: Arc<HttpState>) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+pub fn all(
+    state: Arc<HttpState>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     health::routes(state.clone())
         .or(accounts::routes(state.clone()))
         .unify()
@@ -27,6 +29,9 @@ pub fn all(state: Arc<HttpState>) -> impl Filter<Extract = (warp::reply::Respons
 }
 
 /// JSON reply with a status.
-pub fn json<T: serde::Serialize>(status: warp::http::StatusCode, body: &T) -> warp::reply::Response {
+pub fn json<T: serde::Serialize>(
+    status: warp::http::StatusCode,
+    body: &T,
+) -> warp::reply::Response {
     warp::reply::with_status(warp::reply::json(body), status).into_response()
 }

@@ -35,35 +35,40 @@ pub fn routes(state: Arc<HttpState>) -> Route {
         .and(auth(state.clone(), Role::Viewer))
         .and(with_state(state.clone()))
         .and(query_map())
-        .then(get).map(respond);
+        .then(get)
+        .map(respond);
     let set_one = base
         .and(warp::path::end())
         .and(warp::post())
         .and(auth(state.clone(), Role::Viewer))
         .and(with_state(state.clone()))
         .and(json_body::<SetBody>(limit))
-        .then(set).map(respond);
+        .then(set)
+        .map(respond);
     let get_batch = base
         .and(warp::path!("batch"))
         .and(warp::get())
         .and(auth(state.clone(), Role::Viewer))
         .and(with_state(state.clone()))
         .and(query_map())
-        .then(get_batch).map(respond);
+        .then(get_batch)
+        .map(respond);
     let set_batch = base
         .and(warp::path!("batch"))
         .and(warp::post())
         .and(auth(state.clone(), Role::Viewer))
         .and(with_state(state.clone()))
         .and(json_body::<BatchBody>(limit))
-        .then(set_batch).map(respond);
+        .then(set_batch)
+        .map(respond);
     let delete = base
         .and(warp::path::param::<String>())
         .and(warp::path::end())
         .and(warp::delete())
         .and(auth(state.clone(), Role::Viewer))
         .and(with_state(state))
-        .then(delete).map(respond);
+        .then(delete)
+        .map(respond);
     get_one_or_all
         .or(set_one)
         .unify()
@@ -76,12 +81,18 @@ pub fn routes(state: Arc<HttpState>) -> Route {
         .boxed()
 }
 
-async fn get(p: Principal, s: Arc<HttpState>, q: HashMap<String, String>) -> Result<warp::reply::Response, ApiError> {
+async fn get(
+    p: Principal,
+    s: Arc<HttpState>,
+    q: HashMap<String, String>,
+) -> Result<warp::reply::Response, ApiError> {
     match q.get("key") {
         Some(key) => {
             let keys = [key.clone()];
             let mut found = s.preferences.get(&p, Some(&keys)).await?;
-            let value = found.remove(key).ok_or_else(|| ApiError::not_found(format!("preference '{key}' not set")))?;
+            let value = found
+                .remove(key)
+                .ok_or_else(|| ApiError::not_found(format!("preference '{key}' not set")))?;
             Ok(json(StatusCode::OK, &json!({ "key": key, "value": value })))
         }
         None => {
@@ -91,27 +102,52 @@ async fn get(p: Principal, s: Arc<HttpState>, q: HashMap<String, String>) -> Res
     }
 }
 
-async fn set(p: Principal, s: Arc<HttpState>, body: SetBody) -> Result<warp::reply::Response, ApiError> {
+async fn set(
+    p: Principal,
+    s: Arc<HttpState>,
+    body: SetBody,
+) -> Result<warp::reply::Response, ApiError> {
     let mut one = BTreeMap::new();
     one.insert(body.key.clone(), body.value.clone());
     s.preferences.set_many(&p, one).await?;
-    Ok(json(StatusCode::OK, &json!({ "key": body.key, "value": body.value })))
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "key": body.key, "value": body.value }),
+    ))
 }
 
-async fn get_batch(p: Principal, s: Arc<HttpState>, q: HashMap<String, String>) -> Result<warp::reply::Response, ApiError> {
-    let keys: Option<Vec<String>> = q
-        .get("keys")
-        .map(|k| k.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+async fn get_batch(
+    p: Principal,
+    s: Arc<HttpState>,
+    q: HashMap<String, String>,
+) -> Result<warp::reply::Response, ApiError> {
+    let keys: Option<Vec<String>> = q.get("keys").map(|k| {
+        k.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
     let found = s.preferences.get(&p, keys.as_deref()).await?;
     Ok(json(StatusCode::OK, &json!({ "preferences": found })))
 }
 
-async fn set_batch(p: Principal, s: Arc<HttpState>, body: BatchBody) -> Result<warp::reply::Response, ApiError> {
+async fn set_batch(
+    p: Principal,
+    s: Arc<HttpState>,
+    body: BatchBody,
+) -> Result<warp::reply::Response, ApiError> {
     s.preferences.set_many(&p, body.preferences.clone()).await?;
-    Ok(json(StatusCode::OK, &json!({ "preferences": body.preferences })))
+    Ok(json(
+        StatusCode::OK,
+        &json!({ "preferences": body.preferences }),
+    ))
 }
 
-async fn delete(key: String, p: Principal, s: Arc<HttpState>) -> Result<warp::reply::Response, ApiError> {
+async fn delete(
+    key: String,
+    p: Principal,
+    s: Arc<HttpState>,
+) -> Result<warp::reply::Response, ApiError> {
     s.preferences.delete(&p, &key).await?;
     Ok(json(StatusCode::OK, &json!({ "deleted": key })))
 }
