@@ -251,7 +251,20 @@ async fn health_is_503_when_redis_is_down() {
     // Port 1 on loopback: nothing listens there.
     let t =
         TestNode::start_unchecked(Backend::Sqlite, &[("REDIS_URL", "redis://127.0.0.1:1/0")]).await;
-    let (status, body) = t.get("/health", None).await;
+    // Until the first probe reports, the node says it is starting (and is not ready either).
+    let (mut status, mut body) = t.get("/health", None).await;
+    for _ in 0..200 {
+        if body["status"] != "starting" {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            t.get("/health/readiness", None).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        (status, body) = t.get("/health", None).await;
+    }
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["status"], "unavailable");
     assert_eq!(body["dependencies"]["redis"]["status"], "down");
