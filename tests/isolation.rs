@@ -234,3 +234,37 @@ async fn concurrent_migrations_on_postgres_are_safe() {
     assert_eq!(row.try_get::<i64>("", "n").unwrap(), 1);
     db.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_fast_reads_never_inherit_a_previous_context() {
+    let t = TestNode::start(Backend::Postgres).await;
+    let (org_a, org_b) = two_orgs(&t).await;
+    // One connection in each pool: every read below reuses the same session, so a context left
+    // over by the previous read would show immediately.
+    let config = DatabaseConfig::Postgres {
+        url: aurora_config::Secret::new(t.pg.as_ref().unwrap().url.clone()),
+    };
+    let db = Db::connect(&config, 1, "aurora_app").await.unwrap();
+    // No org filter at all in the statement: only row-level security scopes it.
+    let unfiltered = || sea_orm::QueryTrait::into_query(chat_sessions::Entity::find());
+    for round in 0..3 {
+        for (org, title) in [(org_a, "Alpha outage"), (org_b, "Beta outage")] {
+            let rows = db.org_query(org, &unfiltered()).await.unwrap();
+            assert_eq!(rows.len(), 1, "round {round}");
+            assert_eq!(rows[0].try_get::<String>("", "title").unwrap(), title);
+        }
+        let all = db.system_query(&unfiltered()).await.unwrap();
+        assert_eq!(all.len(), 2, "system context sees both orgs");
+        // After a system read, an org read must not keep the system bypass.
+        let rows = db.org_query(org_b, &unfiltered()).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        // An org nobody belongs to sees nothing.
+        assert!(db
+            .org_query(Uuid::now_v7(), &unfiltered())
+            .await
+            .unwrap()
+            .is_empty());
+    }
+    db.close().await.unwrap();
+    t.stop().await;
+}

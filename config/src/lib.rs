@@ -191,7 +191,9 @@ impl Config {
                 "must be at least 1024",
             ));
         }
-        let db_max_connections: u32 = src.get("AURORA_DB_MAX_CONNECTIONS")?.unwrap_or(16);
+        let db_max_connections: u32 = src
+            .get("AURORA_DB_MAX_CONNECTIONS")?
+            .unwrap_or_else(default_pool_size);
         if db_max_connections == 0 {
             return Err(ConfigError::invalid(
                 "AURORA_DB_MAX_CONNECTIONS",
@@ -339,6 +341,13 @@ impl Config {
             ),
         ]
     }
+}
+
+/// Twice the cores, at least 4: past that, more connections only add context switches on the
+/// node and the database (measured in BENCHMARKS.md: 4 beat 16 by 14% on 2 cores).
+fn default_pool_size() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    (2 * cores).max(4)
 }
 
 /// Resolves `DATABASE_URL`, the seed's `POSTGRES_*` variables, or the embedded SQLite default.

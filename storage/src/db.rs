@@ -33,6 +33,10 @@ const MIGRATION_LOCK_KEY: i64 = 0x6175_726f_7261; // "aurora"
 pub struct Db {
     conn: DatabaseConnection,
     rls_role: String,
+    /// PostgreSQL only: a second pool used solely by [`Db::org_query`] and [`Db::system_query`].
+    /// Its connections run as the RLS role for their whole life, so a read needs no transaction
+    /// (see `read_postgres`). Kept apart so no other code ever sees a connection in that state.
+    reads: Option<sea_orm::sqlx::PgPool>,
 }
 
 impl Db {
@@ -55,7 +59,14 @@ impl Db {
                     .foreign_keys(true)
             });
         let conn = Database::connect(opts).await?;
+        let reads = match config {
+            DatabaseConfig::Postgres { url } => {
+                Some(read_pool(url.expose(), max_connections, rls_role)?)
+            }
+            DatabaseConfig::Sqlite { .. } => None,
+        };
         Ok(Db {
+            reads,
             conn,
             rls_role: rls_role.to_string(),
         })
@@ -158,22 +169,16 @@ impl Db {
 
     /// Runs one read-only `SELECT` in `org_id`'s row-level-security context.
     ///
-    /// Reads are most of the traffic, so on PostgreSQL this takes three round trips instead of
-    /// the four of BEGIN / set_config / SELECT / COMMIT: `BEGIN` and the two `SET LOCAL`s go as
-    /// one simple-protocol message (only the role name, validated by the config, and a UUID are
-    /// interpolated), then the query runs as a cached prepared statement with bound values and
-    /// binary results. The caller still adds the org filter ([`org_select`]), so SQLite, which
-    /// runs the query as it is, stays scoped.
+    /// Reads are most of the traffic, so on PostgreSQL this takes two round trips on the read
+    /// pool instead of the four of BEGIN / set_config / SELECT / COMMIT. The caller still adds
+    /// the org filter ([`org_select`]), so SQLite, which runs the query as it is, stays scoped.
     pub async fn org_query(
         &self,
         org_id: Uuid,
         stmt: &SelectStatement,
     ) -> Result<Vec<QueryResult>, StorageError> {
         match self.backend() {
-            DbBackend::Postgres => {
-                self.read_postgres(&format!("SET LOCAL aurora.org_id = '{org_id}'"), stmt)
-                    .await
-            }
+            DbBackend::Postgres => self.read_postgres(Some(org_id), stmt).await,
             _ => Ok(self.conn.query_all(stmt).await?),
         }
     }
@@ -184,42 +189,43 @@ impl Db {
         stmt: &SelectStatement,
     ) -> Result<Vec<QueryResult>, StorageError> {
         match self.backend() {
-            DbBackend::Postgres => {
-                self.read_postgres("SET LOCAL aurora.system = 'on'", stmt)
-                    .await
-            }
+            DbBackend::Postgres => self.read_postgres(None, stmt).await,
             _ => Ok(self.conn.query_all(stmt).await?),
         }
     }
 
+    /// One read in two round trips and no transaction, on the read pool (whose connections are
+    /// the RLS role for life): first a prepared statement that sets *both* context settings at
+    /// session level, so whatever the previous read on this connection left is overwritten and
+    /// never inherited; then the query, also prepared and cached, with bound values and binary
+    /// results. `org` is the org to see, or `None` for the system context.
     async fn read_postgres(
         &self,
-        context: &str,
+        org: Option<Uuid>,
         stmt: &SelectStatement,
     ) -> Result<Vec<QueryResult>, StorageError> {
-        use sea_orm::sqlx::{self, Connection};
+        use sea_orm::sqlx;
         use sea_query_sqlx::SqlxBinder;
+        let pool = self
+            .reads
+            .as_ref()
+            .ok_or_else(|| StorageError::Internal("no read pool".into()))?;
         let sqlx_err =
             |e: sqlx::Error| StorageError::Db(DbErr::Query(RuntimeErr::SqlxError(e.into())));
         let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
-        let mut conn = self
-            .conn
-            .get_postgres_connection_pool()
-            .acquire()
-            .await
-            .map_err(sqlx_err)?;
-        // A transaction whose BEGIN carries the RLS context: if this future is dropped midway,
-        // sqlx rolls it back before the connection is reused.
-        let begin = format!("BEGIN; SET LOCAL ROLE {}; {context}", self.rls_role);
-        let mut tx = conn
-            .begin_with(sqlx::AssertSqlSafe(begin))
-            .await
-            .map_err(sqlx_err)?;
+        let mut conn = pool.acquire().await.map_err(sqlx_err)?;
+        sqlx::query(
+            "SELECT set_config('aurora.org_id', $1, false), set_config('aurora.system', $2, false)",
+        )
+        .bind(org.map(|o| o.to_string()).unwrap_or_default())
+        .bind(if org.is_some() { "off" } else { "on" })
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlx_err)?;
         let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await
             .map_err(sqlx_err)?;
-        tx.commit().await.map_err(sqlx_err)?;
         Ok(rows.into_iter().map(QueryResult::from).collect())
     }
 
@@ -239,9 +245,38 @@ impl Db {
 
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(self) -> Result<(), StorageError> {
+        if let Some(reads) = &self.reads {
+            reads.close().await;
+        }
         self.conn.close().await?;
         Ok(())
     }
+}
+
+/// The read pool: lazy, so its first connection opens after migrations created the RLS role;
+/// every connection switches to that role for good as it opens.
+fn read_pool(
+    url: &str,
+    max_connections: u32,
+    rls_role: &str,
+) -> Result<sea_orm::sqlx::PgPool, StorageError> {
+    use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    use sea_orm::sqlx::{self, Executor};
+    let options: PgConnectOptions = url
+        .parse()
+        .map_err(|e: sqlx::Error| StorageError::Db(DbErr::Conn(RuntimeErr::SqlxError(e.into()))))?;
+    let set_role = format!("SET ROLE {rls_role}");
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .after_connect(move |conn, _meta| {
+            let set_role = set_role.clone();
+            Box::pin(async move {
+                conn.execute(sqlx::AssertSqlSafe(set_role)).await?;
+                Ok(())
+            })
+        })
+        .connect_lazy_with(options))
 }
 
 /// `SELECT` of an org-scoped entity filtered to `org_id`: the only way the repository layer

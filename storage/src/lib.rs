@@ -15,6 +15,7 @@ pub mod migration;
 pub mod preferences;
 pub mod redis;
 pub mod sessions;
+pub mod time;
 
 pub use db::{org_select, Db, OrgTx, SystemTx};
 pub use error::StorageError;

@@ -18,7 +18,9 @@ pub struct SessionSummary {
     pub id: Uuid,
     pub title: String,
     pub status: String,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
