@@ -115,6 +115,11 @@ impl Node {
         self.health.borrow().clone()
     }
 
+    /// The root of the supervision tree (tests use it to inject failures into children).
+    pub fn supervisor(&self) -> ractor::ActorCell {
+        self.supervisor.get_cell()
+    }
+
     /// This node's actor tree.
     pub async fn actor_tree(&self) -> anyhow::Result<ActorSnapshot> {
         Ok(ractor::call_t!(self.supervisor, NodeMsg::Status, 2000)?)

@@ -79,9 +79,14 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for a clean exit.
-    fn terminate(mut self) {
+    fn terminate(self) {
+        self.signal("-TERM")
+    }
+
+    /// Sends `signal` (`-TERM`, `-INT`) and waits for a clean exit within the drain deadline.
+    fn signal(mut self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -366,5 +371,5 @@ async fn migrate_and_admin_commands_then_the_token_works() {
         .await
         .unwrap();
     assert_eq!(users.status(), StatusCode::FORBIDDEN);
-    server.terminate();
+    server.signal("-INT");
 }

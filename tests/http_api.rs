@@ -301,3 +301,30 @@ async fn shutdown_closes_the_listener() {
         .await
         .is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_child_is_restarted_and_counted() {
+    let t = TestNode::start(Backend::Sqlite).await;
+    let children = t.node().supervisor().get_children();
+    assert_eq!(children.len(), 1);
+    children[0].kill();
+    // The supervisor notices, backs off (100 ms for the first restart) and respawns it.
+    let mut tree = t.node().actor_tree().await.unwrap();
+    for _ in 0..100 {
+        if tree.children.first().is_some_and(|c| c.restarts == 1) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tree = t.node().actor_tree().await.unwrap();
+    }
+    assert_eq!(tree.children.len(), 1, "{tree:?}");
+    assert_eq!(tree.children[0].kind, "health");
+    assert_eq!(tree.children[0].restarts, 1);
+    assert_ne!(
+        t.node().supervisor().get_children()[0].get_id(),
+        children[0].get_id()
+    );
+    // The node kept serving throughout, and the new monitor publishes again.
+    assert_eq!(t.get("/health", None).await.0, StatusCode::OK);
+    t.stop().await;
+}

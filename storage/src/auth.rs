@@ -150,21 +150,11 @@ impl Accounts {
         password: &str,
         org_name: &str,
     ) -> Result<Registered, StorageError> {
-        let email = normalize_email(email)?;
-        validate_password(password)?;
         let org_name = validate_name("org_name", org_name, 200)?;
-        let hash = hash_password(password).await?;
+        let (email, hash) = new_credentials(email, password).await?;
         let tx = self.db.system().await?;
         ensure_email_free(tx.conn(), &email).await?;
-        let now = Utc::now();
-        let org = organizations::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            name: Set(org_name),
-            created_at: Set(now),
-        };
-        let org = organizations::Entity::insert(org)
-            .exec_with_returning(tx.conn())
-            .await?;
+        let org = insert_org(tx.conn(), org_name).await?;
         let user = insert_user(tx.conn(), org.id, &email, hash, Role::Admin).await?;
         let token = insert_token(tx.conn(), &user, "login", self.token_ttl).await?;
         audit::record(
@@ -282,9 +272,7 @@ impl Accounts {
         password: &str,
         role: Role,
     ) -> Result<User, StorageError> {
-        let email = normalize_email(email)?;
-        validate_password(password)?;
-        let hash = hash_password(password).await?;
+        let (email, hash) = new_credentials(email, password).await?;
         let tx = self.db.org(by.org_id).await?;
         ensure_email_free(tx.conn(), &email).await?;
         let user = insert_user(tx.conn(), by.org_id, &email, hash, role).await?;
@@ -328,10 +316,8 @@ impl Accounts {
         org_name: &str,
         role: Role,
     ) -> Result<User, StorageError> {
-        let email = normalize_email(email)?;
-        validate_password(password)?;
         let org_name = validate_name("org", org_name, 200)?;
-        let hash = hash_password(password).await?;
+        let (email, hash) = new_credentials(email, password).await?;
         let tx = self.db.system().await?;
         ensure_email_free(tx.conn(), &email).await?;
         let existing = organizations::Entity::find()
@@ -341,17 +327,7 @@ impl Accounts {
             .await?;
         let org_id = match existing {
             Some(org) => org.id,
-            None => {
-                let org = organizations::ActiveModel {
-                    id: Set(Uuid::now_v7()),
-                    name: Set(org_name),
-                    created_at: Set(Utc::now()),
-                };
-                organizations::Entity::insert(org)
-                    .exec_with_returning(tx.conn())
-                    .await?
-                    .id
-            }
+            None => insert_org(tx.conn(), org_name).await?.id,
         };
         let user = insert_user(tx.conn(), org_id, &email, hash, role).await?;
         audit::record(
@@ -408,6 +384,27 @@ impl Accounts {
         tx.commit().await?;
         Ok(token)
     }
+}
+
+/// Validates a new user's email and password and hashes the password.
+async fn new_credentials(email: &str, password: &str) -> Result<(String, String), StorageError> {
+    let email = normalize_email(email)?;
+    validate_password(password)?;
+    Ok((email, hash_password(password).await?))
+}
+
+async fn insert_org(
+    conn: &impl ConnectionTrait,
+    name: String,
+) -> Result<organizations::Model, StorageError> {
+    let org = organizations::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        name: Set(name),
+        created_at: Set(Utc::now()),
+    };
+    Ok(organizations::Entity::insert(org)
+        .exec_with_returning(conn)
+        .await?)
 }
 
 async fn ensure_email_free(conn: &impl ConnectionTrait, email: &str) -> Result<(), StorageError> {
