@@ -1,6 +1,9 @@
-//! Inference for the node. Nothing is built here yet; this crate will hold:
+//! Inference for the node.
 //!
-//! - the LLM provider trait (streaming answers and tool calls) with its two implementations,
-//!   OpenAI-compatible chat completions and Anthropic messages (the chat runtime issue);
-//! - sentence embeddings with all-MiniLM-L6-v2 run in process by candle-transformers, loaded
-//!   through hf-hub's cache or a local directory (the knowledge base issue).
+//! - [`llm`]: the LLM provider trait (streamed answers and tool calls) and the OpenAI-compatible
+//!   chat-completions client, which covers OpenAI, OpenRouter, Ollama, vLLM and llama.cpp server.
+//!   The Anthropic messages client joins it with the chat runtime.
+//! - Sentence embeddings with all-MiniLM-L6-v2 run in process by candle-transformers come with
+//!   the knowledge base.
+
+pub mod llm;
