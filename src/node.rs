@@ -8,9 +8,11 @@ use aurora_actors::{ActorSnapshot, HealthReport};
 use aurora_config::{Config, DatabaseConfig, LogFormat};
 use aurora_edges::{serve_http, HttpServer, HttpState};
 use aurora_storage::auth::Accounts;
+use aurora_storage::cache::Cache;
 use aurora_storage::preferences::Preferences;
 use aurora_storage::redis::RedisPool;
 use aurora_storage::sessions::Sessions;
+use aurora_storage::tickets::Tickets;
 use aurora_storage::Db;
 use aurora_supervisors::{NodeArgs, NodeMsg, NodeSupervisor};
 use ractor::{Actor, ActorRef};
@@ -26,6 +28,46 @@ pub struct Node {
     supervisor_task: JoinHandle<()>,
     db: Db,
     health: watch::Receiver<HealthReport>,
+}
+
+/// How long a WebSocket ticket is valid (PROTOCOL.md).
+const WS_TICKET_TTL: Duration = Duration::from_secs(120);
+
+/// The key that signs WebSocket tickets: `SECRET_KEY`, or on a node without one a random key
+/// kept in the data directory (created on first start, readable by the owner only). Nodes of a
+/// cluster must share `SECRET_KEY`, or a ticket from one is refused by the others.
+fn secret_key(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(key) = &config.secret_key {
+        return Ok(key.expose().as_bytes().to_vec());
+    }
+    if config.database.is_postgres() {
+        tracing::warn!("SECRET_KEY is not set: tickets issued here are refused by other nodes");
+    }
+    let path = config.data_dir.join("secret_key");
+    match std::fs::read_to_string(&path) {
+        Ok(key) if key.trim().len() >= 32 => return Ok(key.trim().as_bytes().to_vec()),
+        Ok(_) => anyhow::bail!(
+            "{} is too short; delete it to have a new key made",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(key.as_bytes())?;
+    Ok(key.into_bytes())
 }
 
 /// Opens the relational store the config names (creating the SQLite file's directory) and
@@ -57,6 +99,11 @@ impl Node {
             Some(url) => Some(RedisPool::new(url.expose()).context("invalid REDIS_URL")?),
             None => None,
         };
+        let cache = match &redis {
+            Some(pool) => Cache::Redis(pool.clone()),
+            None => Cache::local(),
+        };
+        let secret = secret_key(&config)?;
         let (health_tx, health_rx) = watch::channel(HealthReport::starting());
         let http_addr = SocketAddr::new(config.bind_addr, config.http_port);
         let node_name = format!("aurora@{http_addr}");
@@ -79,6 +126,7 @@ impl Node {
             accounts: Accounts::new(db.clone(), config.token_ttl_hours, config.auth_cache_secs),
             preferences: Preferences::new(db.clone()),
             sessions: Sessions::new(db.clone()),
+            tickets: Tickets::new(&secret, cache, WS_TICKET_TTL),
             health: health_rx.clone(),
             started,
             draining: AtomicBool::new(false),

@@ -328,3 +328,46 @@ async fn a_dead_child_is_restarted_and_counted() {
     assert_eq!(t.get("/health", None).await.0, StatusCode::OK);
     t.stop().await;
 }
+
+/// The claims of a JWT, read without checking the signature (the node checks it on redeem).
+fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("three parts");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn ws_tickets(backend: Backend) {
+    let t = TestNode::start(backend).await;
+    let token = t.register("ws@acme.io", "Acme").await;
+    let (status, body) = t.post("/api/auth/ws-token", Some(&token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ticket = body["token"].as_str().unwrap();
+    let claims = jwt_claims(ticket);
+    assert_eq!(claims["aud"], "chatbot-ws");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        120
+    );
+    let (_, me) = t.get("/api/auth/me", Some(&token)).await;
+    assert_eq!(claims["sub"], me["id"]);
+    assert_eq!(claims["org"], me["org_id"]);
+    // Two tickets never share a jti.
+    let (_, again) = t.post("/api/auth/ws-token", Some(&token), json!({})).await;
+    assert_ne!(
+        jwt_claims(again["token"].as_str().unwrap())["jti"],
+        claims["jti"]
+    );
+    let (status, body) = t.post("/api/auth/ws-token", None, json!({})).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    t.stop().await;
+}
+
+mod tickets {
+    use super::*;
+    on_both_backends!(ws_tickets);
+}

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod cache;
 mod db;
 pub mod entities;
 mod error;
@@ -15,6 +16,7 @@ pub mod migration;
 pub mod preferences;
 pub mod redis;
 pub mod sessions;
+pub mod tickets;
 pub mod time;
 
 pub use db::{org_select, Db, OrgTx, SystemTx};

@@ -1,5 +1,5 @@
 //! The Redis connection pool (bb8-redis). The server backend of the cache: one-time tickets, rate
-//! limits and cluster-wide counters build on it; today the node uses it for its health check.
+//! limits and cluster-wide counters build on it ([`crate::cache::Cache`]), and the health check.
 
 use std::time::Duration;
 
@@ -33,12 +33,18 @@ impl RedisPool {
         Ok(RedisPool { pool })
     }
 
-    pub async fn ping(&self) -> Result<(), StorageError> {
-        let mut conn = self
-            .pool
+    /// A pooled connection.
+    pub async fn get(
+        &self,
+    ) -> Result<bb8_redis::bb8::PooledConnection<'_, RedisConnectionManager>, StorageError> {
+        self.pool
             .get()
             .await
-            .map_err(|e| StorageError::Redis(e.to_string()))?;
+            .map_err(|e| StorageError::Redis(e.to_string()))
+    }
+
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        let mut conn = self.get().await?;
         let pong: String = cmd("PING")
             .query_async(&mut *conn)
             .await

@@ -15,6 +15,7 @@ use aurora_config::Config;
 use aurora_storage::auth::Accounts;
 use aurora_storage::preferences::Preferences;
 use aurora_storage::sessions::Sessions;
+use aurora_storage::tickets::Tickets;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use warp::Filter;
@@ -28,6 +29,7 @@ pub struct HttpState {
     pub accounts: Accounts,
     pub preferences: Preferences,
     pub sessions: Sessions,
+    pub tickets: Tickets,
     pub health: watch::Receiver<HealthReport>,
     pub started: Instant,
     /// Set when shutdown begins: readiness turns 503 so load balancers stop sending work.

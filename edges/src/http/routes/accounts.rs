@@ -58,6 +58,11 @@ pub fn routes(state: Arc<HttpState>) -> Route {
         .and(warp::get())
         .and(auth(state.clone(), Role::Viewer))
         .map(|p: Principal| json(StatusCode::OK, &p_json(&p)));
+    let ws_token = warp::path!("api" / "auth" / "ws-token")
+        .and(warp::post())
+        .and(auth(state.clone(), Role::Viewer))
+        .and(with_state(state.clone()))
+        .map(ws_token);
     let org = warp::path!("api" / "orgs" / "current")
         .and(warp::get())
         .and(auth(state.clone(), Role::Viewer))
@@ -81,6 +86,8 @@ pub fn routes(state: Arc<HttpState>) -> Route {
         .or(login)
         .unify()
         .or(me)
+        .unify()
+        .or(ws_token)
         .unify()
         .or(org)
         .unify()
@@ -121,6 +128,21 @@ async fn login(s: Arc<HttpState>, body: LoginBody) -> Result<warp::reply::Respon
         StatusCode::OK,
         &json!({ "token": token.token, "expires_at": token.expires_at, "user": p_json(&p) }),
     ))
+}
+
+/// A single-use ticket for the WebSocket edge (PROTOCOL.md, "Connecting and authenticating").
+fn ws_token(p: Principal, s: Arc<HttpState>) -> warp::reply::Response {
+    respond(
+        s.tickets
+            .issue(&p)
+            .map(|t| {
+                json(
+                    StatusCode::OK,
+                    &json!({ "token": t.token, "expires_at": t.expires_at }),
+                )
+            })
+            .map_err(ApiError::from),
+    )
 }
 
 async fn current_org(p: Principal, s: Arc<HttpState>) -> Result<warp::reply::Response, ApiError> {

@@ -1,0 +1,265 @@
+//! The cache: one-time claims (WebSocket tickets), rate limits, and running totals (a user's LLM
+//! cost). On a cluster it must be shared, so the server backend is Redis; the embedded default
+//! keeps the same semantics in process. Callers see only [`Cache`]'s methods.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bb8_redis::redis::cmd;
+
+use crate::redis::RedisPool;
+use crate::StorageError;
+
+/// Whether a rate-limited action may go ahead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateDecision {
+    Allowed {
+        remaining: u32,
+    },
+    /// Over the limit; the oldest counted action leaves the window after `retry_after`.
+    Limited {
+        retry_after: Duration,
+    },
+}
+
+#[derive(Clone)]
+pub enum Cache {
+    Redis(RedisPool),
+    Local(Arc<LocalCache>),
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Cache::Redis(_) => "Cache::Redis",
+            Cache::Local(_) => "Cache::Local",
+        })
+    }
+}
+
+/// Sliding-window rate limit in one atomic step: drop entries older than the window, count,
+/// and add this action only when under the limit. Returns {allowed, count, oldest_ms}.
+const RATE_LIMIT_LUA: &str = r#"
+local key, now, window, limit, member = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+local count = redis.call('ZCARD', key)
+if count < limit then
+  redis.call('ZADD', key, now, member)
+  redis.call('PEXPIRE', key, window)
+  return {1, count + 1, 0}
+end
+local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+return {0, count, tonumber(oldest[2])}
+"#;
+
+fn redis_err(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Redis(e.to_string())
+}
+
+impl Cache {
+    pub fn local() -> Cache {
+        Cache::Local(Arc::new(LocalCache::default()))
+    }
+
+    /// Claims `key` for `ttl`: true the first time, false while an earlier claim lives. Used to
+    /// burn single-use tokens cluster-wide (`SET NX PX`).
+    pub async fn claim_once(&self, key: &str, ttl: Duration) -> Result<bool, StorageError> {
+        match self {
+            Cache::Redis(pool) => {
+                let mut conn = pool.get().await?;
+                let set: Option<String> = cmd("SET")
+                    .arg(key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl.as_millis().max(1) as u64)
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(redis_err)?;
+                Ok(set.is_some())
+            }
+            Cache::Local(local) => Ok(local.claim_once(key, ttl)),
+        }
+    }
+
+    /// Counts one action against `limit` per sliding `window` for `key`.
+    pub async fn rate_limit(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<RateDecision, StorageError> {
+        match self {
+            Cache::Redis(pool) => {
+                let mut conn = pool.get().await?;
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_err(redis_err)?
+                    .as_millis() as u64;
+                let window_ms = window.as_millis().max(1) as u64;
+                let member = format!("{now_ms}-{}", uuid::Uuid::new_v4().simple());
+                let (allowed, count, oldest): (i64, i64, i64) = cmd("EVAL")
+                    .arg(RATE_LIMIT_LUA)
+                    .arg(1)
+                    .arg(key)
+                    .arg(now_ms)
+                    .arg(window_ms)
+                    .arg(limit)
+                    .arg(member)
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(redis_err)?;
+                Ok(if allowed == 1 {
+                    RateDecision::Allowed {
+                        remaining: limit.saturating_sub(count as u32),
+                    }
+                } else {
+                    let leaves_at = (oldest as u64).saturating_add(window_ms);
+                    RateDecision::Limited {
+                        retry_after: Duration::from_millis(leaves_at.saturating_sub(now_ms).max(1)),
+                    }
+                })
+            }
+            Cache::Local(local) => Ok(local.rate_limit(key, limit, window)),
+        }
+    }
+
+    /// Adds `delta` to the number at `key` and returns the new total.
+    pub async fn add_f64(&self, key: &str, delta: f64) -> Result<f64, StorageError> {
+        match self {
+            Cache::Redis(pool) => {
+                let mut conn = pool.get().await?;
+                let total: f64 = cmd("INCRBYFLOAT")
+                    .arg(key)
+                    .arg(delta)
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(redis_err)?;
+                Ok(total)
+            }
+            Cache::Local(local) => Ok(local.add_f64(key, delta)),
+        }
+    }
+
+    /// The number at `key`, if any.
+    pub async fn get_f64(&self, key: &str) -> Result<Option<f64>, StorageError> {
+        match self {
+            Cache::Redis(pool) => {
+                let mut conn = pool.get().await?;
+                let v: Option<f64> = cmd("GET")
+                    .arg(key)
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(redis_err)?;
+                Ok(v)
+            }
+            Cache::Local(local) => Ok(local.totals.lock().map_err(redis_err)?.get(key).copied()),
+        }
+    }
+
+    /// Forgets `key` (a claim, a window or a total).
+    pub async fn remove(&self, key: &str) -> Result<(), StorageError> {
+        match self {
+            Cache::Redis(pool) => {
+                let mut conn = pool.get().await?;
+                let _: i64 = cmd("DEL")
+                    .arg(key)
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(redis_err)?;
+            }
+            Cache::Local(local) => {
+                local.claims.lock().map_err(redis_err)?.remove(key);
+                local.windows.lock().map_err(redis_err)?.remove(key);
+                local.totals.lock().map_err(redis_err)?.remove(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the number at `key` (rebuilding a running total from the database).
+    pub async fn set_f64(&self, key: &str, value: f64) -> Result<(), StorageError> {
+        match self {
+            Cache::Redis(pool) => {
+                let mut conn = pool.get().await?;
+                let _: () = cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(redis_err)?;
+                Ok(())
+            }
+            Cache::Local(local) => {
+                local
+                    .totals
+                    .lock()
+                    .map_err(redis_err)?
+                    .insert(key.to_string(), value);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The in-process backend. Claims and rate-limit windows are pruned as they expire, so memory
+/// stays bounded by what is live.
+#[derive(Default)]
+pub struct LocalCache {
+    claims: Mutex<HashMap<String, Instant>>,
+    windows: Mutex<HashMap<String, VecDeque<Instant>>>,
+    totals: Mutex<HashMap<String, f64>>,
+}
+
+impl LocalCache {
+    fn claim_once(&self, key: &str, ttl: Duration) -> bool {
+        let now = Instant::now();
+        let mut claims = self.claims.lock().unwrap_or_else(|p| p.into_inner());
+        if claims.len() > 10_000 {
+            claims.retain(|_, expires| *expires > now);
+        }
+        match claims.get(key) {
+            Some(expires) if *expires > now => false,
+            _ => {
+                claims.insert(key.to_string(), now + ttl);
+                true
+            }
+        }
+    }
+
+    fn rate_limit(&self, key: &str, limit: u32, window: Duration) -> RateDecision {
+        let now = Instant::now();
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if windows.len() > 10_000 {
+            windows.retain(|_, hits| hits.back().is_some_and(|t| now.duration_since(*t) < window));
+        }
+        let hits = windows.entry(key.to_string()).or_default();
+        while hits
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
+            hits.pop_front();
+        }
+        if (hits.len() as u32) < limit {
+            hits.push_back(now);
+            RateDecision::Allowed {
+                remaining: limit - hits.len() as u32,
+            }
+        } else {
+            let oldest = *hits.front().expect("limit > 0 means a hit is counted");
+            RateDecision::Limited {
+                retry_after: (oldest + window)
+                    .saturating_duration_since(now)
+                    .max(Duration::from_millis(1)),
+            }
+        }
+    }
+
+    fn add_f64(&self, key: &str, delta: f64) -> f64 {
+        let mut totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        let total = totals.entry(key.to_string()).or_insert(0.0);
+        *total += delta;
+        *total
+    }
+}

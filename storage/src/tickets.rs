@@ -1,0 +1,120 @@
+//! WebSocket tickets: short-lived HS256 JWTs (audience `chatbot-ws`) that a client holding an
+//! API token exchanges for one WebSocket connection. Each works once, on any node: its `jti` is
+//! burned in the shared cache on first use.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::{Principal, Role};
+use crate::cache::Cache;
+use crate::StorageError;
+
+pub const AUDIENCE: &str = "chatbot-ws";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: Uuid,
+    org: Uuid,
+    email: String,
+    role: Role,
+    aud: String,
+    iat: i64,
+    exp: i64,
+    jti: String,
+}
+
+/// A ticket as handed to the client.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ticket {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Clone)]
+pub struct Tickets {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    cache: Cache,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for Tickets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tickets").field("ttl", &self.ttl).finish()
+    }
+}
+
+impl Tickets {
+    /// `secret` signs and checks tickets: every node of a cluster must share it.
+    pub fn new(secret: &[u8], cache: Cache, ttl: Duration) -> Tickets {
+        Tickets {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            cache,
+            ttl,
+        }
+    }
+
+    pub fn issue(&self, who: &Principal) -> Result<Ticket, StorageError> {
+        let now = Utc::now();
+        let expires_at = now
+            + chrono::Duration::from_std(self.ttl)
+                .map_err(|e| StorageError::Internal(e.to_string()))?;
+        let claims = Claims {
+            sub: who.user_id,
+            org: who.org_id,
+            email: who.email.clone(),
+            role: who.role,
+            aud: AUDIENCE.into(),
+            iat: now.timestamp(),
+            exp: expires_at.timestamp(),
+            jti: Uuid::new_v4().to_string(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| StorageError::Internal(format!("cannot sign ticket: {e}")))?;
+        Ok(Ticket { token, expires_at })
+    }
+
+    /// Checks signature, audience and expiry, then burns the ticket. A second redemption of the
+    /// same ticket, on this node or another, is refused.
+    pub async fn redeem(&self, token: &str) -> Result<Principal, StorageError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[AUDIENCE]);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "aud", "sub"]);
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| {
+                let reason = match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "ticket expired",
+                    jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                        "ticket is not for this service"
+                    }
+                    _ => "invalid ticket",
+                };
+                StorageError::Unauthorized(reason.into())
+            })?;
+        let c = data.claims;
+        // Keep the burn mark as long as the ticket could still validate, plus a margin.
+        let left = (c.exp - Utc::now().timestamp()).max(0) as u64 + 5;
+        if !self
+            .cache
+            .claim_once(
+                &format!("aurora:ws-ticket:{}", c.jti),
+                Duration::from_secs(left),
+            )
+            .await?
+        {
+            return Err(StorageError::Unauthorized("ticket already used".into()));
+        }
+        Ok(Principal {
+            user_id: c.sub,
+            org_id: c.org,
+            email: c.email,
+            role: c.role,
+        })
+    }
+}
