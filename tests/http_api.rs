@@ -371,3 +371,87 @@ mod tickets {
     use super::*;
     on_both_backends!(ws_tickets);
 }
+
+async fn session_get_rename_delete(backend: Backend) {
+    let t = TestNode::start(backend).await;
+    let token = t.register("s@acme.io", "Acme").await;
+    let colleague = t.add_user(&token, "c@acme.io", "editor").await;
+    let (_, created) = t
+        .post(
+            "/chat_api/sessions",
+            Some(&token),
+            json!({ "title": "db latency" }),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let path = format!("/chat_api/sessions/{id}");
+
+    let (status, body) = t.get(&path, Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["title"], "db latency");
+    assert_eq!(body["messages"], json!([]));
+
+    let (status, body) = t
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&token),
+            Some(json!({ "title": "db latency in eu-west" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["title"], "db latency in eu-west");
+    assert_eq!(
+        t.get(&path, Some(&token)).await.1["title"],
+        "db latency in eu-west"
+    );
+
+    // Someone else's session is not found, for reading, renaming and deleting alike.
+    let other = t.register("o@globex.io", "Globex").await;
+    for who in [&colleague, &other] {
+        let (status, body) = t.get(&path, Some(who)).await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND");
+        let (status, body) = t
+            .call(
+                Method::PATCH,
+                &path,
+                Some(who),
+                Some(json!({ "title": "mine now" })),
+            )
+            .await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND");
+        let (status, body) = t.call(Method::DELETE, &path, Some(who), None).await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND");
+    }
+    let (status, body) = t.get("/chat_api/sessions/not-a-uuid", Some(&token)).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+    let (status, body) = t
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&token),
+            Some(json!({ "title": "" })),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+
+    let (status, _) = t.call(Method::DELETE, &path, Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = t.get(&path, Some(&token)).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND");
+    let (status, body) = t.call(Method::DELETE, &path, Some(&token), None).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND");
+    assert_eq!(
+        t.get("/chat_api/sessions", Some(&token)).await.1["sessions"],
+        json!([])
+    );
+    // Soft delete: the row is still there.
+    let counts: std::collections::HashMap<_, _> = t.row_counts().await.into_iter().collect();
+    assert_eq!(counts["chat_sessions"], 1);
+    t.stop().await;
+}
+
+mod session_crud {
+    use super::*;
+    on_both_backends!(session_get_rename_delete);
+}

@@ -2,6 +2,7 @@
 //! history once it runs; these are the reads and writes that need no running session.
 
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
 };
@@ -105,5 +106,100 @@ impl Sessions {
             created_at: m.created_at,
             updated_at: m.updated_at,
         })
+    }
+}
+
+/// A session with its history.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionDetail {
+    pub id: Uuid,
+    pub title: String,
+    pub status: String,
+    pub messages: serde_json::Value,
+    #[serde(serialize_with = "crate::time::rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::time::rfc3339")]
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Sessions {
+    /// One of the caller's live sessions with its messages; `NotFound` for anyone else's, for a
+    /// deleted one, and for one that never existed (indistinguishable on purpose).
+    pub async fn get(&self, who: &Principal, id: Uuid) -> Result<SessionDetail, StorageError> {
+        let tx = self.db.org(who.org_id).await?;
+        let row = tx
+            .select::<chat_sessions::Entity>()
+            .filter(chat_sessions::Column::Id.eq(id))
+            .filter(chat_sessions::Column::UserId.eq(who.user_id))
+            .filter(chat_sessions::Column::DeletedAt.is_null())
+            .one(tx.conn())
+            .await?;
+        tx.commit().await?;
+        let m = row.ok_or(StorageError::NotFound("session"))?;
+        Ok(SessionDetail {
+            id: m.id,
+            title: m.title,
+            status: m.status,
+            messages: m.messages,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        })
+    }
+
+    pub async fn rename(
+        &self,
+        who: &Principal,
+        id: Uuid,
+        title: &str,
+    ) -> Result<SessionSummary, StorageError> {
+        let title = validate_name("title", title, 500)?;
+        let now = Utc::now();
+        self.update_live(who, id, |u| {
+            u.col_expr(chat_sessions::Column::Title, Expr::value(title.clone()))
+                .col_expr(chat_sessions::Column::UpdatedAt, Expr::value(now))
+        })
+        .await?;
+        let s = self.get(who, id).await?;
+        Ok(SessionSummary {
+            id: s.id,
+            title: s.title,
+            status: s.status,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        })
+    }
+
+    /// Soft delete: the row stays (with `deleted_at`) but no route shows it again.
+    pub async fn delete(&self, who: &Principal, id: Uuid) -> Result<(), StorageError> {
+        let now = Utc::now();
+        self.update_live(who, id, |u| {
+            u.col_expr(chat_sessions::Column::DeletedAt, Expr::value(Some(now)))
+                .col_expr(chat_sessions::Column::Status, Expr::value("deleted"))
+                .col_expr(chat_sessions::Column::UpdatedAt, Expr::value(now))
+        })
+        .await
+    }
+
+    /// Applies `set` to the caller's live session `id`, or `NotFound`.
+    async fn update_live(
+        &self,
+        who: &Principal,
+        id: Uuid,
+        set: impl FnOnce(
+            sea_orm::UpdateMany<chat_sessions::Entity>,
+        ) -> sea_orm::UpdateMany<chat_sessions::Entity>,
+    ) -> Result<(), StorageError> {
+        let tx = self.db.org(who.org_id).await?;
+        let update = set(chat_sessions::Entity::update_many())
+            .filter(tx.org_filter::<chat_sessions::Entity>())
+            .filter(chat_sessions::Column::Id.eq(id))
+            .filter(chat_sessions::Column::UserId.eq(who.user_id))
+            .filter(chat_sessions::Column::DeletedAt.is_null());
+        let res = update.exec(tx.conn()).await?;
+        tx.commit().await?;
+        if res.rows_affected == 0 {
+            return Err(StorageError::NotFound("session"));
+        }
+        Ok(())
     }
 }

@@ -1,4 +1,5 @@
-//! `/chat_api/sessions`: list and create the caller's chat sessions.
+//! `/chat_api/sessions`: the caller's chat sessions: list, create, get with messages, rename,
+//! soft delete. Another user's session is a 404, exactly like one that does not exist.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,11 +39,82 @@ pub fn routes(state: Arc<HttpState>) -> Route {
     let create = warp::path!("chat_api" / "sessions")
         .and(warp::post())
         .and(auth(state.clone(), Role::Viewer))
-        .and(with_state(state))
+        .and(with_state(state.clone()))
         .and(json_body::<CreateBody>(limit))
         .then(create)
         .map(respond);
-    list.or(create).unify().boxed()
+    let one = warp::path("chat_api")
+        .and(warp::path("sessions"))
+        .and(warp::path::param::<String>())
+        .and(warp::path::end());
+    let get = one
+        .and(warp::get())
+        .and(auth(state.clone(), Role::Viewer))
+        .and(with_state(state.clone()))
+        .then(get)
+        .map(respond);
+    let rename = one
+        .and(warp::patch().or(warp::put()).unify())
+        .and(auth(state.clone(), Role::Viewer))
+        .and(with_state(state.clone()))
+        .and(json_body::<RenameBody>(limit))
+        .then(rename)
+        .map(respond);
+    let delete = one
+        .and(warp::delete())
+        .and(auth(state.clone(), Role::Viewer))
+        .and(with_state(state))
+        .then(delete)
+        .map(respond);
+    list.or(create)
+        .unify()
+        .or(get)
+        .unify()
+        .or(rename)
+        .unify()
+        .or(delete)
+        .unify()
+        .boxed()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenameBody {
+    title: String,
+}
+
+/// A session id from the path; anything but a UUID is a 400.
+fn session_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::validation("session id must be a UUID"))
+}
+
+async fn get(
+    id: String,
+    p: Principal,
+    s: Arc<HttpState>,
+) -> Result<warp::reply::Response, ApiError> {
+    let session = s.sessions.get(&p, session_id(&id)?).await?;
+    Ok(json(StatusCode::OK, &session))
+}
+
+async fn rename(
+    id: String,
+    p: Principal,
+    s: Arc<HttpState>,
+    body: RenameBody,
+) -> Result<warp::reply::Response, ApiError> {
+    let session = s.sessions.rename(&p, session_id(&id)?, &body.title).await?;
+    Ok(json(StatusCode::OK, &session))
+}
+
+async fn delete(
+    id: String,
+    p: Principal,
+    s: Arc<HttpState>,
+) -> Result<warp::reply::Response, ApiError> {
+    s.sessions.delete(&p, session_id(&id)?).await?;
+    Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": id })))
 }
 
 async fn list(
