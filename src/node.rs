@@ -13,6 +13,7 @@ use aurora_storage::preferences::Preferences;
 use aurora_storage::redis::RedisPool;
 use aurora_storage::sessions::Sessions;
 use aurora_storage::tickets::Tickets;
+use aurora_storage::usage::LlmUsage;
 use aurora_storage::Db;
 use aurora_supervisors::{NodeArgs, NodeMsg, NodeSupervisor};
 use ractor::{Actor, ActorRef};
@@ -126,7 +127,8 @@ impl Node {
             accounts: Accounts::new(db.clone(), config.token_ttl_hours, config.auth_cache_secs),
             preferences: Preferences::new(db.clone()),
             sessions: Sessions::new(db.clone()),
-            tickets: Tickets::new(&secret, cache, WS_TICKET_TTL),
+            tickets: Tickets::new(&secret, cache.clone(), WS_TICKET_TTL),
+            usage: LlmUsage::new(db.clone(), cache),
             health: health_rx.clone(),
             started,
             draining: AtomicBool::new(false),

@@ -455,3 +455,90 @@ mod session_crud {
     use super::*;
     on_both_backends!(session_get_rename_delete);
 }
+
+async fn llm_usage_summaries(backend: Backend) {
+    use aurora_storage::cache::Cache;
+    use aurora_storage::usage::{LlmUsage, UsageRecord};
+    let t = TestNode::start(backend).await;
+    let token = t.register("u@acme.io", "Acme").await;
+    let (_, me) = t.get("/api/auth/me", Some(&token)).await;
+    let (_, s1) = t.post("/chat_api/sessions", Some(&token), json!({})).await;
+    let session: uuid::Uuid = s1["id"].as_str().unwrap().parse().unwrap();
+    let who = aurora_storage::auth::Principal {
+        user_id: me["id"].as_str().unwrap().parse().unwrap(),
+        org_id: me["org_id"].as_str().unwrap().parse().unwrap(),
+        email: "u@acme.io".into(),
+        role: aurora_storage::auth::Role::Admin,
+    };
+    // The chat runtime records calls like this; here the test stands in for it.
+    let cache = match backend {
+        Backend::Postgres => {
+            Cache::Redis(aurora_storage::redis::RedisPool::new(&common::redis_url()).unwrap())
+        }
+        Backend::Sqlite => Cache::local(),
+    };
+    let usage = LlmUsage::new(t.node().db().clone(), cache);
+    let rec = |session_id, model: &str, i, o, cost| UsageRecord {
+        session_id,
+        provider: "openai".into(),
+        model: model.into(),
+        input_tokens: i,
+        output_tokens: o,
+        cost_usd: cost,
+    };
+    assert!(
+        (usage
+            .record(&who, rec(Some(session), "gpt-4o", 1000, 100, 0.0035))
+            .await
+            .unwrap()
+            - 0.0035)
+            .abs()
+            < 1e-12
+    );
+    usage
+        .record(&who, rec(Some(session), "gpt-4o", 2000, 200, 0.007))
+        .await
+        .unwrap();
+    let total = usage
+        .record(&who, rec(None, "gpt-4o-mini", 500, 50, 0.0001))
+        .await
+        .unwrap();
+    assert!((total - 0.0106).abs() < 1e-9, "{total}");
+    assert!(usage
+        .record(&who, rec(None, "x", 1, 1, f64::NAN))
+        .await
+        .is_err());
+
+    let (status, body) = t.get("/api/llm-usage/summary", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["calls"], 3);
+    assert_eq!(body["input_tokens"], 3500);
+    assert_eq!(body["output_tokens"], 350);
+    assert!((body["total_cost_usd"].as_f64().unwrap() - 0.0106).abs() < 1e-9);
+    assert_eq!(body["by_model"][0]["model"], "gpt-4o");
+    assert_eq!(body["by_model"][0]["calls"], 2);
+
+    let (status, body) = t
+        .get(&format!("/api/llm-usage/session/{session}"), Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["calls"].as_array().unwrap().len(), 2);
+    assert_eq!(body["summary"]["input_tokens"], 3000);
+
+    // Another user: their summary is empty and this session is not theirs.
+    let other = t.add_user(&token, "v@acme.io", "viewer").await;
+    let (_, body) = t.get("/api/llm-usage/summary", Some(&other)).await;
+    assert_eq!(body["calls"], 0);
+    let (status, body) = t
+        .get(&format!("/api/llm-usage/session/{session}"), Some(&other))
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND");
+    let (status, body) = t.get("/api/llm-usage/session/nope", Some(&token)).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+    t.stop().await;
+}
+
+mod usage {
+    use super::*;
+    on_both_backends!(llm_usage_summaries);
+}

@@ -7,3 +7,4 @@
 //!   the knowledge base.
 
 pub mod llm;
+pub mod pricing;

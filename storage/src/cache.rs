@@ -154,7 +154,13 @@ impl Cache {
                     .map_err(redis_err)?;
                 Ok(v)
             }
-            Cache::Local(local) => Ok(local.totals.lock().map_err(redis_err)?.get(key).copied()),
+            Cache::Local(local) => {
+                let totals = local.totals.lock().map_err(redis_err)?;
+                Ok(totals
+                    .get(key)
+                    .filter(|(_, expires)| expires.is_none_or(|e| e > Instant::now()))
+                    .map(|(v, _)| *v))
+            }
         }
     }
 
@@ -178,25 +184,32 @@ impl Cache {
         Ok(())
     }
 
-    /// Sets the number at `key` (rebuilding a running total from the database).
-    pub async fn set_f64(&self, key: &str, value: f64) -> Result<(), StorageError> {
+    /// Sets the number at `key` (rebuilding a running total from the database). With `ttl`,
+    /// the value is forgotten after it, bounding how long a stale total can live.
+    pub async fn set_f64(
+        &self,
+        key: &str,
+        value: f64,
+        ttl: Option<Duration>,
+    ) -> Result<(), StorageError> {
         match self {
             Cache::Redis(pool) => {
                 let mut conn = pool.get().await?;
-                let _: () = cmd("SET")
-                    .arg(key)
-                    .arg(value)
-                    .query_async(&mut *conn)
-                    .await
-                    .map_err(redis_err)?;
+                let mut set = cmd("SET");
+                set.arg(key).arg(value);
+                if let Some(ttl) = ttl {
+                    set.arg("PX").arg(ttl.as_millis().max(1) as u64);
+                }
+                let _: () = set.query_async(&mut *conn).await.map_err(redis_err)?;
                 Ok(())
             }
             Cache::Local(local) => {
+                let expires = ttl.map(|t| Instant::now() + t);
                 local
                     .totals
                     .lock()
                     .map_err(redis_err)?
-                    .insert(key.to_string(), value);
+                    .insert(key.to_string(), (value, expires));
                 Ok(())
             }
         }
@@ -209,7 +222,7 @@ impl Cache {
 pub struct LocalCache {
     claims: Mutex<HashMap<String, Instant>>,
     windows: Mutex<HashMap<String, VecDeque<Instant>>>,
-    totals: Mutex<HashMap<String, f64>>,
+    totals: Mutex<HashMap<String, (f64, Option<Instant>)>>,
 }
 
 impl LocalCache {
@@ -258,8 +271,12 @@ impl LocalCache {
 
     fn add_f64(&self, key: &str, delta: f64) -> f64 {
         let mut totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
-        let total = totals.entry(key.to_string()).or_insert(0.0);
-        *total += delta;
-        *total
+        let now = Instant::now();
+        let total = totals.entry(key.to_string()).or_insert((0.0, None));
+        if total.1.is_some_and(|e| e <= now) {
+            *total = (0.0, None);
+        }
+        total.0 += delta;
+        total.0
     }
 }

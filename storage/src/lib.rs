@@ -18,6 +18,7 @@ pub mod redis;
 pub mod sessions;
 pub mod tickets;
 pub mod time;
+pub mod usage;
 
 pub use db::{org_select, Db, OrgTx, SystemTx};
 pub use error::StorageError;

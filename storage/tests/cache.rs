@@ -109,8 +109,15 @@ async fn running_totals(cache: Cache) {
     assert_eq!(cache.get_f64(&k).await.unwrap(), None);
     assert!((cache.add_f64(&k, 0.25).await.unwrap() - 0.25).abs() < 1e-9);
     assert!((cache.add_f64(&k, 0.5).await.unwrap() - 0.75).abs() < 1e-9);
-    cache.set_f64(&k, 2.0).await.unwrap();
+    cache.set_f64(&k, 2.0, None).await.unwrap();
     assert_eq!(cache.get_f64(&k).await.unwrap(), Some(2.0));
+    cache
+        .set_f64(&k, 3.0, Some(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    assert_eq!(cache.get_f64(&k).await.unwrap(), Some(3.0));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(cache.get_f64(&k).await.unwrap(), None, "expired");
     cache.remove(&k).await.unwrap();
     assert_eq!(cache.get_f64(&k).await.unwrap(), None);
 }

@@ -16,6 +16,7 @@ use aurora_storage::auth::Accounts;
 use aurora_storage::preferences::Preferences;
 use aurora_storage::sessions::Sessions;
 use aurora_storage::tickets::Tickets;
+use aurora_storage::usage::LlmUsage;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use warp::Filter;
@@ -30,6 +31,7 @@ pub struct HttpState {
     pub preferences: Preferences,
     pub sessions: Sessions,
     pub tickets: Tickets,
+    pub usage: LlmUsage,
     pub health: watch::Receiver<HealthReport>,
     pub started: Instant,
     /// Set when shutdown begins: readiness turns 503 so load balancers stop sending work.

@@ -6,6 +6,7 @@ mod accounts;
 mod health;
 mod preferences;
 mod sessions;
+mod usage;
 
 use std::sync::Arc;
 
@@ -24,7 +25,9 @@ pub fn all(
         .unify()
         .or(preferences::routes(state.clone()))
         .unify()
-        .or(sessions::routes(state))
+        .or(sessions::routes(state.clone()))
+        .unify()
+        .or(usage::routes(state))
         .unify()
 }
 

@@ -1,0 +1,238 @@
+//! LLM usage: one `llm_usage` row per model call, per-user summaries, and the user's running
+//! total cost, cached (Redis on a cluster) because every finished turn reports it.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::cache::Cache;
+use crate::entities::{chat_sessions, llm_usage};
+use crate::{Db, StorageError};
+
+/// How long a cached running total may be served before it is rebuilt from the rows.
+const TOTAL_TTL: Duration = Duration::from_secs(300);
+
+/// One model call to record.
+#[derive(Clone, Debug)]
+pub struct UsageRecord {
+    pub session_id: Option<Uuid>,
+    pub provider: String,
+    pub model: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ModelUsage {
+    pub provider: String,
+    pub model: String,
+    pub calls: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct UsageSummary {
+    pub total_cost_usd: f64,
+    pub calls: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub by_model: Vec<ModelUsage>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct UsageCall {
+    pub id: Uuid,
+    pub provider: String,
+    pub model: String,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+    #[serde(serialize_with = "crate::time::rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionUsage {
+    pub session_id: Uuid,
+    pub summary: UsageSummary,
+    pub calls: Vec<UsageCall>,
+}
+
+#[derive(Clone, Debug)]
+pub struct LlmUsage {
+    db: Db,
+    cache: Cache,
+}
+
+fn total_key(user_id: Uuid) -> String {
+    format!("aurora:cost:{user_id}")
+}
+
+impl LlmUsage {
+    pub fn new(db: Db, cache: Cache) -> LlmUsage {
+        LlmUsage { db, cache }
+    }
+
+    /// Writes one call and returns the user's new running total.
+    pub async fn record(&self, who: &Principal, rec: UsageRecord) -> Result<f64, StorageError> {
+        if !rec.cost_usd.is_finite() || rec.cost_usd < 0.0 {
+            return Err(StorageError::invalid(
+                "cost_usd",
+                "must be a non-negative number",
+            ));
+        }
+        let row = llm_usage::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            org_id: Set(who.org_id),
+            user_id: Set(who.user_id),
+            session_id: Set(rec.session_id),
+            provider: Set(rec.provider),
+            model: Set(rec.model),
+            input_tokens: Set(i64::try_from(rec.input_tokens).unwrap_or(i64::MAX)),
+            output_tokens: Set(i64::try_from(rec.output_tokens).unwrap_or(i64::MAX)),
+            cost_usd: Set(rec.cost_usd),
+            created_at: Set(Utc::now()),
+        };
+        let tx = self.db.org(who.org_id).await?;
+        llm_usage::Entity::insert(row)
+            .exec_without_returning(tx.conn())
+            .await?;
+        tx.commit().await?;
+        // Invalidate rather than add: a total cached before this row would otherwise double
+        // count or miss it; the next read rebuilds it from the rows.
+        self.cache.remove(&total_key(who.user_id)).await?;
+        self.total_cost(who).await
+    }
+
+    /// The user's total cost over all their calls.
+    pub async fn total_cost(&self, who: &Principal) -> Result<f64, StorageError> {
+        let key = total_key(who.user_id);
+        if let Some(total) = self.cache.get_f64(&key).await? {
+            return Ok(total);
+        }
+        let total = self.summary_where(who, None).await?.total_cost_usd;
+        self.cache.set_f64(&key, total, Some(TOTAL_TTL)).await?;
+        Ok(total)
+    }
+
+    /// The user's usage, in total and per model.
+    pub async fn summary(&self, who: &Principal) -> Result<UsageSummary, StorageError> {
+        self.summary_where(who, None).await
+    }
+
+    /// The usage of one of the user's sessions, with every call; `NotFound` when the session is
+    /// not theirs.
+    pub async fn for_session(
+        &self,
+        who: &Principal,
+        session_id: Uuid,
+    ) -> Result<SessionUsage, StorageError> {
+        let tx = self.db.org(who.org_id).await?;
+        let owned = tx
+            .select::<chat_sessions::Entity>()
+            .filter(chat_sessions::Column::Id.eq(session_id))
+            .filter(chat_sessions::Column::UserId.eq(who.user_id))
+            .one(tx.conn())
+            .await?
+            .is_some();
+        if !owned {
+            return Err(StorageError::NotFound("session"));
+        }
+        let calls = tx
+            .select::<llm_usage::Entity>()
+            .filter(llm_usage::Column::UserId.eq(who.user_id))
+            .filter(llm_usage::Column::SessionId.eq(session_id))
+            .order_by_asc(llm_usage::Column::CreatedAt)
+            .all(tx.conn())
+            .await?;
+        tx.commit().await?;
+        let summary = self.summary_where(who, Some(session_id)).await?;
+        let calls = calls
+            .into_iter()
+            .map(|c| UsageCall {
+                id: c.id,
+                provider: c.provider,
+                model: c.model,
+                input_tokens: c.input_tokens,
+                output_tokens: c.output_tokens,
+                cost_usd: c.cost_usd,
+                created_at: c.created_at,
+            })
+            .collect();
+        Ok(SessionUsage {
+            session_id,
+            summary,
+            calls,
+        })
+    }
+
+    async fn summary_where(
+        &self,
+        who: &Principal,
+        session: Option<Uuid>,
+    ) -> Result<UsageSummary, StorageError> {
+        let tx = self.db.org(who.org_id).await?;
+        let mut query = tx
+            .select::<llm_usage::Entity>()
+            .select_only()
+            .column(llm_usage::Column::Provider)
+            .column(llm_usage::Column::Model)
+            .column_as(
+                Expr::col(llm_usage::Column::Id).count().cast_as("bigint"),
+                "calls",
+            )
+            .column_as(
+                Expr::col(llm_usage::Column::InputTokens)
+                    .sum()
+                    .cast_as("bigint"),
+                "input_tokens",
+            )
+            .column_as(
+                Expr::col(llm_usage::Column::OutputTokens)
+                    .sum()
+                    .cast_as("bigint"),
+                "output_tokens",
+            )
+            .column_as(Expr::col(llm_usage::Column::CostUsd).sum(), "cost_usd")
+            .filter(llm_usage::Column::UserId.eq(who.user_id))
+            .group_by(llm_usage::Column::Provider)
+            .group_by(llm_usage::Column::Model)
+            .order_by_asc(llm_usage::Column::Model);
+        if let Some(session) = session {
+            query = query.filter(llm_usage::Column::SessionId.eq(session));
+        }
+        let rows = query
+            .into_tuple::<(String, String, i64, i64, i64, f64)>()
+            .all(tx.conn())
+            .await?;
+        tx.commit().await?;
+        let by_model: Vec<ModelUsage> = rows
+            .into_iter()
+            .map(
+                |(provider, model, calls, input_tokens, output_tokens, cost_usd)| ModelUsage {
+                    provider,
+                    model,
+                    calls,
+                    input_tokens,
+                    output_tokens,
+                    cost_usd,
+                },
+            )
+            .collect();
+        Ok(UsageSummary {
+            total_cost_usd: by_model.iter().map(|m| m.cost_usd).sum(),
+            calls: by_model.iter().map(|m| m.calls).sum(),
+            input_tokens: by_model.iter().map(|m| m.input_tokens).sum(),
+            output_tokens: by_model.iter().map(|m| m.output_tokens).sum(),
+            by_model,
+        })
+    }
+}
