@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use aurora_fakes::openai::{Completion, FakeOpenAi, Reply, ScriptedCall};
+use aurora_fakes::{openai, Completion, Reply, ScriptedCall};
 use aurora_models::llm::{
     ChatMessage, ChatRequest, FinishReason, HttpPolicy, LlmError, LlmEvent, LlmProvider,
     OpenAiProvider, ToolCall, ToolSpec, Usage,
@@ -55,7 +55,7 @@ async fn collect(
 
 #[tokio::test]
 async fn streams_text_then_done_with_usage() {
-    let fake = FakeOpenAi::start(vec![Reply::text(
+    let fake = openai::start(vec![Reply::text(
         &["Three ", "pods ", "are failing."],
         (42, 7),
     )])
@@ -90,7 +90,10 @@ async fn streams_text_then_done_with_usage() {
         json!({ "role": "system", "content": "You are an SRE." })
     );
     assert_eq!(sent["tools"][0]["function"]["name"], "cloud_exec");
-    assert_eq!(fake.authorizations()[0].as_deref(), Some("Bearer sk-test"));
+    assert_eq!(
+        fake.header("authorization")[0].as_deref(),
+        Some("Bearer sk-test")
+    );
 }
 
 #[tokio::test]
@@ -116,7 +119,7 @@ async fn assembles_tool_calls_from_deltas() {
         usage: Some((100, 20)),
         delay: Duration::from_millis(1),
     });
-    let fake = FakeOpenAi::start(vec![reply]).await;
+    let fake = openai::start(vec![reply]).await;
     let events: Vec<LlmEvent> = collect(&provider(&fake.base_url()), request())
         .await
         .unwrap()
@@ -155,7 +158,7 @@ async fn assembles_tool_calls_from_deltas() {
 
 #[tokio::test]
 async fn sends_tool_results_back_in_openai_shape() {
-    let fake = FakeOpenAi::start(vec![Reply::text(&["ok"], (1, 1))]).await;
+    let fake = openai::start(vec![Reply::text(&["ok"], (1, 1))]).await;
     let mut req = request();
     req.messages.push(ChatMessage::Assistant {
         content: String::new(),
@@ -183,7 +186,7 @@ async fn sends_tool_results_back_in_openai_shape() {
 
 #[tokio::test]
 async fn retries_429_and_5xx_then_succeeds() {
-    let fake = FakeOpenAi::start(vec![
+    let fake = openai::start(vec![
         Reply::Status {
             code: 429,
             message: "slow down".into(),
@@ -202,7 +205,7 @@ async fn retries_429_and_5xx_then_succeeds() {
 
 #[tokio::test]
 async fn gives_up_after_retries_with_unavailable() {
-    let fake = FakeOpenAi::start(vec![
+    let fake = openai::start(vec![
         Reply::status(500, "boom"),
         Reply::status(502, "boom"),
         Reply::status(503, "still down"),
@@ -220,7 +223,7 @@ async fn gives_up_after_retries_with_unavailable() {
 
 #[tokio::test]
 async fn client_errors_are_rejected_without_retry() {
-    let fake = FakeOpenAi::start(vec![
+    let fake = openai::start(vec![
         Reply::status(401, "invalid api key"),
         Reply::text(&["never"], (1, 1)),
     ])
@@ -257,7 +260,7 @@ async fn unreachable_provider_is_unavailable() {
 
 #[tokio::test]
 async fn a_stream_cut_off_midway_ends_in_an_error() {
-    let fake = FakeOpenAi::start(vec![Reply::CutOff(vec![
+    let fake = openai::start(vec![Reply::CutOff(vec![
         "partial ".into(),
         "answer".into(),
     ])])
@@ -275,7 +278,7 @@ async fn a_stream_cut_off_midway_ends_in_an_error() {
 
 #[tokio::test]
 async fn a_stalled_stream_times_out() {
-    let fake = FakeOpenAi::start(vec![Reply::Stall(
+    let fake = openai::start(vec![Reply::Stall(
         vec!["thinking".into()],
         Duration::from_secs(5),
     )])
@@ -293,7 +296,7 @@ async fn a_stalled_stream_times_out() {
 
 #[tokio::test]
 async fn garbage_is_a_protocol_error() {
-    let fake = FakeOpenAi::start(vec![Reply::Garbage]).await;
+    let fake = openai::start(vec![Reply::Garbage]).await;
     let events = collect(&provider(&fake.base_url()), request())
         .await
         .unwrap();

@@ -1,5 +1,7 @@
 //! LLM providers: one trait, streamed events, and the errors a caller can act on.
 
+mod anthropic;
+mod http;
 mod openai;
 mod sse;
 
@@ -10,6 +12,7 @@ use futures::future::BoxFuture;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 
+pub use anthropic::AnthropicProvider;
 pub use openai::OpenAiProvider;
 
 /// One message of a conversation, in a provider-neutral shape.

@@ -10,6 +10,7 @@ use futures::{Stream, StreamExt};
 use serde_json::{json, Value};
 use url::Url;
 
+use super::http::{error_message, send_with_retry};
 use super::sse::data_events;
 use super::{
     ChatMessage, ChatRequest, FinishReason, HttpPolicy, LlmError, LlmEvent, LlmProvider, LlmStream,
@@ -69,58 +70,19 @@ impl OpenAiProvider {
         body
     }
 
-    /// Posts the request, retrying connection failures, timeouts, 429 and 5xx with backoff
-    /// (or the server's `Retry-After`), until the response headers say 2xx.
     async fn send(&self, body: &Value) -> Result<reqwest::Response, LlmError> {
         let url = self
             .base_url
             .join("chat/completions")
             .map_err(|e| LlmError::Unconfigured(e.to_string()))?;
-        let mut attempt = 0u32;
-        loop {
-            let mut req = self.client.post(url.clone()).json(body);
-            if let Some(key) = &self.api_key {
-                req = req.bearer_auth(key);
+        send_with_retry(&self.policy, "openai", &url, || {
+            let req = self.client.post(url.clone()).json(body);
+            match &self.api_key {
+                Some(key) => req.bearer_auth(key),
+                None => req,
             }
-            let (reason, retry_after) =
-                match tokio::time::timeout(self.policy.response_timeout, req.send()).await {
-                    Err(_) => (
-                        format!("no response within {:?}", self.policy.response_timeout),
-                        None,
-                    ),
-                    Ok(Err(e)) => (format!("cannot reach {}: {e}", host(&url)), None),
-                    Ok(Ok(resp)) if resp.status().is_success() => return Ok(resp),
-                    Ok(Ok(resp)) => {
-                        let status = resp.status();
-                        let retry_after = resp
-                            .headers()
-                            .get(reqwest::header::RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.trim().parse::<u64>().ok())
-                            .map(std::time::Duration::from_secs);
-                        let message = error_message(&resp.text().await.unwrap_or_default());
-                        if status.as_u16() != 429 && !status.is_server_error() {
-                            return Err(LlmError::Rejected {
-                                status: status.as_u16(),
-                                message,
-                            });
-                        }
-                        (format!("{status}: {message}"), retry_after)
-                    }
-                };
-            if attempt >= self.policy.max_retries {
-                return Err(LlmError::Unavailable(format!(
-                    "{reason} (after {} attempts)",
-                    attempt + 1
-                )));
-            }
-            let delay = retry_after
-                .unwrap_or_else(|| self.policy.backoff(attempt))
-                .min(self.policy.backoff_max);
-            tracing::warn!(provider = "openai", attempt = attempt + 1, delay_ms = delay.as_millis() as u64, reason = %reason, "llm request failed, retrying");
-            tokio::time::sleep(delay).await;
-            attempt += 1;
-        }
+        })
+        .await
     }
 }
 
@@ -161,29 +123,6 @@ fn wire_message(m: &ChatMessage) -> Value {
             content,
         } => json!({ "role": "tool", "tool_call_id": tool_call_id, "content": content }),
     }
-}
-
-fn host(url: &Url) -> String {
-    format!(
-        "{}:{}",
-        url.host_str().unwrap_or("?"),
-        url.port_or_known_default().unwrap_or(0)
-    )
-}
-
-/// The provider's own error message when the body is `{"error": {"message": ...}}`, else the
-/// body itself, shortened.
-fn error_message(body: &str) -> String {
-    let parsed: Option<Value> = serde_json::from_str(body).ok();
-    let from_json = parsed
-        .as_ref()
-        .and_then(|v| {
-            v["error"]["message"]
-                .as_str()
-                .or_else(|| v["error"].as_str())
-        })
-        .map(str::to_string);
-    from_json.unwrap_or_else(|| body.chars().take(300).collect())
 }
 
 #[derive(Default)]

@@ -1,4 +1,11 @@
 //! Fakes for services this machine cannot reach. Each is a real HTTP server on 127.0.0.1 that
 //! speaks the service's protocol, started by the test that needs it and stopped when dropped.
+//! The LLM fakes answer from a script of [`Reply`]s, one per request, and record every request.
 
+pub mod anthropic;
 pub mod openai;
+mod script;
+mod server;
+
+pub use script::{Completion, Reply, ScriptedCall};
+pub use server::FakeServer;
