@@ -7,6 +7,7 @@ use anyhow::Context;
 use aurora_actors::{ActorSnapshot, HealthReport};
 use aurora_config::{Config, DatabaseConfig, LogFormat};
 use aurora_edges::{serve_http, HttpServer, HttpState};
+use aurora_models::llm::{self, HttpPolicy};
 use aurora_storage::auth::Accounts;
 use aurora_storage::cache::Cache;
 use aurora_storage::preferences::Preferences;
@@ -105,6 +106,13 @@ impl Node {
             None => Cache::local(),
         };
         let secret = secret_key(&config)?;
+        let llm = match config.llm_provider {
+            Some(_) => Some(
+                llm::from_config(&config, HttpPolicy::default())
+                    .context("invalid LLM configuration")?,
+            ),
+            None => None,
+        };
         let (health_tx, health_rx) = watch::channel(HealthReport::starting());
         let http_addr = SocketAddr::new(config.bind_addr, config.http_port);
         let node_name = format!("aurora@{http_addr}");
@@ -129,6 +137,7 @@ impl Node {
             sessions: Sessions::new(db.clone()),
             tickets: Tickets::new(&secret, cache.clone(), WS_TICKET_TTL),
             usage: LlmUsage::new(db.clone(), cache),
+            llm,
             health: health_rx.clone(),
             started,
             draining: AtomicBool::new(false),

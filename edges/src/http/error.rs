@@ -46,6 +46,10 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
     }
 
+    pub fn llm_unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "LLM_UNAVAILABLE", message)
+    }
+
     pub fn into_response(self) -> warp::reply::Response {
         let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
         warp::reply::with_status(warp::reply::json(&body), self.status).into_response()
@@ -76,6 +80,25 @@ impl From<StorageError> for ApiError {
                     "internal error",
                 )
             }
+        }
+    }
+}
+
+impl From<aurora_models::llm::LlmError> for ApiError {
+    fn from(err: aurora_models::llm::LlmError) -> ApiError {
+        use aurora_models::llm::LlmError;
+        match err {
+            LlmError::Unconfigured(_) | LlmError::Unavailable(_) => {
+                ApiError::llm_unavailable(err.to_string())
+            }
+            LlmError::Rejected { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "LLM_REJECTED", err.to_string())
+            }
+            LlmError::Protocol(_) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "LLM_PROTOCOL_ERROR",
+                err.to_string(),
+            ),
         }
     }
 }

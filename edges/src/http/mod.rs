@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use aurora_actors::HealthReport;
 use aurora_config::Config;
+use aurora_models::llm::LlmProvider;
 use aurora_storage::auth::Accounts;
 use aurora_storage::preferences::Preferences;
 use aurora_storage::sessions::Sessions;
@@ -32,6 +33,8 @@ pub struct HttpState {
     pub sessions: Sessions,
     pub tickets: Tickets,
     pub usage: LlmUsage,
+    /// The configured LLM provider, if any.
+    pub llm: Option<Arc<dyn LlmProvider>>,
     pub health: watch::Receiver<HealthReport>,
     pub started: Instant,
     /// Set when shutdown begins: readiness turns 503 so load balancers stop sending work.

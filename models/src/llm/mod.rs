@@ -120,6 +120,42 @@ pub enum LlmError {
     Protocol(String),
 }
 
+/// The provider the configuration names (`LLM_PROVIDER`, `LLM_BASE_URL`, `LLM_API_KEY`), or
+/// `Unconfigured` when there is none.
+pub fn from_config(
+    config: &aurora_config::Config,
+    policy: HttpPolicy,
+) -> Result<std::sync::Arc<dyn LlmProvider>, LlmError> {
+    use aurora_config::LlmProvider as Kind;
+    let kind = config
+        .llm_provider
+        .ok_or_else(|| LlmError::Unconfigured("set LLM_PROVIDER (openai or anthropic)".into()))?;
+    let key = config.llm_api_key.as_ref().map(|k| k.expose().to_string());
+    Ok(match kind {
+        Kind::OpenAi => {
+            let base = config
+                .llm_base_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_OPENAI_URL.parse().expect("valid default URL"));
+            std::sync::Arc::new(OpenAiProvider::new(&base, key, policy)?)
+        }
+        Kind::Anthropic => {
+            let base = config
+                .llm_base_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_ANTHROPIC_URL.parse().expect("valid default URL"));
+            std::sync::Arc::new(AnthropicProvider::new(
+                &base,
+                key.unwrap_or_default(),
+                policy,
+            )?)
+        }
+    })
+}
+
+pub const DEFAULT_OPENAI_URL: &str = "https://api.openai.com/v1";
+pub const DEFAULT_ANTHROPIC_URL: &str = "https://api.anthropic.com/v1";
+
 /// Timeouts and retry policy shared by the HTTP providers.
 #[derive(Clone, Debug)]
 pub struct HttpPolicy {

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod health;
+mod llm_config;
 mod preferences;
 mod sessions;
 mod usage;
@@ -27,7 +28,9 @@ pub fn all(
         .unify()
         .or(sessions::routes(state.clone()))
         .unify()
-        .or(usage::routes(state))
+        .or(usage::routes(state.clone()))
+        .unify()
+        .or(llm_config::routes(state))
         .unify()
 }
 
