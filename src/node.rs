@@ -10,6 +10,7 @@ use aurora_edges::{serve_http, HttpServer, HttpState};
 use aurora_models::llm::{self, HttpPolicy};
 use aurora_storage::auth::Accounts;
 use aurora_storage::cache::Cache;
+use aurora_storage::policies::Policies;
 use aurora_storage::preferences::Preferences;
 use aurora_storage::redis::RedisPool;
 use aurora_storage::sessions::Sessions;
@@ -137,6 +138,7 @@ impl Node {
             sessions: Sessions::new(db.clone()),
             tickets: Tickets::new(&secret, cache.clone(), WS_TICKET_TTL),
             usage: LlmUsage::new(db.clone(), cache),
+            policies: Policies::new(db.clone()),
             llm,
             health: health_rx.clone(),
             started,

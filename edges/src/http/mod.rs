@@ -14,6 +14,7 @@ use aurora_actors::HealthReport;
 use aurora_config::Config;
 use aurora_models::llm::LlmProvider;
 use aurora_storage::auth::Accounts;
+use aurora_storage::policies::Policies;
 use aurora_storage::preferences::Preferences;
 use aurora_storage::sessions::Sessions;
 use aurora_storage::tickets::Tickets;
@@ -33,6 +34,7 @@ pub struct HttpState {
     pub sessions: Sessions,
     pub tickets: Tickets,
     pub usage: LlmUsage,
+    pub policies: Policies,
     /// The configured LLM provider, if any.
     pub llm: Option<Arc<dyn LlmProvider>>,
     pub health: watch::Receiver<HealthReport>,

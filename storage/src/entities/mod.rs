@@ -4,6 +4,7 @@
 pub mod api_tokens;
 pub mod audit_log;
 pub mod chat_sessions;
+pub mod command_policies;
 pub mod llm_usage;
 pub mod organizations;
 pub mod user_preferences;
@@ -35,6 +36,7 @@ org_scoped!(
     chat_sessions => OrgId,
     llm_usage => OrgId,
     audit_log => OrgId,
+    command_policies => OrgId,
 );
 
 /// The org-scoped tables, as named in SQL: each has row-level security on PostgreSQL.
@@ -46,4 +48,5 @@ pub const ORG_SCOPED_TABLES: &[(&str, &str)] = &[
     ("chat_sessions", "org_id"),
     ("llm_usage", "org_id"),
     ("audit_log", "org_id"),
+    ("command_policies", "org_id"),
 ];

@@ -3,14 +3,19 @@
 //! migration runs on PostgreSQL and SQLite; PostgreSQL additionally gets row-level security.
 
 mod m0001_foundation;
+mod m0002_command_policies;
 
 use sea_orm_migration::prelude::*;
+pub use sea_orm_migration::MigratorTrait;
 
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_foundation::Migration)]
+        vec![
+            Box::new(m0001_foundation::Migration),
+            Box::new(m0002_command_policies::Migration),
+        ]
     }
 }
 

@@ -5,6 +5,7 @@
 mod accounts;
 mod health;
 mod llm_config;
+mod policies;
 mod preferences;
 mod sessions;
 mod usage;
@@ -30,7 +31,9 @@ pub fn all(
         .unify()
         .or(usage::routes(state.clone()))
         .unify()
-        .or(llm_config::routes(state))
+        .or(llm_config::routes(state.clone()))
+        .unify()
+        .or(policies::routes(state))
         .unify()
 }
 
