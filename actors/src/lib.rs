@@ -5,6 +5,7 @@
 
 pub mod health;
 mod snapshot;
+pub mod tools;
 
 pub use health::{DependencyStatus, HealthActor, HealthArgs, HealthMsg, HealthReport};
 pub use snapshot::ActorSnapshot;
