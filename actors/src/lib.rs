@@ -4,6 +4,7 @@
 //! into the node's actor tree for the admin API.
 
 pub mod health;
+pub mod protocol;
 mod snapshot;
 pub mod tools;
 
