@@ -7,6 +7,7 @@ pub mod health;
 pub mod protocol;
 mod snapshot;
 pub mod tools;
+pub mod turn;
 
 pub use health::{DependencyStatus, HealthActor, HealthArgs, HealthMsg, HealthReport};
 pub use snapshot::ActorSnapshot;

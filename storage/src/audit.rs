@@ -30,3 +30,28 @@ pub async fn record(
         .await?;
     Ok(())
 }
+
+/// Audit writes that are not part of another transaction (tool executions, approvals).
+#[derive(Clone, Debug)]
+pub struct Audit {
+    db: crate::Db,
+}
+
+impl Audit {
+    pub fn new(db: crate::Db) -> Audit {
+        Audit { db }
+    }
+
+    pub async fn log(
+        &self,
+        org_id: Uuid,
+        user_id: Option<Uuid>,
+        action: &str,
+        target: Option<&str>,
+        details: serde_json::Value,
+    ) -> Result<(), StorageError> {
+        let tx = self.db.org(org_id).await?;
+        record(tx.conn(), org_id, user_id, action, target, details).await?;
+        tx.commit().await
+    }
+}

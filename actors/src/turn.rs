@@ -1,0 +1,494 @@
+//! One agent turn: the LLM / tool loop that an `AgentRunActor` drives. It streams the answer as
+//! protocol frames, runs the tools the model asks for through the command policy gate (asking a
+//! human before anything destructive in an interactive turn), records every model call's usage,
+//! and returns the messages the turn added to the history. Kept free of actor plumbing so the
+//! loop itself is tested directly against a scripted provider.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aurora_models::llm::{ChatMessage, ChatRequest, LlmEvent, LlmProvider, ToolCall, Usage};
+use aurora_models::pricing::PriceTable;
+use aurora_storage::audit::Audit;
+use aurora_storage::auth::Principal;
+use aurora_storage::policies::{Policies, Verdict};
+use aurora_storage::usage::{LlmUsage, UsageRecord};
+use chrono::Utc;
+use futures::StreamExt;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use crate::protocol::{
+    ConfirmationData, Decision, ErrorCode, MessageData, Mode, ServerFrame, SessionTotals,
+    ToolCallData, ToolErrorData, ToolResultData, UsageData,
+};
+use crate::tools::cloud_exec::{self, CloudExec};
+
+/// What a turn needs from the node.
+#[derive(Clone)]
+pub struct TurnDeps {
+    pub llm: Arc<dyn LlmProvider>,
+    pub prices: PriceTable,
+    pub cloud_exec: CloudExec,
+    pub policies: Policies,
+    pub usage: LlmUsage,
+    pub audit: Audit,
+    /// Most model calls in one turn.
+    pub max_steps: usize,
+    /// How long an approval may wait for the human.
+    pub approval_timeout: Duration,
+}
+
+pub struct TurnInput {
+    pub who: Principal,
+    pub session_id: Uuid,
+    pub history: Vec<ChatMessage>,
+    pub query: String,
+    pub model: String,
+    pub mode: Mode,
+    /// A human is connected and can approve (false for background runs such as incident RCA).
+    pub interactive: bool,
+}
+
+/// How a turn ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TurnStatus {
+    Completed,
+    Cancelled,
+    Failed { code: ErrorCode, message: String },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TurnOutcome {
+    /// The messages this turn added: the user's query, the assistant's answers and the tool
+    /// results, including the partial answer of a cancelled turn.
+    pub messages: Vec<ChatMessage>,
+    pub status: TurnStatus,
+    pub totals: SessionTotals,
+}
+
+/// The channels a turn talks through.
+pub struct TurnIo {
+    pub frames: mpsc::Sender<ServerFrame>,
+    /// `(confirmation_id, decision)` from the client.
+    pub decisions: mpsc::Receiver<(String, Decision)>,
+    /// Flips to true when the client cancels.
+    pub cancel: watch::Receiver<bool>,
+}
+
+enum Step {
+    /// The model answered without asking for tools.
+    Done,
+    /// Tools ran; the model gets their results next.
+    Continue,
+    Cancelled,
+}
+
+struct Turn<'a> {
+    deps: &'a TurnDeps,
+    input: &'a TurnInput,
+    io: &'a mut TurnIo,
+    added: Vec<ChatMessage>,
+    totals: SessionTotals,
+}
+
+/// Runs one turn to its end. Never panics on provider or tool failures: they become frames and
+/// a `Failed` status.
+pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> TurnOutcome {
+    let mut turn = Turn {
+        deps,
+        input,
+        io,
+        added: vec![ChatMessage::User {
+            content: input.query.clone(),
+        }],
+        totals: SessionTotals::default(),
+    };
+    let status = turn.run().await;
+    if let TurnStatus::Failed { code, message } = &status {
+        turn.send(ServerFrame::error(
+            *code,
+            message.clone(),
+            Some(input.session_id),
+        ))
+        .await;
+    }
+    TurnOutcome {
+        messages: turn.added,
+        status,
+        totals: turn.totals,
+    }
+}
+
+impl Turn<'_> {
+    async fn send(&self, frame: ServerFrame) {
+        // A client that went away does not stop the turn; its frames are simply dropped.
+        let _ = self.io.frames.send(frame).await;
+    }
+
+    fn cancelled(&self) -> bool {
+        *self.io.cancel.borrow()
+    }
+
+    async fn run(&mut self) -> TurnStatus {
+        for _ in 0..self.deps.max_steps {
+            match self.model_step().await {
+                Ok(Step::Done) => return TurnStatus::Completed,
+                Ok(Step::Continue) => continue,
+                Ok(Step::Cancelled) => return TurnStatus::Cancelled,
+                Err(status) => return status,
+            }
+        }
+        TurnStatus::Failed {
+            code: ErrorCode::Internal,
+            message: format!("stopped after {} model calls", self.deps.max_steps),
+        }
+    }
+
+    /// One model call and the tools it asks for. `Ok(Done)` when the model answered without
+    /// tools.
+    async fn model_step(&mut self) -> Result<Step, TurnStatus> {
+        let sid = self.input.session_id;
+        let mut messages = self.input.history.clone();
+        messages.extend(self.added.iter().cloned());
+        let request = ChatRequest {
+            model: self.input.model.clone(),
+            messages,
+            tools: vec![CloudExec::spec()],
+            max_tokens: None,
+        };
+        let unavailable = |e: aurora_models::llm::LlmError| TurnStatus::Failed {
+            code: ErrorCode::LlmUnavailable,
+            message: e.to_string(),
+        };
+        let mut stream = self.deps.llm.stream(request).await.map_err(unavailable)?;
+        let mut text = String::new();
+        let mut calls: Vec<ToolCall> = Vec::new();
+        let mut cancel = self.io.cancel.clone();
+        loop {
+            let event = tokio::select! {
+                e = stream.next() => e,
+                _ = cancel.wait_for(|c| *c) => {
+                    self.keep_answer(text, vec![]);
+                    return Ok(Step::Cancelled);
+                }
+            };
+            match event {
+                Some(Ok(LlmEvent::Text(t))) => {
+                    text.push_str(&t);
+                    self.send(ServerFrame::Message {
+                        data: MessageData {
+                            text: t,
+                            is_chunk: true,
+                            is_complete: false,
+                            streaming: true,
+                        },
+                        session_id: sid,
+                    })
+                    .await;
+                }
+                Some(Ok(LlmEvent::ToolCall(c))) => calls.push(c),
+                Some(Ok(LlmEvent::Done { usage, .. })) => {
+                    self.record_usage(usage.unwrap_or_default()).await;
+                    break;
+                }
+                Some(Err(e)) => {
+                    self.keep_answer(text, vec![]);
+                    return Err(unavailable(e));
+                }
+                None => {
+                    self.keep_answer(text, vec![]);
+                    return Err(TurnStatus::Failed {
+                        code: ErrorCode::LlmUnavailable,
+                        message: "the answer stream ended early".into(),
+                    });
+                }
+            }
+        }
+        if !text.is_empty() {
+            self.send(ServerFrame::Message {
+                data: MessageData {
+                    text: text.clone(),
+                    is_chunk: false,
+                    is_complete: true,
+                    streaming: false,
+                },
+                session_id: sid,
+            })
+            .await;
+        }
+        let done = calls.is_empty();
+        self.added.push(ChatMessage::Assistant {
+            content: text,
+            tool_calls: calls.clone(),
+        });
+        for call in calls {
+            if self.cancelled() {
+                self.added.push(ChatMessage::Tool {
+                    tool_call_id: call.id,
+                    content: "cancelled by the user".into(),
+                });
+                continue;
+            }
+            let content = self.tool(&call).await;
+            self.added.push(ChatMessage::Tool {
+                tool_call_id: call.id,
+                content,
+            });
+        }
+        if self.cancelled() {
+            return Ok(Step::Cancelled);
+        }
+        Ok(if done { Step::Done } else { Step::Continue })
+    }
+
+    /// Keeps what was streamed before a cancel or failure, so the history shows it.
+    fn keep_answer(&mut self, text: String, tool_calls: Vec<ToolCall>) {
+        if !text.is_empty() || !tool_calls.is_empty() {
+            self.added.push(ChatMessage::Assistant {
+                content: text,
+                tool_calls,
+            });
+        }
+    }
+
+    /// Prices the call, writes its usage row and tells the client.
+    async fn record_usage(&mut self, usage: Usage) {
+        let model = self.input.model.clone();
+        let cost = self.deps.prices.cost(&model, usage).unwrap_or(0.0);
+        self.totals.input_tokens += usage.input_tokens;
+        self.totals.output_tokens += usage.output_tokens;
+        self.totals.estimated_cost += cost;
+        let record = UsageRecord {
+            session_id: Some(self.input.session_id),
+            provider: self.deps.llm.name().into(),
+            model: model.clone(),
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cost_usd: cost,
+        };
+        if let Err(e) = self.deps.usage.record(&self.input.who, record).await {
+            tracing::error!(error = %e, session_id = %self.input.session_id, "cannot record llm usage");
+        }
+        let data = UsageData {
+            model,
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            estimated_cost: cost,
+            session_totals: self.totals.clone(),
+        };
+        self.send(ServerFrame::UsageFinal {
+            data,
+            session_id: self.input.session_id,
+        })
+        .await;
+    }
+
+    /// Runs one tool call through the gate; returns what the model is told.
+    async fn tool(&mut self, call: &ToolCall) -> String {
+        let sid = self.input.session_id;
+        let input: serde_json::Value = serde_json::from_str(&call.arguments)
+            .unwrap_or_else(|_| json!({ "raw": call.arguments }));
+        let tool_error = |error: String| ServerFrame::ToolError {
+            data: ToolErrorData {
+                tool_call_id: call.id.clone(),
+                tool_name: call.name.clone(),
+                error,
+            },
+            session_id: sid,
+        };
+        if call.name != cloud_exec::NAME {
+            let error = format!("unknown tool '{}'", call.name);
+            self.send(tool_error(error.clone())).await;
+            return error;
+        }
+        let argv = match self.deps.cloud_exec.parse(&input) {
+            Ok(argv) => argv,
+            Err(e) => {
+                self.send(tool_error(e.to_string())).await;
+                return e.to_string();
+            }
+        };
+        let command = shell_words::join(&argv);
+        let verdict = match self
+            .deps
+            .policies
+            .check(self.input.who.org_id, &command)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                let error = format!("the command policy could not be checked: {e}");
+                self.send(tool_error(error.clone())).await;
+                return error;
+            }
+        };
+        let running = |status: &str| ServerFrame::ToolCall {
+            data: ToolCallData {
+                tool_call_id: call.id.clone(),
+                tool_name: call.name.clone(),
+                input: input.clone(),
+                status: status.into(),
+                timestamp: Utc::now(),
+            },
+            session_id: sid,
+        };
+        match verdict {
+            Verdict::Denied { reason } => {
+                self.audit("tool.denied", &command, json!({ "reason": reason }))
+                    .await;
+                let error = format!("not run: {reason}");
+                self.send(tool_error(error.clone())).await;
+                return error;
+            }
+            Verdict::NeedsApproval { reason } => {
+                if self.input.mode == Mode::Ask {
+                    let error = format!("not run: ask mode is read-only and {reason}");
+                    self.send(ServerFrame::error(
+                        ErrorCode::ReadOnlyMode,
+                        error.clone(),
+                        Some(sid),
+                    ))
+                    .await;
+                    self.send(tool_error(error.clone())).await;
+                    return error;
+                }
+                if !self.input.interactive {
+                    self.audit(
+                        "approval.declined",
+                        &command,
+                        json!({ "reason": "background run" }),
+                    )
+                    .await;
+                    let error = format!(
+                        "declined: background runs never run destructive commands ({reason})"
+                    );
+                    self.send(tool_error(error.clone())).await;
+                    return error;
+                }
+                self.send(running("awaiting_confirmation")).await;
+                match self.approval(call, &command, &reason).await {
+                    Ok(()) => {}
+                    Err(why) => {
+                        self.send(tool_error(why.clone())).await;
+                        return why;
+                    }
+                }
+            }
+            Verdict::Allowed => {}
+        }
+        self.send(running("running")).await;
+        let result = self
+            .deps
+            .cloud_exec
+            .run(&self.input.who.user_id.to_string(), &sid.to_string(), &argv)
+            .await;
+        let (status, content) = match &result {
+            Ok(out) => (
+                if out.exit_code == Some(0) {
+                    "success"
+                } else {
+                    "error"
+                },
+                out.output.clone(),
+            ),
+            Err(e) => ("error", e.to_string()),
+        };
+        self.audit("tool.exec", &command, json!({ "status": status, "exit_code": result.as_ref().ok().and_then(|o| o.exit_code) })).await;
+        match result {
+            Ok(_) => {
+                let data = ToolResultData {
+                    tool_call_id: call.id.clone(),
+                    tool_name: call.name.clone(),
+                    output: content.clone(),
+                    status: status.into(),
+                    timestamp: Utc::now(),
+                };
+                self.send(ServerFrame::ToolResult {
+                    data,
+                    session_id: sid,
+                })
+                .await;
+            }
+            Err(_) => self.send(tool_error(content.clone())).await,
+        }
+        content
+    }
+
+    /// Asks the human and waits for `execute`, `cancel`, a turn cancel, or the timeout.
+    async fn approval(
+        &mut self,
+        call: &ToolCall,
+        command: &str,
+        reason: &str,
+    ) -> Result<(), String> {
+        let confirmation_id = format!("confirm-{}", call.id);
+        let data = ConfirmationData {
+            confirmation_id: confirmation_id.clone(),
+            tool_name: call.name.clone(),
+            command: command.into(),
+            message: format!("The agent wants to run `{command}`: {reason}. Run it?"),
+            options: vec![Decision::Execute, Decision::Cancel],
+            block_reason: reason.into(),
+        };
+        self.send(ServerFrame::ExecutionConfirmation {
+            data,
+            session_id: self.input.session_id,
+        })
+        .await;
+        let deadline = tokio::time::sleep(self.deps.approval_timeout);
+        tokio::pin!(deadline);
+        let mut cancel = self.io.cancel.clone();
+        let decision = loop {
+            tokio::select! {
+                d = self.io.decisions.recv() => match d {
+                    Some((id, decision)) if id == confirmation_id => break Some(decision),
+                    Some(_) => continue, // an answer to another, older confirmation
+                    None => break None,
+                },
+                _ = &mut deadline => break None,
+                _ = cancel.wait_for(|c| *c) => break Some(Decision::Cancel),
+            }
+        };
+        let outcome = match decision {
+            Some(Decision::Execute) => "approved",
+            Some(Decision::Cancel) => "declined",
+            None => "timed out",
+        };
+        self.audit(
+            "approval.decision",
+            command,
+            json!({ "decision": outcome, "confirmation_id": confirmation_id }),
+        )
+        .await;
+        match decision {
+            Some(Decision::Execute) => Ok(()),
+            Some(Decision::Cancel) => Err("declined by the user".into()),
+            None => Err(format!(
+                "no answer within {} s: not run",
+                self.deps.approval_timeout.as_secs()
+            )),
+        }
+    }
+
+    async fn audit(&self, action: &str, command: &str, details: serde_json::Value) {
+        let who = &self.input.who;
+        let mut details = details;
+        details["session_id"] = json!(self.input.session_id);
+        if let Err(e) = self
+            .deps
+            .audit
+            .log(
+                who.org_id,
+                Some(who.user_id),
+                action,
+                Some(command),
+                details,
+            )
+            .await
+        {
+            tracing::error!(error = %e, action, "cannot write audit log");
+        }
+    }
+}
