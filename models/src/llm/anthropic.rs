@@ -5,12 +5,11 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use futures::future::BoxFuture;
-use futures::{Stream, StreamExt};
 use serde_json::{json, Value};
 use url::Url;
 
 use super::http::{error_message, send_with_retry};
-use super::sse::data_events;
+use super::sse::{assemble, data_events, Assembler};
 use super::{
     ChatMessage, ChatRequest, FinishReason, HttpPolicy, LlmError, LlmEvent, LlmProvider, LlmStream,
     ToolCall, Usage,
@@ -107,7 +106,7 @@ impl LlmProvider for AnthropicProvider {
             })
             .await?;
             let events = data_events(response, self.policy.idle_timeout);
-            Ok(Box::pin(assemble(events)) as LlmStream)
+            Ok(Box::pin(assemble(events, Assembly::default())) as LlmStream)
         })
     }
 }
@@ -293,28 +292,26 @@ impl Assembly {
     }
 }
 
-fn assemble(
-    events: impl Stream<Item = Result<String, LlmError>> + Send + 'static,
-) -> impl Stream<Item = Result<LlmEvent, LlmError>> + Send {
-    let events = Box::pin(events);
-    futures::stream::unfold(
-        (events, Assembly::default()),
-        |(mut events, mut asm)| async move {
-            loop {
-                if let Some(item) = asm.pending.pop_front() {
-                    return Some((item, (events, asm)));
-                }
-                if asm.ended {
-                    return None;
-                }
-                match events.next().await {
-                    Some(Ok(data)) => asm.event(&data),
-                    Some(Err(e)) => asm.fail(e),
-                    None => asm.fail(LlmError::Unavailable(
-                        "the stream ended before the answer was complete".into(),
-                    )),
-                }
-            }
-        },
-    )
+impl Assembler for Assembly {
+    fn feed(&mut self, data: &str) {
+        self.event(data);
+    }
+
+    fn end_of_stream(&mut self) {
+        self.fail(LlmError::Unavailable(
+            "the stream ended before the answer was complete".into(),
+        ));
+    }
+
+    fn fail(&mut self, err: LlmError) {
+        Assembly::fail(self, err);
+    }
+
+    fn pop(&mut self) -> Option<Result<LlmEvent, LlmError>> {
+        self.pending.pop_front()
+    }
+
+    fn ended(&self) -> bool {
+        self.ended
+    }
 }

@@ -6,12 +6,11 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use futures::future::BoxFuture;
-use futures::{Stream, StreamExt};
 use serde_json::{json, Value};
 use url::Url;
 
 use super::http::{error_message, send_with_retry};
-use super::sse::data_events;
+use super::sse::{assemble, data_events, Assembler};
 use super::{
     ChatMessage, ChatRequest, FinishReason, HttpPolicy, LlmError, LlmEvent, LlmProvider, LlmStream,
     ToolCall, Usage,
@@ -96,7 +95,7 @@ impl LlmProvider for OpenAiProvider {
             let body = Self::body(&request);
             let response = self.send(&body).await?;
             let events = data_events(response, self.policy.idle_timeout);
-            Ok(Box::pin(assemble(events)) as LlmStream)
+            Ok(Box::pin(assemble(events, Assembly::default())) as LlmStream)
         })
     }
 }
@@ -230,31 +229,32 @@ impl Assembly {
     }
 }
 
-fn assemble(
-    events: impl Stream<Item = Result<String, LlmError>> + Send + 'static,
-) -> impl Stream<Item = Result<LlmEvent, LlmError>> + Send {
-    let events = Box::pin(events);
-    futures::stream::unfold(
-        (events, Assembly::default()),
-        |(mut events, mut asm)| async move {
-            loop {
-                if let Some(item) = asm.pending.pop_front() {
-                    return Some((item, (events, asm)));
-                }
-                if asm.ended {
-                    return None;
-                }
-                match events.next().await {
-                    Some(Ok(data)) => asm.chunk(&data),
-                    Some(Err(e)) => asm.fail(e),
-                    // Some servers close without `[DONE]` after a finish reason; without one, the
-                    // answer was cut off.
-                    None if asm.finish.is_some() => asm.finish(),
-                    None => asm.fail(LlmError::Unavailable(
-                        "the stream ended before the answer was complete".into(),
-                    )),
-                }
-            }
-        },
-    )
+impl Assembler for Assembly {
+    fn feed(&mut self, data: &str) {
+        self.chunk(data);
+    }
+
+    fn end_of_stream(&mut self) {
+        // Some servers close without `[DONE]` after a finish reason; without one, the answer
+        // was cut off.
+        if self.finish.is_some() {
+            self.finish();
+        } else {
+            self.fail(LlmError::Unavailable(
+                "the stream ended before the answer was complete".into(),
+            ));
+        }
+    }
+
+    fn fail(&mut self, err: LlmError) {
+        Assembly::fail(self, err);
+    }
+
+    fn pop(&mut self) -> Option<Result<LlmEvent, LlmError>> {
+        self.pending.pop_front()
+    }
+
+    fn ended(&self) -> bool {
+        self.ended
+    }
 }
