@@ -542,3 +542,87 @@ mod usage {
     use super::*;
     on_both_backends!(llm_usage_summaries);
 }
+
+async fn turn_history_is_persisted(backend: Backend) {
+    use aurora_storage::sessions::Sessions;
+    let t = TestNode::start(backend).await;
+    let token = t.register("h@acme.io", "Acme").await;
+    let (_, me) = t.get("/api/auth/me", Some(&token)).await;
+    let who = aurora_storage::auth::Principal {
+        user_id: me["id"].as_str().unwrap().parse().unwrap(),
+        org_id: me["org_id"].as_str().unwrap().parse().unwrap(),
+        email: "h@acme.io".into(),
+        role: aurora_storage::auth::Role::Admin,
+    };
+    let (_, created) = t.post("/chat_api/sessions", Some(&token), json!({})).await;
+    assert_eq!(created["title"], "New chat");
+    let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    let sessions = Sessions::new(t.node().db().clone());
+    let turn = vec![
+        json!({ "role": "user", "content": "Why   is checkout\nslow?" }),
+        json!({ "role": "assistant", "content": "The database is saturated." }),
+    ];
+    sessions
+        .append_turn(
+            &who,
+            id,
+            turn.clone(),
+            turn.clone(),
+            Some("Why   is checkout\nslow?"),
+        )
+        .await
+        .unwrap();
+    sessions
+        .append_turn(
+            &who,
+            id,
+            vec![json!({ "role": "user", "content": "and now?" })],
+            vec![json!({ "role": "user", "content": "and now?" })],
+            Some("and now?"),
+        )
+        .await
+        .unwrap();
+    let (_, body) = t
+        .get(&format!("/chat_api/sessions/{id}"), Some(&token))
+        .await;
+    assert_eq!(
+        body["title"], "Why is checkout slow?",
+        "named after the first question only"
+    );
+    let messages = body["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3);
+    assert_eq!(messages[1]["content"], "The database is saturated.");
+    assert!(messages.iter().all(|m| m["timestamp"].is_string()));
+    let context = sessions.llm_context(&who, id).await.unwrap();
+    assert_eq!(context.len(), 3);
+    assert!(
+        context[0].get("timestamp").is_none(),
+        "the model's context carries no display fields"
+    );
+    // Someone else's or a deleted session takes nothing.
+    let other = aurora_storage::auth::Principal {
+        user_id: uuid::Uuid::now_v7(),
+        ..who.clone()
+    };
+    assert!(sessions
+        .append_turn(&other, id, turn.clone(), vec![], None)
+        .await
+        .is_err());
+    t.call(
+        Method::DELETE,
+        &format!("/chat_api/sessions/{id}"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert!(sessions
+        .append_turn(&who, id, turn, vec![], None)
+        .await
+        .is_err());
+    t.stop().await;
+}
+
+mod history {
+    use super::*;
+    on_both_backends!(turn_history_is_persisted);
+}

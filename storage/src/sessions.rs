@@ -203,3 +203,107 @@ impl Sessions {
         Ok(())
     }
 }
+
+/// Titles longer than this are cut when a session is named after its first question.
+const AUTO_TITLE_CHARS: usize = 80;
+
+impl Sessions {
+    /// Appends one turn to the caller's live session, in one transaction: `messages` (display
+    /// history; each gets a `timestamp`) and `context` (what the model sees next time) are
+    /// written together, and a session still called "New chat" is named after `first_query`.
+    pub async fn append_turn(
+        &self,
+        who: &Principal,
+        id: Uuid,
+        messages: Vec<serde_json::Value>,
+        context: Vec<serde_json::Value>,
+        first_query: Option<&str>,
+    ) -> Result<(), StorageError> {
+        let tx = self.db.org(who.org_id).await?;
+        let mut select = tx
+            .select::<chat_sessions::Entity>()
+            .filter(chat_sessions::Column::Id.eq(id))
+            .filter(chat_sessions::Column::UserId.eq(who.user_id))
+            .filter(chat_sessions::Column::DeletedAt.is_null());
+        if self.db.backend() == sea_orm::DbBackend::Postgres {
+            // Two turns never interleave in one session, but a rename may race with us.
+            select = select.lock_exclusive();
+        }
+        let row = select
+            .one(tx.conn())
+            .await?
+            .ok_or(StorageError::NotFound("session"))?;
+        let now = Utc::now();
+        let mut history = match row.messages {
+            serde_json::Value::Array(items) => items,
+            _ => Vec::new(),
+        };
+        for mut m in messages {
+            if let Some(obj) = m.as_object_mut() {
+                obj.entry("timestamp")
+                    .or_insert_with(|| serde_json::json!(now));
+            }
+            history.push(m);
+        }
+        let mut llm_context = match row.llm_context_history {
+            serde_json::Value::Array(items) => items,
+            _ => Vec::new(),
+        };
+        llm_context.extend(context);
+        let title = match first_query {
+            Some(q) if row.title == "New chat" => {
+                let t: String = q
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .chars()
+                    .take(AUTO_TITLE_CHARS)
+                    .collect();
+                if t.is_empty() {
+                    row.title
+                } else {
+                    t
+                }
+            }
+            _ => row.title,
+        };
+        chat_sessions::Entity::update_many()
+            .col_expr(
+                chat_sessions::Column::Messages,
+                Expr::value(serde_json::Value::Array(history)),
+            )
+            .col_expr(
+                chat_sessions::Column::LlmContextHistory,
+                Expr::value(serde_json::Value::Array(llm_context)),
+            )
+            .col_expr(chat_sessions::Column::Title, Expr::value(title))
+            .col_expr(chat_sessions::Column::UpdatedAt, Expr::value(now))
+            .filter(tx.org_filter::<chat_sessions::Entity>())
+            .filter(chat_sessions::Column::Id.eq(id))
+            .exec(tx.conn())
+            .await?;
+        tx.commit().await
+    }
+
+    /// What the model has seen in this session so far, to rebuild a session's context.
+    pub async fn llm_context(
+        &self,
+        who: &Principal,
+        id: Uuid,
+    ) -> Result<Vec<serde_json::Value>, StorageError> {
+        let tx = self.db.org(who.org_id).await?;
+        let row = tx
+            .select::<chat_sessions::Entity>()
+            .filter(chat_sessions::Column::Id.eq(id))
+            .filter(chat_sessions::Column::UserId.eq(who.user_id))
+            .filter(chat_sessions::Column::DeletedAt.is_null())
+            .one(tx.conn())
+            .await?
+            .ok_or(StorageError::NotFound("session"))?;
+        tx.commit().await?;
+        Ok(match row.llm_context_history {
+            serde_json::Value::Array(items) => items,
+            _ => Vec::new(),
+        })
+    }
+}
