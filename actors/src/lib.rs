@@ -3,8 +3,10 @@
 //! Every actor answers a status request with an [`ActorSnapshot`], which the supervisors assemble
 //! into the node's actor tree for the admin API.
 
+pub mod agent_run;
 pub mod health;
 pub mod protocol;
+pub mod session;
 mod snapshot;
 pub mod tools;
 pub mod turn;

@@ -1,0 +1,140 @@
+//! `AgentRunActor`: one per turn. It runs [`run_turn`] in a task of its own, so that approval
+//! decisions and cancels keep flowing through its mailbox while the turn waits; persists what
+//! the turn added before it stops (its session then sends `END`); and turns a panic inside the
+//! turn into an `error` frame instead of silence.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::{mpsc, watch};
+
+use crate::protocol::{Decision, ErrorCode, ServerFrame};
+use crate::turn::{run_turn, TurnDeps, TurnInput, TurnIo};
+use crate::ActorSnapshot;
+use aurora_storage::sessions::Sessions;
+
+pub struct AgentRunArgs {
+    pub deps: Arc<TurnDeps>,
+    pub input: TurnInput,
+    pub frames: mpsc::Sender<ServerFrame>,
+    pub sessions: Sessions,
+}
+
+pub enum AgentRunMsg {
+    Decision(String, Decision),
+    Cancel,
+    Status(RpcReplyPort<ActorSnapshot>),
+}
+
+pub struct AgentRunState {
+    decisions: mpsc::Sender<(String, Decision)>,
+    cancel: watch::Sender<bool>,
+    session_id: uuid::Uuid,
+    started_at: DateTime<Utc>,
+}
+
+pub struct AgentRunActor;
+
+impl Actor for AgentRunActor {
+    type Msg = AgentRunMsg;
+    type State = AgentRunState;
+    type Arguments = AgentRunArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<AgentRunMsg>,
+        args: AgentRunArgs,
+    ) -> Result<AgentRunState, ActorProcessingErr> {
+        let (decisions_tx, decisions_rx) = mpsc::channel(16);
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let session_id = args.input.session_id;
+        let frames = args.frames.clone();
+        let work = tokio::spawn(async move {
+            let mut io = TurnIo {
+                frames: args.frames.clone(),
+                decisions: decisions_rx,
+                cancel: cancel_rx,
+            };
+            let outcome = run_turn(&args.deps, &args.input, &mut io).await;
+            let messages: Vec<serde_json::Value> = outcome
+                .messages
+                .iter()
+                .filter_map(|m| serde_json::to_value(m).ok())
+                .collect();
+            if let Err(e) = args
+                .sessions
+                .append_turn(
+                    &args.input.who,
+                    session_id,
+                    messages.clone(),
+                    messages,
+                    Some(&args.input.query),
+                )
+                .await
+            {
+                tracing::error!(error = %e, %session_id, "cannot persist the turn");
+                let _ = args
+                    .frames
+                    .send(ServerFrame::error(
+                        ErrorCode::Internal,
+                        "the turn could not be saved",
+                        Some(session_id),
+                    ))
+                    .await;
+            }
+        });
+        // Whatever happens to the turn, the actor stops; its session then sends END, after it
+        // has marked itself free, so a client reacting to END never meets SESSION_BUSY.
+        tokio::spawn(async move {
+            if let Err(e) = work.await {
+                tracing::error!(error = %e, %session_id, "agent run crashed");
+                let _ = frames
+                    .send(ServerFrame::error(
+                        ErrorCode::Internal,
+                        "the run failed unexpectedly",
+                        Some(session_id),
+                    ))
+                    .await;
+            }
+            myself.stop(Some("turn finished".into()));
+        });
+        Ok(AgentRunState {
+            decisions: decisions_tx,
+            cancel: cancel_tx,
+            session_id,
+            started_at: Utc::now(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<AgentRunMsg>,
+        msg: AgentRunMsg,
+        state: &mut AgentRunState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            AgentRunMsg::Decision(id, decision) => {
+                let _ = state.decisions.send((id, decision)).await;
+            }
+            AgentRunMsg::Cancel => {
+                let _ = state.cancel.send(true);
+            }
+            AgentRunMsg::Status(reply) => {
+                let _ = reply.send(ActorSnapshot {
+                    kind: "agent_run".into(),
+                    id: state.session_id.to_string(),
+                    state: if *state.cancel.borrow() {
+                        "cancelling".into()
+                    } else {
+                        "running".into()
+                    },
+                    restarts: 0,
+                    started_at: state.started_at,
+                    children: vec![],
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,216 @@
+//! `SessionActor`: one per chat session. It owns the session's one running turn: a query while
+//! a turn runs is `SESSION_BUSY`; decisions and cancels go to the running turn. The history
+//! lives in storage, so a session actor can be stopped and rebuilt anywhere without loss.
+
+use std::sync::Arc;
+
+use aurora_models::llm::ChatMessage;
+use aurora_storage::auth::Principal;
+use aurora_storage::sessions::Sessions;
+use chrono::{DateTime, Utc};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::agent_run::{AgentRunActor, AgentRunArgs, AgentRunMsg};
+use crate::protocol::{Decision, ErrorCode, Mode, ServerFrame};
+use crate::turn::{TurnDeps, TurnInput};
+use crate::ActorSnapshot;
+
+pub struct SessionArgs {
+    pub session_id: Uuid,
+    pub who: Principal,
+    pub deps: Arc<TurnDeps>,
+    pub sessions: Sessions,
+    pub system_prompt: String,
+    pub default_model: String,
+}
+
+pub enum SessionMsg {
+    Query {
+        query: String,
+        mode: Mode,
+        model: Option<String>,
+        interactive: bool,
+        frames: mpsc::Sender<ServerFrame>,
+    },
+    Decision {
+        confirmation_id: String,
+        decision: Decision,
+    },
+    Cancel,
+    Status(RpcReplyPort<ActorSnapshot>),
+}
+
+pub struct SessionState {
+    args: SessionArgs,
+    run: Option<(ActorRef<AgentRunMsg>, mpsc::Sender<ServerFrame>)>,
+    started_at: DateTime<Utc>,
+    runs_failed: u32,
+}
+
+pub struct SessionActor;
+
+impl Actor for SessionActor {
+    type Msg = SessionMsg;
+    type State = SessionState;
+    type Arguments = SessionArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        args: SessionArgs,
+    ) -> Result<SessionState, ActorProcessingErr> {
+        Ok(SessionState {
+            args,
+            run: None,
+            started_at: Utc::now(),
+            runs_failed: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        msg: SessionMsg,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        let sid = state.args.session_id;
+        match msg {
+            SessionMsg::Query {
+                query,
+                mode,
+                model,
+                interactive,
+                frames,
+            } => {
+                if state.run.is_some() {
+                    let _ = frames
+                        .send(ServerFrame::error(
+                            ErrorCode::SessionBusy,
+                            "a turn is already running in this session",
+                            Some(sid),
+                        ))
+                        .await;
+                    return Ok(());
+                }
+                let history = match state.args.sessions.llm_context(&state.args.who, sid).await {
+                    Ok(context) => context
+                        .into_iter()
+                        .filter_map(|m| serde_json::from_value::<ChatMessage>(m).ok())
+                        .collect(),
+                    Err(e) => {
+                        let code = if matches!(e, aurora_storage::StorageError::NotFound(_)) {
+                            ErrorCode::NotFound
+                        } else {
+                            ErrorCode::Internal
+                        };
+                        let _ = frames
+                            .send(ServerFrame::error(code, e.to_string(), Some(sid)))
+                            .await;
+                        let _ = frames.send(ServerFrame::end(sid)).await;
+                        return Ok(());
+                    }
+                };
+                let mut messages = vec![ChatMessage::System {
+                    content: state.args.system_prompt.clone(),
+                }];
+                messages.extend::<Vec<ChatMessage>>(history);
+                let input = TurnInput {
+                    who: state.args.who.clone(),
+                    session_id: sid,
+                    history: messages,
+                    query,
+                    model: model.unwrap_or_else(|| state.args.default_model.clone()),
+                    mode,
+                    interactive,
+                };
+                let args = AgentRunArgs {
+                    deps: state.args.deps.clone(),
+                    input,
+                    frames: frames.clone(),
+                    sessions: state.args.sessions.clone(),
+                };
+                let (run, _) =
+                    Actor::spawn_linked(None, AgentRunActor, args, myself.get_cell()).await?;
+                state.run = Some((run, frames));
+            }
+            SessionMsg::Decision {
+                confirmation_id,
+                decision,
+            } => {
+                if let Some((run, _)) = &state.run {
+                    let _ = run.cast(AgentRunMsg::Decision(confirmation_id, decision));
+                }
+            }
+            SessionMsg::Cancel => {
+                if let Some((run, _)) = &state.run {
+                    let _ = run.cast(AgentRunMsg::Cancel);
+                }
+            }
+            SessionMsg::Status(reply) => {
+                let mut children = Vec::new();
+                if let Some((run, _)) = &state.run {
+                    if let Ok(snap) = ractor::call_t!(run, AgentRunMsg::Status, 500) {
+                        children.push(snap);
+                    }
+                }
+                let _ = reply.send(ActorSnapshot {
+                    kind: "session".into(),
+                    id: sid.to_string(),
+                    state: if state.run.is_some() {
+                        "running".into()
+                    } else {
+                        "idle".into()
+                    },
+                    restarts: state.runs_failed,
+                    started_at: state.started_at,
+                    children,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A run ends by stopping itself; if it fails instead, its client still gets an error and
+    /// END, and the session stays usable.
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<SessionMsg>,
+        evt: SupervisionEvent,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        let sid = state.args.session_id;
+        match evt {
+            SupervisionEvent::ActorTerminated(cell, _, _) if is_run(&cell, &state.run) => {
+                if let Some((_, frames)) = state.run.take() {
+                    let _ = frames.send(ServerFrame::end(sid)).await;
+                }
+            }
+            SupervisionEvent::ActorFailed(cell, err) if is_run(&cell, &state.run) => {
+                tracing::error!(session_id = %sid, error = %err, "agent run failed");
+                state.runs_failed += 1;
+                if let Some((_, frames)) = state.run.take() {
+                    let _ = frames
+                        .send(ServerFrame::error(
+                            ErrorCode::Internal,
+                            "the run failed unexpectedly",
+                            Some(sid),
+                        ))
+                        .await;
+                    let _ = frames.send(ServerFrame::end(sid)).await;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn is_run(
+    cell: &ActorCell,
+    run: &Option<(ActorRef<AgentRunMsg>, mpsc::Sender<ServerFrame>)>,
+) -> bool {
+    run.as_ref()
+        .is_some_and(|(r, _)| r.get_id() == cell.get_id())
+}

@@ -1,0 +1,172 @@
+//! Shared harness: real SQLite storage, a fake `kubectl`, a scripted OpenAI-compatible server.
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aurora_actors::protocol::{Decision, Mode, ServerFrame};
+use aurora_actors::tools::cloud_exec::{CloudExec, DEFAULT_CLIS};
+use aurora_actors::turn::{run_turn, TurnDeps, TurnInput, TurnIo, TurnOutcome};
+use aurora_fakes::{openai, FakeServer, Reply};
+use aurora_models::llm::{ChatMessage, HttpPolicy, OpenAiProvider};
+use aurora_models::pricing::PriceTable;
+use aurora_storage::audit::Audit;
+use aurora_storage::auth::{Accounts, Principal, Role};
+use aurora_storage::cache::Cache;
+use aurora_storage::policies::Policies;
+use aurora_storage::usage::LlmUsage;
+use aurora_storage::Db;
+use tokio::sync::{mpsc, watch};
+
+pub struct Harness {
+    pub _dir: tempfile::TempDir,
+    pub db: Db,
+    pub deps: TurnDeps,
+    pub who: Principal,
+    pub fake: FakeServer,
+}
+
+pub async fn harness(script: Vec<Reply>) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let config = aurora_config::DatabaseConfig::Sqlite {
+        url: format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()),
+    };
+    let db = Db::connect(&config, 4, "aurora_app").await.unwrap();
+    db.migrate().await.unwrap();
+    let user = Accounts::new(db.clone(), 1, 0)
+        .admin_create_user("ops@acme.io", "correct horse battery", "Acme", Role::Admin)
+        .await
+        .unwrap();
+    let who = Principal {
+        user_id: user.id,
+        org_id: user.org_id,
+        email: user.email,
+        role: Role::Admin,
+    };
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let kubectl = bin.join("kubectl");
+    std::fs::write(&kubectl, "#!/bin/sh\ncase \"$1\" in\n  get) echo 'web-1 0/1 CrashLoopBackOff';;\n  delete) echo \"pod \\\"$3\\\" deleted\";;\nesac\n").unwrap();
+    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = openai::start(script).await;
+    let policy = HttpPolicy {
+        max_retries: 0,
+        idle_timeout: Duration::from_secs(5),
+        ..HttpPolicy::default()
+    };
+    let llm =
+        Arc::new(OpenAiProvider::new(&fake.base_url().parse().unwrap(), None, policy).unwrap());
+    let deps = TurnDeps {
+        llm,
+        prices: PriceTable::default(),
+        cloud_exec: CloudExec {
+            allowed: DEFAULT_CLIS.iter().map(|s| s.to_string()).collect(),
+            search_path: format!("{}:/usr/bin:/bin", bin.display()).into(),
+            workdir_root: dir.path().join("work"),
+            timeout: Duration::from_secs(10),
+            output_limit: 64 * 1024,
+        },
+        policies: Policies::new(db.clone()),
+        usage: LlmUsage::new(db.clone(), Cache::local()),
+        audit: Audit::new(db.clone()),
+        max_steps: 5,
+        approval_timeout: Duration::from_secs(5),
+    };
+    Harness {
+        _dir: dir,
+        db,
+        deps,
+        who,
+        fake,
+    }
+}
+
+impl Harness {
+    pub fn input(&self, mode: Mode, interactive: bool) -> TurnInput {
+        TurnInput {
+            who: self.who.clone(),
+            session_id: uuid::Uuid::now_v7(),
+            history: vec![ChatMessage::System {
+                content: "You are an SRE agent.".into(),
+            }],
+            query: "Why is web failing?".into(),
+            model: "gpt-4o".into(),
+            mode,
+            interactive,
+        }
+    }
+
+    /// Runs a turn; `answer` sees each frame and may send a decision or cancel.
+    pub async fn run(
+        &self,
+        input: TurnInput,
+        answer: impl Fn(&ServerFrame) -> Option<Action> + Send + 'static,
+    ) -> (TurnOutcome, Vec<ServerFrame>) {
+        let (frames_tx, mut frames_rx) = mpsc::channel(256);
+        let (decisions_tx, decisions_rx) = mpsc::channel(8);
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        let collector = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while let Some(frame) = frames_rx.recv().await {
+                match answer(&frame) {
+                    Some(Action::Decide(id, d)) => decisions_tx.send((id, d)).await.unwrap(),
+                    Some(Action::Cancel) => cancel_tx.send(true).unwrap(),
+                    None => {}
+                }
+                seen.push(frame);
+            }
+            seen
+        });
+        let mut io = TurnIo {
+            frames: frames_tx,
+            decisions: decisions_rx,
+            cancel: cancel_rx,
+        };
+        let outcome = run_turn(&self.deps, &input, &mut io).await;
+        drop(io);
+        (outcome, collector.await.unwrap())
+    }
+
+    pub async fn audit_actions(&self) -> Vec<String> {
+        use sea_orm::QueryOrder;
+        let tx = self.db.org(self.who.org_id).await.unwrap();
+        let rows = tx
+            .select::<aurora_storage::entities::audit_log::Entity>()
+            .order_by_asc(aurora_storage::entities::audit_log::Column::CreatedAt)
+            .all(tx.conn())
+            .await
+            .unwrap();
+        rows.into_iter().map(|r| r.action).collect()
+    }
+}
+
+pub enum Action {
+    Decide(String, Decision),
+    Cancel,
+}
+
+pub fn never(_: &ServerFrame) -> Option<Action> {
+    None
+}
+
+pub fn kinds(frames: &[ServerFrame]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|f| {
+            serde_json::to_value(f).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+pub fn decide(decision: Decision) -> impl Fn(&ServerFrame) -> Option<Action> + Send + 'static {
+    move |f| match f {
+        ServerFrame::ExecutionConfirmation { data, .. } => {
+            Some(Action::Decide(data.confirmation_id.clone(), decision))
+        }
+        _ => None,
+    }
+}
