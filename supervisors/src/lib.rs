@@ -7,6 +7,7 @@
 
 mod backoff;
 pub mod node;
+pub mod sessions;
 
 pub use backoff::Backoff;
 pub use node::{NodeArgs, NodeMsg, NodeSupervisor};
