@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::{mpsc, watch};
 
 use crate::protocol::{Decision, ErrorCode, ServerFrame};
@@ -50,11 +50,13 @@ impl Actor for AgentRunActor {
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let session_id = args.input.session_id;
         let frames = args.frames.clone();
+        let supervisor = myself.get_cell();
         let work = tokio::spawn(async move {
             let mut io = TurnIo {
                 frames: args.frames.clone(),
                 decisions: decisions_rx,
                 cancel: cancel_rx,
+                supervisor: Some(supervisor),
             };
             let outcome = run_turn(&args.deps, &args.input, &mut io).await;
             let messages: Vec<serde_json::Value> = outcome
@@ -105,6 +107,20 @@ impl Actor for AgentRunActor {
             session_id,
             started_at: Utc::now(),
         })
+    }
+
+    /// Tool executions are linked under the run: their failures are already reported to the
+    /// turn (as `tool_error`), so they must not stop the run, which ractor's default would do.
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<AgentRunMsg>,
+        evt: SupervisionEvent,
+        _state: &mut AgentRunState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(_, err) = evt {
+            tracing::warn!(error = %err, "tool execution failed");
+        }
+        Ok(())
     }
 
     async fn handle(

@@ -8,6 +8,7 @@ pub mod health;
 pub mod protocol;
 pub mod session;
 mod snapshot;
+pub mod tool_execution;
 pub mod tools;
 pub mod turn;
 

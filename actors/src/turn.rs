@@ -23,6 +23,7 @@ use crate::protocol::{
     ConfirmationData, Decision, ErrorCode, MessageData, Mode, ServerFrame, SessionTotals,
     ToolCallData, ToolErrorData, ToolResultData, UsageData,
 };
+use crate::tool_execution::{execute, ToolJob};
 use crate::tools::cloud_exec::{self, CloudExec};
 
 /// What a turn needs from the node.
@@ -75,6 +76,8 @@ pub struct TurnIo {
     pub decisions: mpsc::Receiver<(String, Decision)>,
     /// Flips to true when the client cancels.
     pub cancel: watch::Receiver<bool>,
+    /// The actor tool executions are linked under (the turn's `AgentRunActor`).
+    pub supervisor: Option<ractor::ActorCell>,
 }
 
 enum Step {
@@ -379,11 +382,11 @@ impl Turn<'_> {
             Verdict::Allowed => {}
         }
         self.send(running("running")).await;
-        let result = self
-            .deps
-            .cloud_exec
-            .run(&self.input.who.user_id.to_string(), &sid.to_string(), &argv)
-            .await;
+        let exec = self.deps.cloud_exec.clone();
+        let (user, session) = (self.input.who.user_id.to_string(), sid.to_string());
+        let job: ToolJob =
+            Box::new(move || Box::pin(async move { exec.run(&user, &session, &argv).await }));
+        let result = execute(&call.id, job, self.io.supervisor.clone()).await;
         let (status, content) = match &result {
             Ok(out) => (
                 if out.exit_code == Some(0) {

@@ -19,4 +19,7 @@ pub enum ToolError {
     Spawn { program: String, reason: String },
     #[error("timed out after {0} s")]
     Timeout(u64),
+    /// The tool's code failed (a panic): reported, and the turn goes on.
+    #[error("{0}")]
+    Crashed(String),
 }

@@ -122,6 +122,7 @@ impl Harness {
             frames: frames_tx,
             decisions: decisions_rx,
             cancel: cancel_rx,
+            supervisor: None,
         };
         let outcome = run_turn(&self.deps, &input, &mut io).await;
         drop(io);
