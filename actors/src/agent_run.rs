@@ -29,7 +29,7 @@ pub enum AgentRunMsg {
 
 pub struct AgentRunState {
     decisions: mpsc::Sender<(String, Decision)>,
-    cancel: watch::Sender<bool>,
+    cancel: Arc<watch::Sender<bool>>,
     session_id: uuid::Uuid,
     started_at: DateTime<Utc>,
 }
@@ -48,7 +48,20 @@ impl Actor for AgentRunActor {
     ) -> Result<AgentRunState, ActorProcessingErr> {
         let (decisions_tx, decisions_rx) = mpsc::channel(16);
         let (cancel_tx, cancel_rx) = watch::channel(false);
+        let cancel_tx = Arc::new(cancel_tx);
         let session_id = args.input.session_id;
+        // The turn timeout cancels the turn the way a client would, so the partial answer is
+        // kept, and then says why.
+        let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let timer = {
+            let (cancel, timed_out, limit) =
+                (cancel_tx.clone(), timed_out.clone(), args.deps.turn_timeout);
+            tokio::spawn(async move {
+                tokio::time::sleep(limit).await;
+                timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = cancel.send(true);
+            })
+        };
         let frames = args.frames.clone();
         let supervisor = myself.get_cell();
         let work = tokio::spawn(async move {
@@ -59,6 +72,21 @@ impl Actor for AgentRunActor {
                 supervisor: Some(supervisor),
             };
             let outcome = run_turn(&args.deps, &args.input, &mut io).await;
+            timer.abort();
+            if timed_out.load(std::sync::atomic::Ordering::SeqCst) {
+                let text = format!(
+                    "the turn timed out after {} s",
+                    args.deps.turn_timeout.as_secs()
+                );
+                let _ = args
+                    .frames
+                    .send(ServerFrame::error(
+                        ErrorCode::Internal,
+                        text,
+                        Some(session_id),
+                    ))
+                    .await;
+            }
             let messages: Vec<serde_json::Value> = outcome
                 .messages
                 .iter()

@@ -39,6 +39,8 @@ pub struct TurnDeps {
     pub max_steps: usize,
     /// How long an approval may wait for the human.
     pub approval_timeout: Duration,
+    /// Longest a whole turn may run; then it is cancelled, keeping what it produced.
+    pub turn_timeout: Duration,
 }
 
 pub struct TurnInput {

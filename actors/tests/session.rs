@@ -205,3 +205,31 @@ async fn another_users_session_is_not_found() {
     );
     actor.stop(None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_past_its_timeout_ends_with_an_error_and_keeps_its_output() {
+    let slow = Reply::Stream(Completion {
+        text: vec!["c".into(); 100],
+        usage: Some((1, 1)),
+        delay: Duration::from_millis(20),
+        ..Default::default()
+    });
+    let mut h = harness(vec![slow]).await;
+    h.deps.turn_timeout = Duration::from_millis(300);
+    let (actor, id, sessions) = session(&h).await;
+    let frames = until_end(&mut query(&actor, "take your time")).await;
+    assert!(
+        frames.iter().any(
+            |f| matches!(f, ServerFrame::Error { data, .. } if data.text.contains("timed out"))
+        ),
+        "{:?}",
+        kinds(&frames)
+    );
+    assert!(matches!(frames.last(), Some(ServerFrame::Status { .. })));
+    let saved = sessions.get(&h.who, id).await.unwrap();
+    assert!(
+        !saved.messages[1]["content"].as_str().unwrap().is_empty(),
+        "partial output kept"
+    );
+    actor.stop(None);
+}

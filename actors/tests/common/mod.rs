@@ -72,6 +72,7 @@ pub async fn harness(script: Vec<Reply>) -> Harness {
         audit: Audit::new(db.clone()),
         max_steps: 5,
         approval_timeout: Duration::from_secs(5),
+        turn_timeout: Duration::from_secs(30),
     };
     Harness {
         _dir: dir,
