@@ -4,10 +4,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use aurora_actors::tools::cloud_exec::CloudExec;
+use aurora_actors::turn::TurnDeps;
 use aurora_actors::{ActorSnapshot, HealthReport};
 use aurora_config::{Config, DatabaseConfig, LogFormat};
-use aurora_edges::{serve_http, HttpServer, HttpState};
+use aurora_edges::{serve_http, serve_ws, HttpServer, HttpState, WsServer, WsState};
 use aurora_models::llm::{self, HttpPolicy};
+use aurora_models::pricing::PriceTable;
+use aurora_storage::audit::Audit;
 use aurora_storage::auth::Accounts;
 use aurora_storage::cache::Cache;
 use aurora_storage::policies::Policies;
@@ -17,6 +21,7 @@ use aurora_storage::sessions::Sessions;
 use aurora_storage::tickets::Tickets;
 use aurora_storage::usage::LlmUsage;
 use aurora_storage::Db;
+use aurora_supervisors::sessions::{SessionsArgs, SessionsMsg, SessionsSupervisor};
 use aurora_supervisors::{NodeArgs, NodeMsg, NodeSupervisor};
 use ractor::{Actor, ActorRef};
 use tokio::sync::watch;
@@ -27,10 +32,61 @@ pub struct Node {
     pub config: Arc<Config>,
     pub name: String,
     http: HttpServer,
+    ws: WsServer,
+    sessions: Option<ActorRef<SessionsMsg>>,
     supervisor: ActorRef<NodeMsg>,
     supervisor_task: JoinHandle<()>,
     db: Db,
     health: watch::Receiver<HealthReport>,
+}
+
+/// The agent's standing instructions.
+const SYSTEM_PROMPT: &str = "You are Aurora, an SRE agent. You investigate and operate the user's \
+infrastructure with the tools you are given. Prefer reading before changing anything; explain \
+what you found and what you intend to do. Destructive commands need the user's approval.";
+
+/// Starts the sessions supervisor with everything a turn needs.
+async fn start_sessions(
+    config: &Config,
+    db: &Db,
+    cache: &Cache,
+    llm: Arc<dyn llm::LlmProvider>,
+) -> anyhow::Result<ActorRef<SessionsMsg>> {
+    let chat = &config.chat;
+    let prices = PriceTable::with_overrides(chat.llm_prices.as_deref().unwrap_or(""))
+        .map_err(|e| anyhow::anyhow!("invalid AURORA_LLM_PRICES: {e}"))?;
+    let search_path = match &chat.tool_path {
+        Some(p) => std::ffi::OsString::from(p),
+        None => std::env::var_os("PATH").unwrap_or_default(),
+    };
+    let deps = TurnDeps {
+        llm,
+        prices,
+        cloud_exec: CloudExec {
+            allowed: chat.allowed_clis.clone(),
+            search_path,
+            workdir_root: chat.workdir_root.clone(),
+            timeout: Duration::from_secs(chat.tool_timeout_secs),
+            output_limit: chat.tool_output_bytes,
+        },
+        policies: Policies::new(db.clone()),
+        usage: LlmUsage::new(db.clone(), cache.clone()),
+        audit: Audit::new(db.clone()),
+        max_steps: chat.max_steps,
+        approval_timeout: Duration::from_secs(chat.approval_timeout_secs),
+        turn_timeout: Duration::from_secs(chat.turn_timeout_secs),
+    };
+    let args = SessionsArgs {
+        deps: Arc::new(deps),
+        sessions: Sessions::new(db.clone()),
+        system_prompt: SYSTEM_PROMPT.into(),
+        default_model: config.llm_model.clone().unwrap_or_default(),
+        idle_after: Duration::from_secs(chat.session_idle_secs),
+    };
+    let (sessions, _) = Actor::spawn(None, SessionsSupervisor, args)
+        .await
+        .context("cannot start the sessions supervisor")?;
+    Ok(sessions)
 }
 
 /// How long a WebSocket ticket is valid (PROTOCOL.md).
@@ -137,25 +193,54 @@ impl Node {
             preferences: Preferences::new(db.clone()),
             sessions: Sessions::new(db.clone()),
             tickets: Tickets::new(&secret, cache.clone(), WS_TICKET_TTL),
-            usage: LlmUsage::new(db.clone(), cache),
+            usage: LlmUsage::new(db.clone(), cache.clone()),
             policies: Policies::new(db.clone()),
-            llm,
+            llm: llm.clone(),
             health: health_rx.clone(),
             started,
             draining: AtomicBool::new(false),
         };
-        let http = match serve_http(state, http_addr).await {
-            Ok(http) => http,
+        let sessions = match &llm {
+            Some(llm) => Some(start_sessions(&config, &db, &cache, llm.clone()).await?),
+            None => None,
+        };
+        let ws_addr = SocketAddr::new(config.bind_addr, config.ws_port);
+        let ws_state = WsState {
+            tickets: Tickets::new(&secret, cache.clone(), WS_TICKET_TTL),
+            cache: cache.clone(),
+            sessions: sessions.clone(),
+            max_frame_bytes: config.chat.ws_max_frame_bytes,
+            rate_limit: (
+                config.chat.rate_limit_queries,
+                Duration::from_secs(config.chat.rate_limit_window_secs),
+            ),
+        };
+        let started_edges = async {
+            let ws = serve_ws(ws_state, ws_addr)
+                .await
+                .with_context(|| format!("cannot listen on {ws_addr}"))?;
+            let http = serve_http(state, http_addr)
+                .await
+                .with_context(|| format!("cannot listen on {http_addr}"))?;
+            anyhow::Ok((ws, http))
+        };
+        let (ws, http) = match started_edges.await {
+            Ok(edges) => edges,
             Err(e) => {
-                supervisor.stop(Some("http edge failed to start".into()));
-                return Err(e).with_context(|| format!("cannot listen on {http_addr}"));
+                supervisor.stop(Some("an edge failed to start".into()));
+                if let Some(s) = &sessions {
+                    s.stop(None);
+                }
+                return Err(e);
             }
         };
-        tracing::info!(node = %node_name, http = %http.addr, elapsed_ms = started.elapsed().as_millis() as u64, "node started");
+        tracing::info!(node = %node_name, http = %http.addr, ws = %ws.addr, elapsed_ms = started.elapsed().as_millis() as u64, "node started");
         Ok(Node {
             config,
             name: node_name,
             http,
+            ws,
+            sessions,
             supervisor,
             supervisor_task,
             db,
@@ -165,6 +250,10 @@ impl Node {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http.addr
+    }
+
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.ws.addr
     }
 
     pub fn db(&self) -> &Db {
@@ -197,6 +286,15 @@ impl Node {
             .is_err()
         {
             tracing::warn!("http edge did not drain before the deadline");
+        }
+        self.ws.shutdown().await;
+        if let Some(sessions) = &self.sessions {
+            let left = deadline
+                .saturating_sub(start.elapsed())
+                .max(Duration::from_millis(100));
+            let _ = sessions
+                .stop_and_wait(Some("shutdown".into()), Some(left))
+                .await;
         }
         let left = deadline
             .saturating_sub(start.elapsed())

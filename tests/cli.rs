@@ -43,7 +43,8 @@ struct Server {
 impl Server {
     fn start(dir: &Path, env: &[(&str, &str)]) -> (Server, Instant) {
         let port = free_port().to_string();
-        let mut all = vec![("HTTP_PORT", port.as_str())];
+        let ws_port = free_port().to_string();
+        let mut all = vec![("HTTP_PORT", port.as_str()), ("WS_PORT", ws_port.as_str())];
         all.extend_from_slice(env);
         let started = Instant::now();
         let child = aurora(dir, &all)

@@ -120,6 +120,29 @@ pub struct Config {
     pub shutdown_timeout_secs: u64,
     pub health_interval_ms: u64,
     pub log_format: LogFormat,
+    pub chat: ChatConfig,
+}
+
+/// The chat runtime's limits.
+#[derive(Clone, Debug)]
+pub struct ChatConfig {
+    /// CLIs the `cloud_exec` tool may run.
+    pub allowed_clis: Vec<String>,
+    /// PATH the tools are looked up in; `None` = the node's own PATH.
+    pub tool_path: Option<String>,
+    /// Per-session working directories live under here.
+    pub workdir_root: PathBuf,
+    pub tool_timeout_secs: u64,
+    pub tool_output_bytes: usize,
+    pub approval_timeout_secs: u64,
+    pub turn_timeout_secs: u64,
+    pub session_idle_secs: u64,
+    pub max_steps: usize,
+    pub rate_limit_queries: u32,
+    pub rate_limit_window_secs: u64,
+    /// `model=input:output` price overrides, USD per million tokens.
+    pub llm_prices: Option<String>,
+    pub ws_max_frame_bytes: usize,
 }
 
 impl Config {
@@ -223,7 +246,18 @@ impl Config {
                 "must be a plain identifier ([A-Za-z0-9_]+)",
             ));
         }
+        let chat = chat_config(&src, &data_dir)?;
+        let llm_provider: Option<LlmProvider> = src.get("LLM_PROVIDER")?;
+        let llm_model: Option<String> = src.get("LLM_MODEL")?;
+        if llm_provider.is_some() && llm_model.is_none() {
+            return Err(ConfigError::invalid(
+                "LLM_MODEL",
+                "",
+                "required when LLM_PROVIDER is set",
+            ));
+        }
         Ok(Config {
+            chat,
             http_port: src.get("HTTP_PORT")?.unwrap_or(5080),
             ws_port: src.get("WS_PORT")?.unwrap_or(5006),
             bind_addr: src
@@ -242,10 +276,10 @@ impl Config {
             s3_secret_key: src.get::<String>("S3_SECRET_KEY")?.map(Secret::new),
             s3_region: src.get("S3_REGION")?.unwrap_or_else(|| "us-east-1".into()),
             secret_key: secret_key.map(Secret::new),
-            llm_provider: src.get("LLM_PROVIDER")?,
+            llm_provider,
             llm_base_url: src.get("LLM_BASE_URL")?,
             llm_api_key: src.get::<String>("LLM_API_KEY")?.map(Secret::new),
-            llm_model: src.get("LLM_MODEL")?,
+            llm_model,
             embedding_model_dir: src.get("EMBEDDING_MODEL_DIR")?,
             allow_registration: src.get_bool("AURORA_ALLOW_REGISTRATION")?.unwrap_or(true),
             max_body_bytes,
@@ -339,8 +373,92 @@ impl Config {
                 "AURORA_LOG_FORMAT",
                 format!("{:?}", self.log_format).to_lowercase(),
             ),
+            ("AURORA_ALLOWED_CLIS", self.chat.allowed_clis.join(",")),
+            ("AURORA_TOOL_PATH", opt(&self.chat.tool_path)),
+            (
+                "AURORA_WORKDIR_ROOT",
+                self.chat.workdir_root.display().to_string(),
+            ),
+            (
+                "AURORA_TOOL_TIMEOUT_SECS",
+                self.chat.tool_timeout_secs.to_string(),
+            ),
+            (
+                "AURORA_TOOL_OUTPUT_BYTES",
+                self.chat.tool_output_bytes.to_string(),
+            ),
+            (
+                "AURORA_APPROVAL_TIMEOUT_SECS",
+                self.chat.approval_timeout_secs.to_string(),
+            ),
+            (
+                "AURORA_TURN_TIMEOUT_SECS",
+                self.chat.turn_timeout_secs.to_string(),
+            ),
+            (
+                "AURORA_SESSION_IDLE_SECS",
+                self.chat.session_idle_secs.to_string(),
+            ),
+            ("AURORA_MAX_STEPS", self.chat.max_steps.to_string()),
+            (
+                "AURORA_RATE_LIMIT_QUERIES",
+                self.chat.rate_limit_queries.to_string(),
+            ),
+            (
+                "AURORA_RATE_LIMIT_WINDOW_SECS",
+                self.chat.rate_limit_window_secs.to_string(),
+            ),
+            ("AURORA_LLM_PRICES", opt(&self.chat.llm_prices)),
+            (
+                "AURORA_WS_MAX_FRAME_BYTES",
+                self.chat.ws_max_frame_bytes.to_string(),
+            ),
         ]
     }
+}
+
+fn chat_config(src: &Sources, data_dir: &Path) -> Result<ChatConfig, ConfigError> {
+    let positive = |key: &'static str, default: u64| -> Result<u64, ConfigError> {
+        let v: u64 = src.get(key)?.unwrap_or(default);
+        if v == 0 {
+            return Err(ConfigError::invalid(key, "0", "must be at least 1"));
+        }
+        Ok(v)
+    };
+    let allowed_clis: Vec<String> = src
+        .get::<String>("AURORA_ALLOWED_CLIS")?
+        .unwrap_or_else(|| "kubectl,aws,gcloud,az,terraform,helm".into())
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(bad) = allowed_clis.iter().find(|c| {
+        !c.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+    }) {
+        return Err(ConfigError::invalid(
+            "AURORA_ALLOWED_CLIS",
+            bad,
+            "a CLI is a plain program name",
+        ));
+    }
+    Ok(ChatConfig {
+        allowed_clis,
+        tool_path: src.get("AURORA_TOOL_PATH")?,
+        workdir_root: src
+            .get("AURORA_WORKDIR_ROOT")?
+            .unwrap_or_else(|| data_dir.join("sessions")),
+        tool_timeout_secs: positive("AURORA_TOOL_TIMEOUT_SECS", 300)?,
+        tool_output_bytes: positive("AURORA_TOOL_OUTPUT_BYTES", 64 * 1024)? as usize,
+        approval_timeout_secs: positive("AURORA_APPROVAL_TIMEOUT_SECS", 300)?,
+        turn_timeout_secs: positive("AURORA_TURN_TIMEOUT_SECS", 1800)?,
+        session_idle_secs: positive("AURORA_SESSION_IDLE_SECS", 1800)?,
+        max_steps: positive("AURORA_MAX_STEPS", 20)? as usize,
+        rate_limit_queries: positive("AURORA_RATE_LIMIT_QUERIES", 5)? as u32,
+        rate_limit_window_secs: positive("AURORA_RATE_LIMIT_WINDOW_SECS", 60)?,
+        llm_prices: src.get("AURORA_LLM_PRICES")?,
+        ws_max_frame_bytes: positive("AURORA_WS_MAX_FRAME_BYTES", 10 * 1024 * 1024)? as usize,
+    })
 }
 
 /// Twice the cores, at least 4: past that, more connections only add context switches on the

@@ -5,5 +5,7 @@
 //! session listing. The WebSocket chat edge and the static web pages join here.
 
 pub mod http;
+pub mod ws;
 
 pub use http::{serve_http, HttpServer, HttpState};
+pub use ws::{serve_ws, WsServer, WsState};

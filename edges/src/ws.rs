@@ -1,0 +1,279 @@
+//! The WebSocket chat edge (PROTOCOL.md). One task per connection: it authenticates the
+//! ticket, then relays client frames to the sessions supervisor and the sessions' frames back,
+//! pings every 20 s and drops a peer silent for 30 s. A dropped socket does not stop a turn.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aurora_actors::protocol::{ClientFrame, ErrorCode, ServerFrame};
+use aurora_actors::session::SessionMsg;
+use aurora_storage::auth::Principal;
+use aurora_storage::cache::{Cache, RateDecision};
+use aurora_storage::tickets::Tickets;
+use aurora_supervisors::sessions::SessionsMsg;
+use futures::{SinkExt, StreamExt};
+use ractor::ActorRef;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+const PING_EVERY: Duration = Duration::from_secs(20);
+const SILENT_LIMIT: Duration = Duration::from_secs(30);
+/// How long a client may take to send `init` when the ticket is not in the URL.
+const INIT_WAIT: Duration = Duration::from_secs(10);
+
+pub struct WsState {
+    pub tickets: Tickets,
+    pub cache: Cache,
+    /// `None` when no LLM provider is configured: queries get `LLM_UNAVAILABLE`.
+    pub sessions: Option<ActorRef<SessionsMsg>>,
+    pub max_frame_bytes: usize,
+    pub rate_limit: (u32, Duration),
+}
+
+pub struct WsServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl WsServer {
+    /// Stops accepting; open connections end with the process.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+pub async fn serve_ws(state: WsState, addr: SocketAddr) -> std::io::Result<WsServer> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(state);
+    let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let state = state.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = connection(state, stream).await {
+                                tracing::debug!(%peer, error = %e, "websocket connection ended with an error");
+                            }
+                        });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "websocket accept failed"),
+                },
+                _ = &mut stop_rx => break,
+            }
+        }
+    });
+    tracing::info!(%addr, "websocket edge listening");
+    Ok(WsServer {
+        addr,
+        stop: Some(stop_tx),
+        task,
+    })
+}
+
+fn text(frame: &ServerFrame) -> Message {
+    Message::Text(serde_json::to_string(frame).unwrap_or_default().into())
+}
+
+fn close(code: CloseCode, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.to_string().into(),
+    }))
+}
+
+async fn connection(state: Arc<WsState>, stream: TcpStream) -> Result<(), WsError> {
+    let mut url_token: Option<String> = None;
+    let callback = |req: &Request, resp: Response| {
+        url_token = req.uri().query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned())
+        });
+        Ok(resp)
+    };
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(state.max_frame_bytes))
+        .max_frame_size(Some(state.max_frame_bytes));
+    let ws =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await?;
+    let (mut sink, mut incoming) = ws.split();
+
+    let token = match url_token {
+        Some(t) => Some(t),
+        None => match tokio::time::timeout(INIT_WAIT, incoming.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => match ClientFrame::parse(&t) {
+                Ok(ClientFrame::Init { token }) => Some(token),
+                _ => None,
+            },
+            _ => None,
+        },
+    };
+    let who = match token {
+        Some(t) => state.tickets.redeem(&t).await.map_err(|e| e.to_string()),
+        None => Err("send a ticket: ?token= in the URL or an init frame first".to_string()),
+    };
+    let who = match who {
+        Ok(p) => p,
+        Err(reason) => {
+            sink.send(text(&ServerFrame::error(
+                ErrorCode::Unauthorized,
+                reason,
+                None,
+            )))
+            .await?;
+            sink.send(close(CloseCode::Policy, "unauthorized")).await?;
+            return Ok(());
+        }
+    };
+    let (frames_tx, mut frames_rx) = mpsc::channel::<ServerFrame>(1024);
+    sink.send(text(&ServerFrame::start())).await?;
+    let mut ticker = tokio::time::interval(PING_EVERY);
+    ticker.tick().await;
+    let mut last_seen = Instant::now();
+    loop {
+        tokio::select! {
+            msg = incoming.next() => {
+                last_seen = Instant::now();
+                match msg {
+                    Some(Ok(Message::Text(t))) => {
+                        if let Some(reply) = client_frame(&state, &who, &t, &frames_tx).await {
+                            sink.send(text(&reply)).await?;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        sink.send(text(&ServerFrame::error(ErrorCode::BadMessage, "frames are JSON text", None))).await?;
+                    }
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Ok(_)) => {} // ping / pong: tungstenite answers pings itself
+                    Some(Err(WsError::Capacity(e))) => {
+                        let _ = sink.send(close(CloseCode::Size, &e.to_string())).await;
+                        break;
+                    }
+                    Some(Err(e)) => return Err(e),
+                }
+            }
+            Some(frame) = frames_rx.recv() => sink.send(text(&frame)).await?,
+            _ = ticker.tick() => {
+                if last_seen.elapsed() > SILENT_LIMIT {
+                    let _ = sink.send(close(CloseCode::Away, "no answer to pings")).await;
+                    break;
+                }
+                sink.send(Message::Ping(Vec::new().into())).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Handles one client frame; returns a frame to answer with directly, if any.
+async fn client_frame(
+    state: &WsState,
+    who: &Principal,
+    raw: &str,
+    frames: &mpsc::Sender<ServerFrame>,
+) -> Option<ServerFrame> {
+    let frame = match ClientFrame::parse(raw) {
+        Ok(f) => f,
+        Err(e) => return Some(ServerFrame::error(e.code, e.message, None)),
+    };
+    let Some(sessions) = &state.sessions else {
+        return Some(ServerFrame::error(
+            ErrorCode::LlmUnavailable,
+            "no LLM provider is configured on this server",
+            None,
+        ));
+    };
+    let (session_id, msg) = match frame {
+        ClientFrame::Init { .. } => {
+            return Some(ServerFrame::error(
+                ErrorCode::BadMessage,
+                "already authenticated",
+                None,
+            ))
+        }
+        ClientFrame::Query {
+            query,
+            session_id,
+            mode,
+            model,
+        } => {
+            let (limit, window) = state.rate_limit;
+            match state
+                .cache
+                .rate_limit(&format!("aurora:ws-rate:{}", who.user_id), limit, window)
+                .await
+            {
+                Ok(RateDecision::Allowed { .. }) => {}
+                Ok(RateDecision::Limited { retry_after }) => {
+                    let text = format!(
+                        "at most {limit} queries per {} s; try again in {} s",
+                        window.as_secs(),
+                        retry_after.as_secs().max(1)
+                    );
+                    return Some(ServerFrame::error(
+                        ErrorCode::RateLimited,
+                        text,
+                        Some(session_id),
+                    ));
+                }
+                Err(e) => {
+                    return Some(ServerFrame::error(
+                        ErrorCode::Internal,
+                        e.to_string(),
+                        Some(session_id),
+                    ))
+                }
+            }
+            (
+                session_id,
+                SessionMsg::Query {
+                    query,
+                    mode,
+                    model,
+                    interactive: true,
+                    frames: frames.clone(),
+                },
+            )
+        }
+        ClientFrame::ConfirmationResponse {
+            confirmation_id,
+            decision,
+            session_id,
+        } => (
+            session_id,
+            SessionMsg::Decision {
+                confirmation_id,
+                decision,
+            },
+        ),
+        ClientFrame::Control { session_id, .. } => (session_id, SessionMsg::Cancel),
+    };
+    if sessions
+        .cast(SessionsMsg::Route {
+            session_id,
+            who: who.clone(),
+            msg,
+        })
+        .is_err()
+    {
+        return Some(ServerFrame::error(
+            ErrorCode::Internal,
+            "the sessions supervisor is not running",
+            Some(session_id),
+        ));
+    }
+    None
+}
