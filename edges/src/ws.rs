@@ -94,6 +94,8 @@ fn close(code: CloseCode, reason: &str) -> Message {
     }))
 }
 
+// The handshake callback's signature (and its large error type) is tungstenite's.
+#[allow(clippy::result_large_err)]
 async fn connection(state: Arc<WsState>, stream: TcpStream) -> Result<(), WsError> {
     let mut url_token: Option<String> = None;
     let callback = |req: &Request, resp: Response| {

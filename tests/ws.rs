@@ -1,0 +1,215 @@
+//! The WebSocket protocol end to end on a whole node: tickets, a turn with a read and an
+//! approved destructive tool call, history over REST, bad frames, rate limit.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use aurora_fakes::{openai, Reply};
+use common::{Backend, TestNode};
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(t: &TestNode, ticket: &str) -> Ws {
+    let url = format!("ws://{}/?token={ticket}", t.node().ws_addr());
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket connects")
+        .0
+}
+
+async fn ticket(t: &TestNode, token: &str) -> String {
+    let (_, body) = t.post("/api/auth/ws-token", Some(token), json!({})).await;
+    body["token"].as_str().unwrap().to_string()
+}
+
+/// The next JSON frame (pings skipped); `None` when the server closed.
+async fn next(ws: &mut Ws) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame within 10 s")?
+        {
+            Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).unwrap()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// Frames until `status` END, answering every approval with `decision`.
+async fn turn(ws: &mut Ws, decision: &str) -> Vec<Value> {
+    let mut frames = Vec::new();
+    while let Some(f) = next(ws).await {
+        if f["type"] == "execution_confirmation" {
+            let (id, sid) = (
+                f["data"]["confirmation_id"].clone(),
+                f["session_id"].clone(),
+            );
+            send(ws, json!({ "type": "confirmation_response", "confirmation_id": id, "decision": decision, "session_id": sid })).await;
+        }
+        let end = f["type"] == "status" && f["data"]["status"] == "END";
+        frames.push(f);
+        if end {
+            break;
+        }
+    }
+    frames
+}
+
+fn types(frames: &[Value]) -> Vec<&str> {
+    frames.iter().map(|f| f["type"].as_str().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_turn_over_websocket() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = dir.path().join("kubectl");
+    std::fs::write(&kubectl, "#!/bin/sh\ncase \"$1\" in\n  get) echo 'web-1 0/1 CrashLoopBackOff';;\n  delete) echo 'pod \"web-1\" deleted';;\nesac\n").unwrap();
+    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = openai::start(vec![
+        Reply::tool_call(
+            "call_1",
+            "cloud_exec",
+            &["{\"command\":", " \"kubectl get pods\"}"],
+            (100, 10),
+        ),
+        Reply::text(&["web-1 is ", "crash looping."], (150, 8)),
+        Reply::tool_call(
+            "call_2",
+            "cloud_exec",
+            &["{\"command\": \"kubectl delete pod web-1\"}"],
+            (200, 10),
+        ),
+        Reply::text(&["Deleted web-1."], (250, 4)),
+    ])
+    .await;
+    let (base, path) = (
+        fake.base_url(),
+        format!("{}:/usr/bin:/bin", dir.path().display()),
+    );
+    let t = TestNode::start_with(
+        Backend::Sqlite,
+        &[
+            ("LLM_PROVIDER", "openai"),
+            ("LLM_BASE_URL", &base),
+            ("LLM_MODEL", "gpt-4o"),
+            ("AURORA_TOOL_PATH", &path),
+            ("AURORA_RATE_LIMIT_QUERIES", "3"),
+        ],
+    )
+    .await;
+    let token = t.register("oncall@acme.io", "Acme").await;
+    let (_, session) = t.post("/chat_api/sessions", Some(&token), json!({})).await;
+    let sid = session["id"].as_str().unwrap().to_string();
+
+    let first = ticket(&t, &token).await;
+    let mut ws = connect(&t, &first).await;
+    assert_eq!(next(&mut ws).await.unwrap()["data"]["status"], "START");
+
+    // Malformed frames are answered and the connection stays open.
+    ws.send(Message::Text("not json".into())).await.unwrap();
+    assert_eq!(next(&mut ws).await.unwrap()["data"]["code"], "BAD_MESSAGE");
+
+    send(&mut ws, json!({ "type": "query", "query": "Why is web failing?", "session_id": sid, "mode": "agent" })).await;
+    let frames = turn(&mut ws, "execute").await;
+    let kinds = types(&frames);
+    for k in [
+        "tool_call",
+        "tool_result",
+        "message",
+        "usage_final",
+        "status",
+    ] {
+        assert!(kinds.contains(&k), "{k} missing in {kinds:?}");
+    }
+    let result = frames.iter().find(|f| f["type"] == "tool_result").unwrap();
+    assert!(result["data"]["output"]
+        .as_str()
+        .unwrap()
+        .contains("CrashLoopBackOff"));
+
+    send(
+        &mut ws,
+        json!({ "type": "query", "query": "Delete it.", "session_id": sid }),
+    )
+    .await;
+    let frames = turn(&mut ws, "execute").await;
+    let kinds = types(&frames);
+    assert!(kinds.contains(&"execution_confirmation"), "{kinds:?}");
+    assert!(
+        frames.iter().any(|f| f["type"] == "tool_result"
+            && f["data"]["output"].as_str().unwrap().contains("deleted")),
+        "{kinds:?}"
+    );
+
+    // The history over REST shows all of it.
+    let (_, detail) = t
+        .get(&format!("/chat_api/sessions/{sid}"), Some(&token))
+        .await;
+    let roles: Vec<&str> = detail["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            "user",
+            "assistant",
+            "tool",
+            "assistant",
+            "user",
+            "assistant",
+            "tool",
+            "assistant"
+        ]
+    );
+    let (_, usage) = t
+        .get(&format!("/api/llm-usage/session/{sid}"), Some(&token))
+        .await;
+    assert_eq!(usage["calls"].as_array().unwrap().len(), 4);
+
+    // Third query is allowed (and fails at the exhausted fake), the fourth is over the limit.
+    send(
+        &mut ws,
+        json!({ "type": "query", "query": "again", "session_id": sid }),
+    )
+    .await;
+    turn(&mut ws, "cancel").await;
+    send(
+        &mut ws,
+        json!({ "type": "query", "query": "and again", "session_id": sid }),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await.unwrap()["data"]["code"], "RATE_LIMITED");
+
+    // A ticket works once; garbage never.
+    for bad in [first.as_str(), "garbage"] {
+        let mut ws = connect(&t, bad).await;
+        let f = next(&mut ws).await.unwrap();
+        assert_eq!(f["data"]["code"], "UNAUTHORIZED", "{bad}");
+        assert!(next(&mut ws).await.is_none(), "closed after UNAUTHORIZED");
+    }
+    // Another user's session id is NOT_FOUND.
+    let other = t.register("other@globex.io", "Globex").await;
+    let mut ws2 = connect(&t, &ticket(&t, &other).await).await;
+    next(&mut ws2).await;
+    send(
+        &mut ws2,
+        json!({ "type": "query", "query": "hi", "session_id": sid }),
+    )
+    .await;
+    assert_eq!(next(&mut ws2).await.unwrap()["data"]["code"], "NOT_FOUND");
+    t.stop().await;
+}
