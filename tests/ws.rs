@@ -132,6 +132,13 @@ async fn a_chat_turn_over_websocket() {
     ] {
         assert!(kinds.contains(&k), "{k} missing in {kinds:?}");
     }
+    let info = frames.iter().find(|f| f["type"] == "usage_info").unwrap();
+    assert!(info["data"]["total_cost"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        kinds[kinds.len() - 2],
+        "usage_info",
+        "usage_info comes just before END"
+    );
     let result = frames.iter().find(|f| f["type"] == "tool_result").unwrap();
     assert!(result["data"]["output"]
         .as_str()

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::{mpsc, watch};
 
-use crate::protocol::{Decision, ErrorCode, ServerFrame};
+use crate::protocol::{Decision, ErrorCode, ServerFrame, UsageInfoData};
 use crate::turn::{run_turn, TurnDeps, TurnInput, TurnIo};
 use crate::ActorSnapshot;
 use aurora_storage::sessions::Sessions;
@@ -112,6 +112,16 @@ impl Actor for AgentRunActor {
                         Some(session_id),
                     ))
                     .await;
+            }
+            // The user's running total after this turn (PROTOCOL.md: usage_info).
+            match args.deps.usage.total_cost(&args.input.who).await {
+                Ok(total_cost) => {
+                    let info = ServerFrame::UsageInfo {
+                        data: UsageInfoData { total_cost },
+                    };
+                    let _ = args.frames.send(info).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the running cost"),
             }
         });
         // Whatever happens to the turn, the actor stops; its session then sends END, after it
