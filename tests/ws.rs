@@ -220,3 +220,69 @@ async fn a_chat_turn_over_websocket() {
     assert_eq!(next(&mut ws2).await.unwrap()["data"]["code"], "NOT_FOUND");
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_client_re_attaches_and_answers_the_pending_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = dir.path().join("kubectl");
+    std::fs::write(&kubectl, "#!/bin/sh\necho 'pod \"web-1\" deleted'\n").unwrap();
+    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = openai::start(vec![
+        Reply::tool_call(
+            "call_1",
+            "cloud_exec",
+            &["{\"command\": \"kubectl delete pod web-1\"}"],
+            (10, 1),
+        ),
+        Reply::text(&["Deleted."], (10, 1)),
+    ])
+    .await;
+    let (base, path) = (
+        fake.base_url(),
+        format!("{}:/usr/bin:/bin", dir.path().display()),
+    );
+    let t = TestNode::start_with(
+        Backend::Sqlite,
+        &[
+            ("LLM_PROVIDER", "openai"),
+            ("LLM_BASE_URL", &base),
+            ("LLM_MODEL", "gpt-4o"),
+            ("AURORA_TOOL_PATH", &path),
+        ],
+    )
+    .await;
+    let token = t.register("oncall@acme.io", "Acme").await;
+    let (_, session) = t.post("/chat_api/sessions", Some(&token), json!({})).await;
+    let sid = session["id"].as_str().unwrap().to_string();
+
+    let mut a = connect(&t, &ticket(&t, &token).await).await;
+    next(&mut a).await;
+    send(
+        &mut a,
+        json!({ "type": "query", "query": "delete web-1", "session_id": sid }),
+    )
+    .await;
+    let confirmation = loop {
+        let f = next(&mut a).await.expect("frames until the approval");
+        if f["type"] == "execution_confirmation" {
+            break f;
+        }
+    };
+    drop(a); // the socket goes away; the turn waits on
+
+    let mut b = connect(&t, &ticket(&t, &token).await).await;
+    assert_eq!(next(&mut b).await.unwrap()["data"]["status"], "START");
+    let id = confirmation["data"]["confirmation_id"].clone();
+    send(&mut b, json!({ "type": "confirmation_response", "confirmation_id": id, "decision": "execute", "session_id": sid })).await;
+    let frames = turn(&mut b, "execute").await;
+    let kinds = types(&frames);
+    assert!(
+        kinds.contains(&"tool_result") && kinds.last() == Some(&"status"),
+        "{kinds:?}"
+    );
+    let (_, detail) = t
+        .get(&format!("/chat_api/sessions/{sid}"), Some(&token))
+        .await;
+    assert_eq!(detail["messages"].as_array().unwrap().len(), 4);
+    t.stop().await;
+}

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::{mpsc, watch};
 
-use crate::protocol::{Decision, ErrorCode, ServerFrame, UsageInfoData};
+use crate::protocol::{Decision, ErrorCode, FrameSink, ServerFrame, UsageInfoData};
 use crate::turn::{run_turn, TurnDeps, TurnInput, TurnIo};
 use crate::ActorSnapshot;
 use aurora_storage::sessions::Sessions;
@@ -17,7 +17,7 @@ use aurora_storage::sessions::Sessions;
 pub struct AgentRunArgs {
     pub deps: Arc<TurnDeps>,
     pub input: TurnInput,
-    pub frames: mpsc::Sender<ServerFrame>,
+    pub frames: FrameSink,
     pub sessions: Sessions,
 }
 

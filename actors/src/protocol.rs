@@ -285,6 +285,36 @@ impl ServerFrame {
     }
 }
 
+/// Where a session's frames go: the channel of the connection currently attached. A client that
+/// reconnects re-attaches, and the running turn's remaining frames follow it to the new socket.
+#[derive(Clone, Debug)]
+pub struct FrameSink {
+    current: std::sync::Arc<std::sync::Mutex<tokio::sync::mpsc::Sender<ServerFrame>>>,
+}
+
+impl FrameSink {
+    pub fn new(tx: tokio::sync::mpsc::Sender<ServerFrame>) -> FrameSink {
+        FrameSink {
+            current: std::sync::Arc::new(std::sync::Mutex::new(tx)),
+        }
+    }
+
+    /// Sends to the attached connection; a connection that went away just misses the frame.
+    pub async fn send(&self, frame: ServerFrame) {
+        let tx = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let _ = tx.send(frame).await;
+    }
+
+    /// Points the sink at another connection's channel.
+    pub fn attach(&self, tx: tokio::sync::mpsc::Sender<ServerFrame>) {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = tx;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

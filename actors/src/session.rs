@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::agent_run::{AgentRunActor, AgentRunArgs, AgentRunMsg};
-use crate::protocol::{Decision, ErrorCode, Mode, ServerFrame};
+use crate::protocol::{Decision, ErrorCode, FrameSink, Mode, ServerFrame};
 use crate::turn::{TurnDeps, TurnInput};
 use crate::ActorSnapshot;
 
@@ -39,12 +39,14 @@ pub enum SessionMsg {
         decision: Decision,
     },
     Cancel,
+    /// A (re)connected client's channel: the running turn's frames go there from now on.
+    Attach(mpsc::Sender<ServerFrame>),
     Status(RpcReplyPort<ActorSnapshot>),
 }
 
 pub struct SessionState {
     args: SessionArgs,
-    run: Option<(ActorRef<AgentRunMsg>, mpsc::Sender<ServerFrame>)>,
+    run: Option<(ActorRef<AgentRunMsg>, FrameSink)>,
     started_at: DateTime<Utc>,
     runs_failed: u32,
 }
@@ -125,15 +127,16 @@ impl Actor for SessionActor {
                     mode,
                     interactive,
                 };
+                let sink = FrameSink::new(frames);
                 let args = AgentRunArgs {
                     deps: state.args.deps.clone(),
                     input,
-                    frames: frames.clone(),
+                    frames: sink.clone(),
                     sessions: state.args.sessions.clone(),
                 };
                 let (run, _) =
                     Actor::spawn_linked(None, AgentRunActor, args, myself.get_cell()).await?;
-                state.run = Some((run, frames));
+                state.run = Some((run, sink));
             }
             SessionMsg::Decision {
                 confirmation_id,
@@ -146,6 +149,11 @@ impl Actor for SessionActor {
             SessionMsg::Cancel => {
                 if let Some((run, _)) = &state.run {
                     let _ = run.cast(AgentRunMsg::Cancel);
+                }
+            }
+            SessionMsg::Attach(frames) => {
+                if let Some((_, sink)) = &state.run {
+                    sink.attach(frames);
                 }
             }
             SessionMsg::Status(reply) => {
@@ -184,7 +192,7 @@ impl Actor for SessionActor {
         match evt {
             SupervisionEvent::ActorTerminated(cell, _, _) if is_run(&cell, &state.run) => {
                 if let Some((_, frames)) = state.run.take() {
-                    let _ = frames.send(ServerFrame::end(sid)).await;
+                    frames.send(ServerFrame::end(sid)).await;
                 }
             }
             SupervisionEvent::ActorFailed(cell, err) if is_run(&cell, &state.run) => {
@@ -207,10 +215,7 @@ impl Actor for SessionActor {
     }
 }
 
-fn is_run(
-    cell: &ActorCell,
-    run: &Option<(ActorRef<AgentRunMsg>, mpsc::Sender<ServerFrame>)>,
-) -> bool {
+fn is_run(cell: &ActorCell, run: &Option<(ActorRef<AgentRunMsg>, FrameSink)>) -> bool {
     run.as_ref()
         .is_some_and(|(r, _)| r.get_id() == cell.get_id())
 }

@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::protocol::{
-    ConfirmationData, Decision, ErrorCode, MessageData, Mode, ServerFrame, SessionTotals,
-    ToolCallData, ToolErrorData, ToolResultData, UsageData,
+    ConfirmationData, Decision, ErrorCode, FrameSink, MessageData, Mode, ServerFrame,
+    SessionTotals, ToolCallData, ToolErrorData, ToolResultData, UsageData,
 };
 use crate::tool_execution::{execute, ToolJob};
 use crate::tools::cloud_exec::{self, CloudExec};
@@ -73,7 +73,7 @@ pub struct TurnOutcome {
 
 /// The channels a turn talks through.
 pub struct TurnIo {
-    pub frames: mpsc::Sender<ServerFrame>,
+    pub frames: FrameSink,
     /// `(confirmation_id, decision)` from the client.
     pub decisions: mpsc::Receiver<(String, Decision)>,
     /// Flips to true when the client cancels.
@@ -129,7 +129,7 @@ pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> Tu
 impl Turn<'_> {
     async fn send(&self, frame: ServerFrame) {
         // A client that went away does not stop the turn; its frames are simply dropped.
-        let _ = self.io.frames.send(frame).await;
+        self.io.frames.send(frame).await;
     }
 
     fn cancelled(&self) -> bool {

@@ -263,6 +263,14 @@ async fn client_frame(
         ),
         ClientFrame::Control { session_id, .. } => (session_id, SessionMsg::Cancel),
     };
+    // Whatever this connection sends for a session attaches it: a client that reconnected
+    // receives the running turn's frames from now on.
+    let attach = SessionMsg::Attach(frames.clone());
+    let _ = sessions.cast(SessionsMsg::Route {
+        session_id,
+        who: who.clone(),
+        msg: attach,
+    });
     if sessions
         .cast(SessionsMsg::Route {
             session_id,

@@ -120,7 +120,7 @@ impl Harness {
             seen
         });
         let mut io = TurnIo {
-            frames: frames_tx,
+            frames: aurora_actors::protocol::FrameSink::new(frames_tx),
             decisions: decisions_rx,
             cancel: cancel_rx,
             supervisor: None,
