@@ -286,3 +286,86 @@ async fn a_reconnecting_client_re_attaches_and_answers_the_pending_approval() {
     assert_eq!(detail["messages"].as_array().unwrap().len(), 4);
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_sessions_oversized_frames_and_no_provider() {
+    let slow = Reply::Stream(aurora_fakes::Completion {
+        text: vec!["x ".into(); 40],
+        usage: Some((1, 1)),
+        delay: Duration::from_millis(25),
+        ..Default::default()
+    });
+    let fake = openai::start(vec![slow]).await;
+    let base = fake.base_url();
+    let t = TestNode::start_with(
+        Backend::Sqlite,
+        &[
+            ("LLM_PROVIDER", "openai"),
+            ("LLM_BASE_URL", &base),
+            ("LLM_MODEL", "gpt-4o"),
+            ("AURORA_WS_MAX_FRAME_BYTES", "65536"),
+        ],
+    )
+    .await;
+    let token = t.register("busy@acme.io", "Acme").await;
+    let (_, session) = t.post("/chat_api/sessions", Some(&token), json!({})).await;
+    let sid = session["id"].as_str().unwrap().to_string();
+    let mut ws = connect(&t, &ticket(&t, &token).await).await;
+    next(&mut ws).await;
+    send(
+        &mut ws,
+        json!({ "type": "query", "query": "long", "session_id": sid }),
+    )
+    .await;
+    send(
+        &mut ws,
+        json!({ "type": "query", "query": "meanwhile", "session_id": sid }),
+    )
+    .await;
+    let mut busy = false;
+    let mut ended = false;
+    while let Some(f) = next(&mut ws).await {
+        busy |= f["type"] == "error" && f["data"]["code"] == "SESSION_BUSY";
+        if f["type"] == "status" && f["data"]["status"] == "END" {
+            ended = true;
+            break;
+        }
+    }
+    assert!(
+        busy && ended,
+        "one turn ran, the second query was SESSION_BUSY"
+    );
+
+    // A frame over the limit closes the connection with 1009.
+    ws.send(Message::Text("x".repeat(70_000).into()))
+        .await
+        .unwrap();
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Message::Close(Some(frame)))) => break Some(u16::from(frame.code)),
+            Some(Ok(_)) => continue,
+            _ => break None,
+        }
+    };
+    assert_eq!(closed, Some(1009));
+    t.stop().await;
+
+    // Without a provider, a query is answered LLM_UNAVAILABLE.
+    let t = TestNode::start(Backend::Sqlite).await;
+    let token = t.register("nollm@acme.io", "Acme").await;
+    let mut ws = connect(&t, &ticket(&t, &token).await).await;
+    next(&mut ws).await;
+    send(
+        &mut ws,
+        json!({ "type": "query", "query": "hi", "session_id": uuid::Uuid::now_v7() }),
+    )
+    .await;
+    assert_eq!(
+        next(&mut ws).await.unwrap()["data"]["code"],
+        "LLM_UNAVAILABLE"
+    );
+    t.stop().await;
+}
