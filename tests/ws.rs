@@ -70,13 +70,37 @@ fn types(frames: &[Value]) -> Vec<&str> {
     frames.iter().map(|f| f["type"].as_str().unwrap()).collect()
 }
 
+/// A node whose agent talks to a scripted OpenAI-compatible server and whose `kubectl` is the
+/// given shell script. Keep the returned fake and directory alive for the test.
+async fn chat_node(
+    script: Vec<Reply>,
+    kubectl: &str,
+    extra: &[(&str, &str)],
+) -> (TestNode, aurora_fakes::FakeServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("kubectl");
+    std::fs::write(&bin, kubectl).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fake = openai::start(script).await;
+    let (base, path) = (
+        fake.base_url(),
+        format!("{}:/usr/bin:/bin", dir.path().display()),
+    );
+    let mut config = vec![
+        ("LLM_PROVIDER", "openai"),
+        ("LLM_BASE_URL", base.as_str()),
+        ("LLM_MODEL", "gpt-4o"),
+        ("AURORA_TOOL_PATH", path.as_str()),
+    ];
+    config.extend_from_slice(extra);
+    let t = TestNode::start_with(Backend::Sqlite, &config).await;
+    (t, fake, dir)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_turn_over_websocket() {
-    let dir = tempfile::tempdir().unwrap();
-    let kubectl = dir.path().join("kubectl");
-    std::fs::write(&kubectl, "#!/bin/sh\ncase \"$1\" in\n  get) echo 'web-1 0/1 CrashLoopBackOff';;\n  delete) echo 'pod \"web-1\" deleted';;\nesac\n").unwrap();
-    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let fake = openai::start(vec![
+    let (t, _fake, _dir) = chat_node(
+        vec![
         Reply::tool_call(
             "call_1",
             "cloud_exec",
@@ -91,21 +115,9 @@ async fn a_chat_turn_over_websocket() {
             (200, 10),
         ),
         Reply::text(&["Deleted web-1."], (250, 4)),
-    ])
-    .await;
-    let (base, path) = (
-        fake.base_url(),
-        format!("{}:/usr/bin:/bin", dir.path().display()),
-    );
-    let t = TestNode::start_with(
-        Backend::Sqlite,
-        &[
-            ("LLM_PROVIDER", "openai"),
-            ("LLM_BASE_URL", &base),
-            ("LLM_MODEL", "gpt-4o"),
-            ("AURORA_TOOL_PATH", &path),
-            ("AURORA_RATE_LIMIT_QUERIES", "3"),
-        ],
+    ],
+        "#!/bin/sh\ncase \"$1\" in\n  get) echo 'web-1 0/1 CrashLoopBackOff';;\n  delete) echo 'pod \"web-1\" deleted';;\nesac\n",
+        &[("AURORA_RATE_LIMIT_QUERIES", "3")],
     )
     .await;
     let token = t.register("oncall@acme.io", "Acme").await;
@@ -223,32 +235,18 @@ async fn a_chat_turn_over_websocket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_client_re_attaches_and_answers_the_pending_approval() {
-    let dir = tempfile::tempdir().unwrap();
-    let kubectl = dir.path().join("kubectl");
-    std::fs::write(&kubectl, "#!/bin/sh\necho 'pod \"web-1\" deleted'\n").unwrap();
-    std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let fake = openai::start(vec![
-        Reply::tool_call(
-            "call_1",
-            "cloud_exec",
-            &["{\"command\": \"kubectl delete pod web-1\"}"],
-            (10, 1),
-        ),
-        Reply::text(&["Deleted."], (10, 1)),
-    ])
-    .await;
-    let (base, path) = (
-        fake.base_url(),
-        format!("{}:/usr/bin:/bin", dir.path().display()),
-    );
-    let t = TestNode::start_with(
-        Backend::Sqlite,
-        &[
-            ("LLM_PROVIDER", "openai"),
-            ("LLM_BASE_URL", &base),
-            ("LLM_MODEL", "gpt-4o"),
-            ("AURORA_TOOL_PATH", &path),
+    let (t, _fake, _dir) = chat_node(
+        vec![
+            Reply::tool_call(
+                "call_1",
+                "cloud_exec",
+                &["{\"command\": \"kubectl delete pod web-1\"}"],
+                (10, 1),
+            ),
+            Reply::text(&["Deleted."], (10, 1)),
         ],
+        "#!/bin/sh\necho 'pod \"web-1\" deleted'\n",
+        &[],
     )
     .await;
     let token = t.register("oncall@acme.io", "Acme").await;
