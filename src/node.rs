@@ -272,7 +272,13 @@ impl Node {
 
     /// This node's actor tree.
     pub async fn actor_tree(&self) -> anyhow::Result<ActorSnapshot> {
-        Ok(ractor::call_t!(self.supervisor, NodeMsg::Status, 2000)?)
+        let mut tree = ractor::call_t!(self.supervisor, NodeMsg::Status, 2000)?;
+        // The sessions supervisor is not yet a child of the node supervisor: add its subtree.
+        if let Some(sessions) = &self.sessions {
+            tree.children
+                .push(ractor::call_t!(sessions, SessionsMsg::Status, 2000)?);
+        }
+        Ok(tree)
     }
 
     /// Drains the edges, stops the supervision tree and closes storage, all within the configured

@@ -171,6 +171,21 @@ async fn a_chat_turn_over_websocket() {
         "{kinds:?}"
     );
 
+    // The node's actor tree shows the session.
+    let tree = t.node().actor_tree().await.unwrap();
+    let sessions = tree
+        .children
+        .iter()
+        .find(|c| c.kind == "sessions_supervisor")
+        .expect("sessions subtree");
+    assert!(
+        sessions
+            .children
+            .iter()
+            .any(|c| c.kind == "session" && c.id == sid),
+        "{tree:?}"
+    );
+
     // The history over REST shows all of it.
     let (_, detail) = t
         .get(&format!("/chat_api/sessions/{sid}"), Some(&token))
