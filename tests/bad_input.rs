@@ -2,7 +2,7 @@
 
 mod common;
 
-use aurora_storage::auth::{Accounts, Principal, Role};
+use aurora_storage::auth::Accounts;
 use common::{assert_error, Backend, TestNode};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -328,13 +328,7 @@ async fn tokens_and_roles(backend: Backend) {
     let (status, body) = common::read(resp).await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
     // An expired token.
-    let (_, who) = t.get(me, Some(&admin)).await;
-    let principal = Principal {
-        user_id: who["id"].as_str().unwrap().parse().unwrap(),
-        org_id: who["org_id"].as_str().unwrap().parse().unwrap(),
-        email: who["email"].as_str().unwrap().into(),
-        role: Role::Admin,
-    };
+    let principal = t.principal(&admin).await;
     let accounts = Accounts::new(t.node().db().clone(), 1, 0);
     let expired = accounts
         .issue_token(&principal, "expired", chrono::Duration::seconds(-5))

@@ -461,15 +461,9 @@ async fn llm_usage_summaries(backend: Backend) {
     use aurora_storage::usage::{LlmUsage, UsageRecord};
     let t = TestNode::start(backend).await;
     let token = t.register("u@acme.io", "Acme").await;
-    let (_, me) = t.get("/api/auth/me", Some(&token)).await;
     let (_, s1) = t.post("/chat_api/sessions", Some(&token), json!({})).await;
     let session: uuid::Uuid = s1["id"].as_str().unwrap().parse().unwrap();
-    let who = aurora_storage::auth::Principal {
-        user_id: me["id"].as_str().unwrap().parse().unwrap(),
-        org_id: me["org_id"].as_str().unwrap().parse().unwrap(),
-        email: "u@acme.io".into(),
-        role: aurora_storage::auth::Role::Admin,
-    };
+    let who = t.principal(&token).await;
     // The chat runtime records calls like this; here the test stands in for it.
     let cache = match backend {
         Backend::Postgres => {
@@ -547,13 +541,7 @@ async fn turn_history_is_persisted(backend: Backend) {
     use aurora_storage::sessions::Sessions;
     let t = TestNode::start(backend).await;
     let token = t.register("h@acme.io", "Acme").await;
-    let (_, me) = t.get("/api/auth/me", Some(&token)).await;
-    let who = aurora_storage::auth::Principal {
-        user_id: me["id"].as_str().unwrap().parse().unwrap(),
-        org_id: me["org_id"].as_str().unwrap().parse().unwrap(),
-        email: "h@acme.io".into(),
-        role: aurora_storage::auth::Role::Admin,
-    };
+    let who = t.principal(&token).await;
     let (_, created) = t.post("/chat_api/sessions", Some(&token), json!({})).await;
     assert_eq!(created["title"], "New chat");
     let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();

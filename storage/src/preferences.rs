@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
-use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::entities::user_preferences;
@@ -149,18 +148,5 @@ impl Preferences {
             return Err(StorageError::NotFound("preference"));
         }
         Ok(())
-    }
-
-    /// Used by tests to read across users of one org.
-    pub async fn count_for_user(&self, org_id: Uuid, user_id: Uuid) -> Result<usize, StorageError> {
-        let tx = self.db.org(org_id).await?;
-        let n = tx
-            .select::<user_preferences::Entity>()
-            .filter(user_preferences::Column::UserId.eq(user_id))
-            .all(tx.conn())
-            .await?
-            .len();
-        tx.commit().await?;
-        Ok(n)
     }
 }

@@ -246,6 +246,18 @@ impl TestNode {
         body["token"].as_str().unwrap().to_string()
     }
 
+    /// The caller behind `token`, as the storage layer names it (from `GET /api/auth/me`).
+    pub async fn principal(&self, token: &str) -> aurora_storage::auth::Principal {
+        let (status, me) = self.get("/api/auth/me", Some(token)).await;
+        assert_eq!(status, StatusCode::OK, "{me}");
+        aurora_storage::auth::Principal {
+            user_id: me["id"].as_str().unwrap().parse().unwrap(),
+            org_id: me["org_id"].as_str().unwrap().parse().unwrap(),
+            email: me["email"].as_str().unwrap().into(),
+            role: serde_json::from_value(me["role"].clone()).unwrap(),
+        }
+    }
+
     /// Row counts of every table, to prove a refused request wrote nothing.
     pub async fn row_counts(&self) -> Vec<(String, i64)> {
         use sea_orm::{ConnectionTrait, Statement};
