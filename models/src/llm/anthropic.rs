@@ -2,14 +2,14 @@
 //! `tool_use` content block whose JSON input arrives as `input_json_delta` pieces. As with the
 //! OpenAI client, text streams through and whole tool calls are handed out at the end.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 use url::Url;
 
 use super::http::{error_message, send_with_retry};
-use super::sse::{assemble, data_events, Assembler};
+use super::sse::{assemble, data_events, Assembler, Outbox};
 use super::{
     ChatMessage, ChatRequest, FinishReason, HttpPolicy, LlmError, LlmEvent, LlmProvider, LlmStream,
     ToolCall, Usage,
@@ -176,8 +176,7 @@ struct Assembly {
     input_tokens: u64,
     output_tokens: u64,
     stop: Option<FinishReason>,
-    pending: VecDeque<Result<LlmEvent, LlmError>>,
-    ended: bool,
+    out: Outbox,
 }
 
 impl Assembly {
@@ -215,7 +214,7 @@ impl Assembly {
                     }
                     _ => {
                         if let Some(text) = block["text"].as_str().filter(|t| !t.is_empty()) {
-                            self.pending.push_back(Ok(LlmEvent::Text(text.to_string())));
+                            self.out.push(LlmEvent::Text(text.to_string()));
                         }
                         self.blocks.insert(index, Block::Text);
                     }
@@ -226,7 +225,7 @@ impl Assembly {
                 match (delta["type"].as_str(), self.blocks.get_mut(&index)) {
                     (Some("text_delta"), _) => {
                         if let Some(text) = delta["text"].as_str().filter(|t| !t.is_empty()) {
-                            self.pending.push_back(Ok(LlmEvent::Text(text.to_string())));
+                            self.out.push(LlmEvent::Text(text.to_string()));
                         }
                     }
                     (Some("input_json_delta"), Some(Block::ToolUse { json, .. })) => {
@@ -267,11 +266,11 @@ impl Assembly {
                 } else {
                     json
                 };
-                self.pending.push_back(Ok(LlmEvent::ToolCall(ToolCall {
+                self.out.push(LlmEvent::ToolCall(ToolCall {
                     id,
                     name,
                     arguments,
-                })));
+                }));
             }
         }
         let usage = Usage {
@@ -279,16 +278,15 @@ impl Assembly {
             output_tokens: self.output_tokens,
         };
         let finish_reason = self.stop.take().unwrap_or(FinishReason::Stop);
-        self.pending.push_back(Ok(LlmEvent::Done {
+        self.out.push(LlmEvent::Done {
             finish_reason,
             usage: Some(usage),
-        }));
-        self.ended = true;
+        });
+        self.out.end();
     }
 
     fn fail(&mut self, err: LlmError) {
-        self.pending.push_back(Err(err));
-        self.ended = true;
+        self.out.fail(err);
     }
 }
 
@@ -303,15 +301,7 @@ impl Assembler for Assembly {
         ));
     }
 
-    fn fail(&mut self, err: LlmError) {
-        Assembly::fail(self, err);
-    }
-
-    fn pop(&mut self) -> Option<Result<LlmEvent, LlmError>> {
-        self.pending.pop_front()
-    }
-
-    fn ended(&self) -> bool {
-        self.ended
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
     }
 }

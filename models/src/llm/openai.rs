@@ -3,14 +3,14 @@
 //! then pieces of the JSON arguments, keyed by index); they are assembled here and handed out
 //! whole, after the text, so callers never see half a call.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 use url::Url;
 
 use super::http::{error_message, send_with_retry};
-use super::sse::{assemble, data_events, Assembler};
+use super::sse::{assemble, data_events, Assembler, Outbox};
 use super::{
     ChatMessage, ChatRequest, FinishReason, HttpPolicy, LlmError, LlmEvent, LlmProvider, LlmStream,
     ToolCall, Usage,
@@ -137,8 +137,7 @@ struct Assembly {
     calls: BTreeMap<u64, PartialCall>,
     finish: Option<FinishReason>,
     usage: Option<Usage>,
-    pending: VecDeque<Result<LlmEvent, LlmError>>,
-    ended: bool,
+    out: Outbox,
 }
 
 impl Assembly {
@@ -170,7 +169,7 @@ impl Assembly {
         };
         let delta = &choice["delta"];
         if let Some(text) = delta["content"].as_str().filter(|t| !t.is_empty()) {
-            self.pending.push_back(Ok(LlmEvent::Text(text.to_string())));
+            self.out.push(LlmEvent::Text(text.to_string()));
         }
         if let Some(calls) = delta["tool_calls"].as_array() {
             for (i, call) in calls.iter().enumerate() {
@@ -209,23 +208,22 @@ impl Assembly {
             } else {
                 call.id
             };
-            self.pending.push_back(Ok(LlmEvent::ToolCall(ToolCall {
+            self.out.push(LlmEvent::ToolCall(ToolCall {
                 id,
                 name: call.name,
                 arguments: call.arguments,
-            })));
+            }));
         }
         let finish_reason = self.finish.take().unwrap_or(FinishReason::Stop);
-        self.pending.push_back(Ok(LlmEvent::Done {
+        self.out.push(LlmEvent::Done {
             finish_reason,
             usage: self.usage,
-        }));
-        self.ended = true;
+        });
+        self.out.end();
     }
 
     fn fail(&mut self, err: LlmError) {
-        self.pending.push_back(Err(err));
-        self.ended = true;
+        self.out.fail(err);
     }
 }
 
@@ -246,15 +244,7 @@ impl Assembler for Assembly {
         }
     }
 
-    fn fail(&mut self, err: LlmError) {
-        Assembly::fail(self, err);
-    }
-
-    fn pop(&mut self) -> Option<Result<LlmEvent, LlmError>> {
-        self.pending.pop_front()
-    }
-
-    fn ended(&self) -> bool {
-        self.ended
+    fn outbox(&mut self) -> &mut Outbox {
+        &mut self.out
     }
 }

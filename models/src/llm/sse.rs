@@ -33,17 +33,37 @@ pub fn data_events(
     })
 }
 
+/// Events an assembler has ready, and whether it will produce more.
+#[derive(Default)]
+pub struct Outbox {
+    pending: std::collections::VecDeque<Result<LlmEvent, LlmError>>,
+    ended: bool,
+}
+
+impl Outbox {
+    pub fn push(&mut self, event: LlmEvent) {
+        self.pending.push_back(Ok(event));
+    }
+
+    /// The answer is complete: nothing follows what is queued.
+    pub fn end(&mut self) {
+        self.ended = true;
+    }
+
+    /// Queues `err` as the last item.
+    pub fn fail(&mut self, err: LlmError) {
+        self.pending.push_back(Err(err));
+        self.ended = true;
+    }
+}
+
 /// A provider's decoder of stream events into [`LlmEvent`]s; [`assemble`] drives it.
 pub trait Assembler: Send + 'static {
     /// One SSE `data` payload.
     fn feed(&mut self, data: &str);
     /// The body ended; decide whether the answer was complete.
     fn end_of_stream(&mut self);
-    fn fail(&mut self, err: LlmError);
-    /// The next event ready to hand out.
-    fn pop(&mut self) -> Option<Result<LlmEvent, LlmError>>;
-    /// No more events will come.
-    fn ended(&self) -> bool;
+    fn outbox(&mut self) -> &mut Outbox;
 }
 
 /// Feeds `events` to `asm` and yields what it produces, until it has ended.
@@ -54,15 +74,15 @@ pub fn assemble<A: Assembler>(
     let events = Box::pin(events);
     futures::stream::unfold((events, asm), |(mut events, mut asm)| async move {
         loop {
-            if let Some(item) = asm.pop() {
+            if let Some(item) = asm.outbox().pending.pop_front() {
                 return Some((item, (events, asm)));
             }
-            if asm.ended() {
+            if asm.outbox().ended {
                 return None;
             }
             match events.next().await {
                 Some(Ok(data)) => asm.feed(&data),
-                Some(Err(e)) => asm.fail(e),
+                Some(Err(e)) => asm.outbox().fail(e),
                 None => asm.end_of_stream(),
             }
         }
