@@ -6,4 +6,4 @@
 pub mod cli;
 mod node;
 
-pub use node::{init_tracing, Node};
+pub use node::{init_tracing, open_database, Node};

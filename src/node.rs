@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use aurora_actors::tools::cloud_exec::CloudExec;
+use aurora_actors::tools::terraform::Terraform;
 use aurora_actors::turn::TurnDeps;
+use aurora_actors::Mailbox;
 use aurora_actors::{ActorSnapshot, HealthReport};
 use aurora_config::{Config, DatabaseConfig, LogFormat};
 use aurora_edges::{serve_http, serve_ws, HttpServer, HttpState, WsServer, WsState};
@@ -14,6 +16,7 @@ use aurora_models::pricing::PriceTable;
 use aurora_storage::audit::Audit;
 use aurora_storage::auth::Accounts;
 use aurora_storage::cache::Cache;
+use aurora_storage::objects::ObjectStore;
 use aurora_storage::policies::Policies;
 use aurora_storage::preferences::Preferences;
 use aurora_storage::redis::RedisPool;
@@ -21,8 +24,8 @@ use aurora_storage::sessions::Sessions;
 use aurora_storage::tickets::Tickets;
 use aurora_storage::usage::LlmUsage;
 use aurora_storage::Db;
-use aurora_supervisors::sessions::{SessionsArgs, SessionsMsg, SessionsSupervisor};
-use aurora_supervisors::{NodeArgs, NodeMsg, NodeSupervisor};
+use aurora_supervisors::sessions::{SessionsArgs, SessionsMsg};
+use aurora_supervisors::{Backoff, NodeArgs, NodeMsg, NodeSupervisor, SessionsHandle};
 use ractor::{Actor, ActorRef};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -33,7 +36,7 @@ pub struct Node {
     pub name: String,
     http: HttpServer,
     ws: WsServer,
-    sessions: Option<ActorRef<SessionsMsg>>,
+    sessions: SessionsHandle,
     supervisor: ActorRef<NodeMsg>,
     supervisor_task: JoinHandle<()>,
     db: Db,
@@ -45,13 +48,14 @@ const SYSTEM_PROMPT: &str = "You are Aurora, an SRE agent. You investigate and o
 infrastructure with the tools you are given. Prefer reading before changing anything; explain \
 what you found and what you intend to do. Destructive commands need the user's approval.";
 
-/// Starts the sessions supervisor with everything a turn needs.
-async fn start_sessions(
+/// Everything the sessions supervisor and its turns need.
+fn sessions_args(
     config: &Config,
     db: &Db,
     cache: &Cache,
+    objects: &ObjectStore,
     llm: Arc<dyn llm::LlmProvider>,
-) -> anyhow::Result<ActorRef<SessionsMsg>> {
+) -> anyhow::Result<SessionsArgs> {
     let chat = &config.chat;
     let prices = PriceTable::with_overrides(chat.llm_prices.as_deref().unwrap_or(""))
         .map_err(|e| anyhow::anyhow!("invalid AURORA_LLM_PRICES: {e}"))?;
@@ -59,16 +63,21 @@ async fn start_sessions(
         Some(p) => std::ffi::OsString::from(p),
         None => std::env::var_os("PATH").unwrap_or_default(),
     };
+    let cloud_exec = CloudExec {
+        allowed: chat.allowed_clis.clone(),
+        search_path,
+        workdir_root: chat.workdir_root.clone(),
+        timeout: Duration::from_secs(chat.tool_timeout_secs),
+        output_limit: chat.tool_output_bytes,
+    };
     let deps = TurnDeps {
         llm,
         prices,
-        cloud_exec: CloudExec {
-            allowed: chat.allowed_clis.clone(),
-            search_path,
-            workdir_root: chat.workdir_root.clone(),
-            timeout: Duration::from_secs(chat.tool_timeout_secs),
-            output_limit: chat.tool_output_bytes,
+        terraform: Terraform {
+            exec: cloud_exec.clone(),
+            store: objects.clone(),
         },
+        cloud_exec,
         policies: Policies::new(db.clone()),
         usage: LlmUsage::new(db.clone(), cache.clone()),
         audit: Audit::new(db.clone()),
@@ -82,11 +91,10 @@ async fn start_sessions(
         system_prompt: SYSTEM_PROMPT.into(),
         default_model: config.llm_model.clone().unwrap_or_default(),
         idle_after: Duration::from_secs(chat.session_idle_secs),
+        backoff: Backoff::DEFAULT,
+        mailbox: Mailbox::new(),
     };
-    let (sessions, _) = Actor::spawn(None, SessionsSupervisor, args)
-        .await
-        .context("cannot start the sessions supervisor")?;
-    Ok(sessions)
+    Ok(args)
 }
 
 /// How long a WebSocket ticket is valid (PROTOCOL.md).
@@ -163,6 +171,8 @@ impl Node {
             None => Cache::local(),
         };
         let secret = secret_key(&config)?;
+        // Object storage: a directory under the data directory on this backend.
+        let objects = ObjectStore::local(config.data_dir.join("objects"));
         let llm = match config.llm_provider {
             Some(_) => Some(
                 llm::from_config(&config, HttpPolicy::default())
@@ -171,6 +181,11 @@ impl Node {
             None => None,
         };
         let (health_tx, health_rx) = watch::channel(HealthReport::starting());
+        let sessions_args = match &llm {
+            Some(llm) => Some(sessions_args(&config, &db, &cache, &objects, llm.clone())?),
+            None => None,
+        };
+        let (sessions_tx, sessions) = watch::channel(None);
         let http_addr = SocketAddr::new(config.bind_addr, config.http_port);
         let node_name = format!("aurora@{http_addr}");
         let (supervisor, supervisor_task) = Actor::spawn(
@@ -182,6 +197,9 @@ impl Node {
                 redis,
                 health_interval: Duration::from_millis(config.health_interval_ms),
                 health: Arc::new(health_tx),
+                sessions: sessions_args,
+                sessions_handle: Arc::new(sessions_tx),
+                backoff: Backoff::DEFAULT,
             },
         )
         .await
@@ -200,15 +218,12 @@ impl Node {
             started,
             draining: AtomicBool::new(false),
         };
-        let sessions = match &llm {
-            Some(llm) => Some(start_sessions(&config, &db, &cache, llm.clone()).await?),
-            None => None,
-        };
         let ws_addr = SocketAddr::new(config.bind_addr, config.ws_port);
         let ws_state = WsState {
             tickets: Tickets::new(&secret, cache.clone(), WS_TICKET_TTL),
             cache: cache.clone(),
             sessions: sessions.clone(),
+            chat_enabled: llm.is_some(),
             max_frame_bytes: config.chat.ws_max_frame_bytes,
             rate_limit: (
                 config.chat.rate_limit_queries,
@@ -228,9 +243,6 @@ impl Node {
             Ok(edges) => edges,
             Err(e) => {
                 supervisor.stop(Some("an edge failed to start".into()));
-                if let Some(s) = &sessions {
-                    s.stop(None);
-                }
                 return Err(e);
             }
         };
@@ -272,13 +284,13 @@ impl Node {
 
     /// This node's actor tree.
     pub async fn actor_tree(&self) -> anyhow::Result<ActorSnapshot> {
-        let mut tree = ractor::call_t!(self.supervisor, NodeMsg::Status, 2000)?;
-        // The sessions supervisor is not yet a child of the node supervisor: add its subtree.
-        if let Some(sessions) = &self.sessions {
-            tree.children
-                .push(ractor::call_t!(sessions, SessionsMsg::Status, 2000)?);
-        }
-        Ok(tree)
+        Ok(ractor::call_t!(self.supervisor, NodeMsg::Status, 3000)?)
+    }
+
+    /// The sessions supervisor as the edges see it (`None` without an LLM provider or while it
+    /// restarts).
+    pub fn sessions(&self) -> Option<ActorRef<SessionsMsg>> {
+        self.sessions.borrow().as_ref().map(|c| c.actor.clone())
     }
 
     /// Drains the edges, stops the supervision tree and closes storage, all within the configured
@@ -294,14 +306,6 @@ impl Node {
             tracing::warn!("http edge did not drain before the deadline");
         }
         self.ws.shutdown().await;
-        if let Some(sessions) = &self.sessions {
-            let left = deadline
-                .saturating_sub(start.elapsed())
-                .max(Duration::from_millis(100));
-            let _ = sessions
-                .stop_and_wait(Some("shutdown".into()), Some(left))
-                .await;
-        }
         let left = deadline
             .saturating_sub(start.elapsed())
             .max(Duration::from_millis(100));

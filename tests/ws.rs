@@ -3,103 +3,22 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use aurora_fakes::{openai, Reply};
+use common::ws::{chat_node, chat_node_on, connect, next, send, ticket, turn, types, Llm};
 use common::{Backend, TestNode};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+on_both_backends!(a_chat_turn_over_websocket);
 
-async fn connect(t: &TestNode, ticket: &str) -> Ws {
-    let url = format!("ws://{}/?token={ticket}", t.node().ws_addr());
-    tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket connects")
-        .0
-}
-
-async fn ticket(t: &TestNode, token: &str) -> String {
-    let (_, body) = t.post("/api/auth/ws-token", Some(token), json!({})).await;
-    body["token"].as_str().unwrap().to_string()
-}
-
-/// The next JSON frame (pings skipped); `None` when the server closed.
-async fn next(ws: &mut Ws) -> Option<Value> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a frame within 10 s")?
-        {
-            Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).unwrap()),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
-}
-
-/// Frames until `status` END, answering every approval with `decision`.
-async fn turn(ws: &mut Ws, decision: &str) -> Vec<Value> {
-    let mut frames = Vec::new();
-    while let Some(f) = next(ws).await {
-        if f["type"] == "execution_confirmation" {
-            let (id, sid) = (
-                f["data"]["confirmation_id"].clone(),
-                f["session_id"].clone(),
-            );
-            send(ws, json!({ "type": "confirmation_response", "confirmation_id": id, "decision": decision, "session_id": sid })).await;
-        }
-        let end = f["type"] == "status" && f["data"]["status"] == "END";
-        frames.push(f);
-        if end {
-            break;
-        }
-    }
-    frames
-}
-
-fn types(frames: &[Value]) -> Vec<&str> {
-    frames.iter().map(|f| f["type"].as_str().unwrap()).collect()
-}
-
-/// A node whose agent talks to a scripted OpenAI-compatible server and whose `kubectl` is the
-/// given shell script. Keep the returned fake and directory alive for the test.
-async fn chat_node(
-    script: Vec<Reply>,
-    kubectl: &str,
-    extra: &[(&str, &str)],
-) -> (TestNode, aurora_fakes::FakeServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("kubectl");
-    std::fs::write(&bin, kubectl).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let fake = openai::start(script).await;
-    let (base, path) = (
-        fake.base_url(),
-        format!("{}:/usr/bin:/bin", dir.path().display()),
-    );
-    let mut config = vec![
-        ("LLM_PROVIDER", "openai"),
-        ("LLM_BASE_URL", base.as_str()),
-        ("LLM_MODEL", "gpt-4o"),
-        ("AURORA_TOOL_PATH", path.as_str()),
-    ];
-    config.extend_from_slice(extra);
-    let t = TestNode::start_with(Backend::Sqlite, &config).await;
-    (t, fake, dir)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chat_turn_over_websocket() {
-    let (t, _fake, _dir) = chat_node(
+/// The Done-when scenario of a chat turn, on the embedded default and on PostgreSQL + Redis.
+async fn a_chat_turn_over_websocket(backend: Backend) {
+    let (t, _fake, _dir) = chat_node_on(
+        backend,
+        Llm::OpenAi,
         vec![
         Reply::tool_call(
             "call_1",
@@ -110,11 +29,17 @@ async fn a_chat_turn_over_websocket() {
         Reply::text(&["web-1 is ", "crash looping."], (150, 8)),
         Reply::tool_call(
             "call_2",
-            "cloud_exec",
-            &["{\"command\": \"kubectl delete pod web-1\"}"],
+            "terraform",
+            &["{\"action\": \"write\", \"files\": {\"main.tf\": \"resource \\\"null_resource\\\" \\\"web\\\" {}\"}}"],
             (200, 10),
         ),
-        Reply::text(&["Deleted web-1."], (250, 4)),
+        Reply::tool_call(
+            "call_3",
+            "terraform",
+            &["{\"action\":", " \"apply\"}"],
+            (220, 10),
+        ),
+        Reply::text(&["Replaced web."], (250, 4)),
     ],
         "#!/bin/sh\ncase \"$1\" in\n  get) echo 'web-1 0/1 CrashLoopBackOff';;\n  delete) echo 'pod \"web-1\" deleted';;\nesac\n",
         &[("AURORA_RATE_LIMIT_QUERIES", "3")],
@@ -159,16 +84,25 @@ async fn a_chat_turn_over_websocket() {
 
     send(
         &mut ws,
-        json!({ "type": "query", "query": "Delete it.", "session_id": sid }),
+        json!({ "type": "query", "query": "Replace it with terraform.", "session_id": sid }),
     )
     .await;
     let frames = turn(&mut ws, "execute").await;
     let kinds = types(&frames);
-    assert!(kinds.contains(&"execution_confirmation"), "{kinds:?}");
+    // Writing configuration needs no approval; apply does, and runs once approved.
+    let confirmations: Vec<&Value> = frames
+        .iter()
+        .filter(|f| f["type"] == "execution_confirmation")
+        .collect();
+    assert_eq!(confirmations.len(), 1, "{kinds:?}");
+    assert_eq!(confirmations[0]["data"]["command"], "terraform apply");
     assert!(
         frames.iter().any(|f| f["type"] == "tool_result"
-            && f["data"]["output"].as_str().unwrap().contains("deleted")),
-        "{kinds:?}"
+            && f["data"]["output"]
+                .as_str()
+                .unwrap()
+                .contains("Apply complete!")),
+        "{frames:?}"
     );
 
     // The node's actor tree shows the session.
@@ -206,13 +140,15 @@ async fn a_chat_turn_over_websocket() {
             "user",
             "assistant",
             "tool",
+            "assistant",
+            "tool",
             "assistant"
         ]
     );
     let (_, usage) = t
         .get(&format!("/api/llm-usage/session/{sid}"), Some(&token))
         .await;
-    assert_eq!(usage["calls"].as_array().unwrap().len(), 4);
+    assert_eq!(usage["calls"].as_array().unwrap().len(), 5);
 
     // Third query is allowed (and fails at the exhausted fake), the fourth is over the limit.
     send(

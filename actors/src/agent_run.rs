@@ -11,14 +11,19 @@ use tokio::sync::{mpsc, watch};
 
 use crate::protocol::{Decision, ErrorCode, FrameSink, ServerFrame, UsageInfoData};
 use crate::turn::{run_turn, TurnDeps, TurnInput, TurnIo};
-use crate::ActorSnapshot;
+use crate::{ActorSnapshot, Mailbox};
 use aurora_storage::sessions::Sessions;
+
+/// The stop reason of a run whose turn panicked (its session counts it as a failure).
+pub const RUN_CRASHED: &str = "turn crashed";
 
 pub struct AgentRunArgs {
     pub deps: Arc<TurnDeps>,
     pub input: TurnInput,
     pub frames: FrameSink,
     pub sessions: Sessions,
+    /// Counts the decisions and cancels its session sends it.
+    pub mailbox: Mailbox,
 }
 
 pub enum AgentRunMsg {
@@ -32,6 +37,7 @@ pub struct AgentRunState {
     cancel: Arc<watch::Sender<bool>>,
     session_id: uuid::Uuid,
     started_at: DateTime<Utc>,
+    mailbox: Mailbox,
 }
 
 pub struct AgentRunActor;
@@ -63,6 +69,7 @@ impl Actor for AgentRunActor {
             })
         };
         let frames = args.frames.clone();
+        let mailbox = args.mailbox.clone();
         let supervisor = myself.get_cell();
         let work = tokio::spawn(async move {
             let mut io = TurnIo {
@@ -71,6 +78,8 @@ impl Actor for AgentRunActor {
                 cancel: cancel_rx,
                 supervisor: Some(supervisor),
             };
+            // Tests inject a crash of the run here (a no-op unless configured).
+            fail::fail_point!("agent-run");
             let outcome = run_turn(&args.deps, &args.input, &mut io).await;
             timer.abort();
             if timed_out.load(std::sync::atomic::Ordering::SeqCst) {
@@ -127,8 +136,10 @@ impl Actor for AgentRunActor {
         // Whatever happens to the turn, the actor stops; its session then sends END, after it
         // has marked itself free, so a client reacting to END never meets SESSION_BUSY.
         tokio::spawn(async move {
+            let mut reason = "turn finished";
             if let Err(e) = work.await {
                 tracing::error!(error = %e, %session_id, "agent run crashed");
+                reason = RUN_CRASHED;
                 let _ = frames
                     .send(ServerFrame::error(
                         ErrorCode::Internal,
@@ -137,14 +148,26 @@ impl Actor for AgentRunActor {
                     ))
                     .await;
             }
-            myself.stop(Some("turn finished".into()));
+            myself.stop(Some(reason.into()));
         });
         Ok(AgentRunState {
             decisions: decisions_tx,
             cancel: cancel_tx,
             session_id,
             started_at: Utc::now(),
+            mailbox,
         })
+    }
+
+    /// Stopped from outside (its session crashed, the node shuts down): the turn is cancelled
+    /// like a client cancel, so what it produced so far is still saved.
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<AgentRunMsg>,
+        state: &mut AgentRunState,
+    ) -> Result<(), ActorProcessingErr> {
+        let _ = state.cancel.send(true);
+        Ok(())
     }
 
     /// Tool executions are linked under the run: their failures are already reported to the
@@ -167,6 +190,9 @@ impl Actor for AgentRunActor {
         msg: AgentRunMsg,
         state: &mut AgentRunState,
     ) -> Result<(), ActorProcessingErr> {
+        if !matches!(msg, AgentRunMsg::Status(_)) {
+            state.mailbox.taken();
+        }
         match msg {
             AgentRunMsg::Decision(id, decision) => {
                 let _ = state.decisions.send((id, decision)).await;
@@ -183,6 +209,7 @@ impl Actor for AgentRunActor {
                     } else {
                         "running".into()
                     },
+                    mailbox: state.mailbox.len(),
                     restarts: 0,
                     started_at: state.started_at,
                     children: vec![],

@@ -110,6 +110,8 @@ impl Actor for HealthActor {
                     kind: "health".into(),
                     id: "health".into(),
                     state: report.status.into(),
+                    // Its only messages are its own probe timer and status calls.
+                    mailbox: 0,
                     restarts: 0,
                     started_at: state.started_at,
                     children: vec![],

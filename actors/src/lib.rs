@@ -5,6 +5,7 @@
 
 pub mod agent_run;
 pub mod health;
+pub mod mailbox;
 pub mod protocol;
 pub mod session;
 mod snapshot;
@@ -13,4 +14,5 @@ pub mod tools;
 pub mod turn;
 
 pub use health::{DependencyStatus, HealthActor, HealthArgs, HealthMsg, HealthReport};
+pub use mailbox::{Counted, Mailbox};
 pub use snapshot::ActorSnapshot;

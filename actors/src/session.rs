@@ -12,10 +12,10 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::agent_run::{AgentRunActor, AgentRunArgs, AgentRunMsg};
+use crate::agent_run::{AgentRunActor, AgentRunArgs, AgentRunMsg, RUN_CRASHED};
 use crate::protocol::{Decision, ErrorCode, FrameSink, Mode, ServerFrame};
 use crate::turn::{TurnDeps, TurnInput};
-use crate::ActorSnapshot;
+use crate::{ActorSnapshot, Counted, Mailbox};
 
 pub struct SessionArgs {
     pub session_id: Uuid,
@@ -24,6 +24,8 @@ pub struct SessionArgs {
     pub sessions: Sessions,
     pub system_prompt: String,
     pub default_model: String,
+    /// Counts what the sessions supervisor routes here.
+    pub mailbox: Mailbox,
 }
 
 pub enum SessionMsg {
@@ -46,7 +48,7 @@ pub enum SessionMsg {
 
 pub struct SessionState {
     args: SessionArgs,
-    run: Option<(ActorRef<AgentRunMsg>, FrameSink)>,
+    run: Option<(Counted<AgentRunMsg>, FrameSink)>,
     started_at: DateTime<Utc>,
     runs_failed: u32,
 }
@@ -78,6 +80,9 @@ impl Actor for SessionActor {
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         let sid = state.args.session_id;
+        if !matches!(msg, SessionMsg::Status(_)) {
+            state.args.mailbox.taken();
+        }
         match msg {
             SessionMsg::Query {
                 query,
@@ -114,6 +119,8 @@ impl Actor for SessionActor {
                         return Ok(());
                     }
                 };
+                // Tests inject a crash of the session here (a no-op unless configured).
+                fail::fail_point!("session-query");
                 let mut messages = vec![ChatMessage::System {
                     content: state.args.system_prompt.clone(),
                 }];
@@ -133,10 +140,12 @@ impl Actor for SessionActor {
                     input,
                     frames: sink.clone(),
                     sessions: state.args.sessions.clone(),
+                    mailbox: Mailbox::new(),
                 };
+                let mailbox = args.mailbox.clone();
                 let (run, _) =
                     Actor::spawn_linked(None, AgentRunActor, args, myself.get_cell()).await?;
-                state.run = Some((run, sink));
+                state.run = Some((Counted::new(run, mailbox), sink));
             }
             SessionMsg::Decision {
                 confirmation_id,
@@ -159,7 +168,7 @@ impl Actor for SessionActor {
             SessionMsg::Status(reply) => {
                 let mut children = Vec::new();
                 if let Some((run, _)) = &state.run {
-                    if let Ok(snap) = ractor::call_t!(run, AgentRunMsg::Status, 500) {
+                    if let Ok(snap) = ractor::call_t!(run.actor, AgentRunMsg::Status, 500) {
                         children.push(snap);
                     }
                 }
@@ -171,12 +180,23 @@ impl Actor for SessionActor {
                     } else {
                         "idle".into()
                     },
+                    mailbox: state.args.mailbox.len(),
                     restarts: state.runs_failed,
                     started_at: state.started_at,
                     children,
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Stopped (idle, shutdown, moved): a running turn is cancelled and saves what it has.
+    async fn post_stop(
+        &self,
+        myself: ActorRef<SessionMsg>,
+        _state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.stop_children(Some("session stopped".into()));
         Ok(())
     }
 
@@ -190,7 +210,10 @@ impl Actor for SessionActor {
     ) -> Result<(), ActorProcessingErr> {
         let sid = state.args.session_id;
         match evt {
-            SupervisionEvent::ActorTerminated(cell, _, _) if is_run(&cell, &state.run) => {
+            SupervisionEvent::ActorTerminated(cell, _, reason) if is_run(&cell, &state.run) => {
+                if reason.as_deref() == Some(RUN_CRASHED) {
+                    state.runs_failed += 1;
+                }
                 if let Some((_, frames)) = state.run.take() {
                     frames.send(ServerFrame::end(sid)).await;
                 }
@@ -215,7 +238,7 @@ impl Actor for SessionActor {
     }
 }
 
-fn is_run(cell: &ActorCell, run: &Option<(ActorRef<AgentRunMsg>, FrameSink)>) -> bool {
+fn is_run(cell: &ActorCell, run: &Option<(Counted<AgentRunMsg>, FrameSink)>) -> bool {
     run.as_ref()
-        .is_some_and(|(r, _)| r.get_id() == cell.get_id())
+        .is_some_and(|(r, _)| r.actor.get_id() == cell.get_id())
 }

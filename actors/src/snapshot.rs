@@ -10,6 +10,8 @@ pub struct ActorSnapshot {
     pub id: String,
     /// A short state word (`running`, `idle`, `restarting`, ...).
     pub state: String,
+    /// Messages waiting in its mailbox (see [`crate::Mailbox`]).
+    pub mailbox: u32,
     /// How many times its supervisor has restarted it.
     pub restarts: u32,
     pub started_at: DateTime<Utc>,

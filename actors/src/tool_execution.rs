@@ -60,6 +60,8 @@ impl Actor for ToolExecutionActor {
             ToolExecutionMsg::Run => {
                 if let Some((job, reply)) = state.job.take() {
                     let started = Instant::now();
+                    // Tests inject a crash of the tool here (a no-op unless configured).
+                    fail::fail_point!("tool-execution");
                     let result = job().await;
                     tracing::debug!(tool_call_id = %state.tool_call_id, ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "tool finished");
                     let _ = reply.send(result);

@@ -25,6 +25,8 @@ use crate::protocol::{
 };
 use crate::tool_execution::{execute, ToolJob};
 use crate::tools::cloud_exec::{self, CloudExec};
+use crate::tools::terraform::{self, Owner, Terraform};
+use crate::tools::ToolError;
 
 /// What a turn needs from the node.
 #[derive(Clone)]
@@ -32,6 +34,7 @@ pub struct TurnDeps {
     pub llm: Arc<dyn LlmProvider>,
     pub prices: PriceTable,
     pub cloud_exec: CloudExec,
+    pub terraform: Terraform,
     pub policies: Policies,
     pub usage: LlmUsage,
     pub audit: Audit,
@@ -80,6 +83,24 @@ pub struct TurnIo {
     pub cancel: watch::Receiver<bool>,
     /// The actor tool executions are linked under (the turn's `AgentRunActor`).
     pub supervisor: Option<ractor::ActorCell>,
+}
+
+/// A tool call ready to go through the gate.
+struct Prepared {
+    /// What the policy gate and the audit log see (`kubectl delete pod x`, `terraform apply`).
+    command: String,
+    /// False when the call changes something even if the gate allows it (terraform write):
+    /// ask mode refuses those.
+    read_only: bool,
+    job: ToolJob,
+}
+
+/// The tools offered to the model: ask mode offers only those that can run read-only.
+pub fn tools_for(mode: Mode) -> Vec<aurora_models::llm::ToolSpec> {
+    match mode {
+        Mode::Agent => vec![CloudExec::spec(), Terraform::spec()],
+        Mode::Ask => vec![CloudExec::spec()],
+    }
 }
 
 enum Step {
@@ -160,7 +181,7 @@ impl Turn<'_> {
         let request = ChatRequest {
             model: self.input.model.clone(),
             messages,
-            tools: vec![CloudExec::spec()],
+            tools: tools_for(self.input.mode),
             max_tokens: None,
         };
         let unavailable = |e: aurora_models::llm::LlmError| TurnStatus::Failed {
@@ -303,19 +324,18 @@ impl Turn<'_> {
             },
             session_id: sid,
         };
-        if call.name != cloud_exec::NAME {
-            let error = format!("unknown tool '{}'", call.name);
-            self.send(tool_error(error.clone())).await;
-            return error;
-        }
-        let argv = match self.deps.cloud_exec.parse(&input) {
-            Ok(argv) => argv,
+        let prepared = match self.prepare(call, &input) {
+            Ok(p) => p,
             Err(e) => {
                 self.send(tool_error(e.to_string())).await;
                 return e.to_string();
             }
         };
-        let command = shell_words::join(&argv);
+        let Prepared {
+            command,
+            read_only,
+            job,
+        } = prepared;
         let verdict = match self
             .deps
             .policies
@@ -344,6 +364,18 @@ impl Turn<'_> {
                 self.audit("tool.denied", &command, json!({ "reason": reason }))
                     .await;
                 let error = format!("not run: {reason}");
+                self.send(tool_error(error.clone())).await;
+                return error;
+            }
+            Verdict::Allowed if !read_only && self.input.mode == Mode::Ask => {
+                let error =
+                    format!("not run: ask mode is read-only and `{command}` changes things");
+                self.send(ServerFrame::error(
+                    ErrorCode::ReadOnlyMode,
+                    error.clone(),
+                    Some(sid),
+                ))
+                .await;
                 self.send(tool_error(error.clone())).await;
                 return error;
             }
@@ -384,10 +416,6 @@ impl Turn<'_> {
             Verdict::Allowed => {}
         }
         self.send(running("running")).await;
-        let exec = self.deps.cloud_exec.clone();
-        let (user, session) = (self.input.who.user_id.to_string(), sid.to_string());
-        let job: ToolJob =
-            Box::new(move || Box::pin(async move { exec.run(&user, &session, &argv).await }));
         let result = execute(&call.id, job, self.io.supervisor.clone()).await;
         let (status, content) = match &result {
             Ok(out) => (
@@ -419,6 +447,51 @@ impl Turn<'_> {
             Err(_) => self.send(tool_error(content.clone())).await,
         }
         content
+    }
+
+    /// Checks a call's arguments and turns it into the command the gate judges and the job
+    /// that runs it.
+    fn prepare(&self, call: &ToolCall, input: &serde_json::Value) -> Result<Prepared, ToolError> {
+        let owner = Owner {
+            org_id: self.input.who.org_id,
+            user_id: self.input.who.user_id,
+            session_id: self.input.session_id,
+        };
+        match call.name.as_str() {
+            cloud_exec::NAME => {
+                let argv = self.deps.cloud_exec.parse(input)?;
+                let command = shell_words::join(&argv);
+                let job: ToolJob = if argv[0] == terraform::NAME {
+                    // Terraform keeps its state in object storage, whichever tool runs it.
+                    let tf = self.deps.terraform.clone();
+                    Box::new(move || Box::pin(async move { tf.run_cli(&owner, &argv).await }))
+                } else {
+                    let exec = self.deps.cloud_exec.clone();
+                    let (user, session) = (owner.user_id.to_string(), owner.session_id.to_string());
+                    Box::new(move || {
+                        Box::pin(async move { exec.run(&user, &session, &argv).await })
+                    })
+                };
+                // Whether a CLI command changes things is the policy gate's call.
+                Ok(Prepared {
+                    command,
+                    read_only: true,
+                    job,
+                })
+            }
+            terraform::NAME => {
+                let action = Terraform::parse(input)?;
+                let tf = self.deps.terraform.clone();
+                Ok(Prepared {
+                    command: action.command(),
+                    read_only: action.is_read_only(),
+                    job: Box::new(move || Box::pin(async move { tf.run(&owner, &action).await })),
+                })
+            }
+            other => Err(ToolError::InvalidArguments(format!(
+                "unknown tool '{other}'"
+            ))),
+        }
     }
 
     /// Asks the human and waits for `execute`, `cancel`, a turn cancel, or the timeout.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use aurora_actors::protocol::{Decision, ErrorCode, Mode, RunStatus, ServerFrame};
 use aurora_actors::session::{SessionActor, SessionArgs, SessionMsg};
+use aurora_actors::Mailbox;
 use aurora_fakes::{Completion, Reply};
 use aurora_storage::sessions::Sessions;
 use common::{harness, kinds, Harness};
@@ -24,6 +25,7 @@ async fn session(h: &Harness) -> (ActorRef<SessionMsg>, uuid::Uuid, Sessions) {
         sessions: sessions.clone(),
         system_prompt: "You are an SRE agent.".into(),
         default_model: "gpt-4o".into(),
+        mailbox: Mailbox::new(),
     };
     let (actor, _) = Actor::spawn(None, SessionActor, args).await.unwrap();
     (actor, id, sessions)
@@ -192,6 +194,7 @@ async fn another_users_session_is_not_found() {
         sessions,
         system_prompt: String::new(),
         default_model: "gpt-4o".into(),
+        mailbox: Mailbox::new(),
     };
     let (actor, _) = Actor::spawn(None, SessionActor, args).await.unwrap();
     let frames = until_end(&mut query(&actor, "hello?")).await;

@@ -12,8 +12,8 @@ use aurora_storage::auth::Principal;
 use aurora_storage::cache::{Cache, RateDecision};
 use aurora_storage::tickets::Tickets;
 use aurora_supervisors::sessions::SessionsMsg;
+use aurora_supervisors::SessionsHandle;
 use futures::{SinkExt, StreamExt};
-use ractor::ActorRef;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -31,7 +31,10 @@ pub struct WsState {
     pub tickets: Tickets,
     pub cache: Cache,
     /// `None` when no LLM provider is configured: queries get `LLM_UNAVAILABLE`.
-    pub sessions: Option<ActorRef<SessionsMsg>>,
+    /// The current sessions supervisor (it changes when the node supervisor restarts it).
+    pub sessions: SessionsHandle,
+    /// Whether this node has an LLM provider, i.e. takes queries at all.
+    pub chat_enabled: bool,
     pub max_frame_bytes: usize,
     pub rate_limit: (u32, Duration),
 }
@@ -191,13 +194,13 @@ async fn client_frame(
         Ok(f) => f,
         Err(e) => return Some(ServerFrame::error(e.code, e.message, None)),
     };
-    let Some(sessions) = &state.sessions else {
+    if !state.chat_enabled {
         return Some(ServerFrame::error(
             ErrorCode::LlmUnavailable,
             "no LLM provider is configured on this server",
             None,
         ));
-    };
+    }
     let (session_id, msg) = match frame {
         ClientFrame::Init { .. } => {
             return Some(ServerFrame::error(
@@ -266,6 +269,14 @@ async fn client_frame(
     // Whatever this connection sends for a session attaches it: a client that reconnected
     // receives the running turn's frames from now on.
     let attach = SessionMsg::Attach(frames.clone());
+    let sessions = state.sessions.borrow().clone();
+    let Some(sessions) = sessions else {
+        return Some(ServerFrame::error(
+            ErrorCode::Internal,
+            "the sessions supervisor is restarting; try again shortly",
+            Some(session_id),
+        ));
+    };
     let _ = sessions.cast(SessionsMsg::Route {
         session_id,
         who: who.clone(),

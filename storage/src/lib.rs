@@ -13,6 +13,7 @@ mod db;
 pub mod entities;
 mod error;
 pub mod migration;
+pub mod objects;
 pub mod policies;
 pub mod preferences;
 pub mod redis;

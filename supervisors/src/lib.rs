@@ -10,4 +10,4 @@ pub mod node;
 pub mod sessions;
 
 pub use backoff::Backoff;
-pub use node::{NodeArgs, NodeMsg, NodeSupervisor};
+pub use node::{Child, NodeArgs, NodeMsg, NodeSupervisor, SessionsHandle};

@@ -1,21 +1,30 @@
-//! `NodeSupervisor`: the root of a node's supervision tree. It owns the node-wide children (today
-//! the health monitor; the sessions, ingest, integrations, discovery and cluster supervisors join
-//! it as they are built), restarts them with backoff, and reports the tree on request.
+//! `NodeSupervisor`: the root of a node's supervision tree. It owns the node-wide children (the
+//! health monitor and, when an LLM provider is configured, the sessions supervisor; the ingest,
+//! integrations, discovery and cluster supervisors join it as they are built), restarts them
+//! with backoff, and reports the tree on request. The edges reach the sessions supervisor through
+//! a watch channel the node supervisor updates on every restart, so they never hold a dead ref.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use aurora_actors::{ActorSnapshot, HealthActor, HealthArgs, HealthMsg, HealthReport};
+use aurora_actors::{ActorSnapshot, Counted, HealthActor, HealthArgs, HealthMsg, HealthReport};
 use aurora_storage::redis::RedisPool;
 use aurora_storage::Db;
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::watch;
 
+use crate::sessions::{SessionsArgs, SessionsMsg, SessionsSupervisor};
 use crate::Backoff;
 
 /// How long the node waits for one child's status before leaving it out of the tree.
 const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long a stopping supervisor waits for its children.
+pub(crate) const CHILDREN_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the edges find the current sessions supervisor (`None` while it restarts).
+pub type SessionsHandle = watch::Receiver<Option<Counted<SessionsMsg>>>;
 
 pub struct NodeArgs {
     pub node_name: String,
@@ -23,53 +32,167 @@ pub struct NodeArgs {
     pub redis: Option<RedisPool>,
     pub health_interval: Duration,
     pub health: Arc<watch::Sender<HealthReport>>,
+    /// What the sessions supervisor is started with; `None` on a node without an LLM provider.
+    pub sessions: Option<SessionsArgs>,
+    pub sessions_handle: Arc<watch::Sender<Option<Counted<SessionsMsg>>>>,
+    pub backoff: Backoff,
+}
+
+/// The node's direct children.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Child {
+    Health,
+    Sessions,
+}
+
+impl Child {
+    fn name(self) -> &'static str {
+        match self {
+            Child::Health => "health",
+            Child::Sessions => "sessions",
+        }
+    }
 }
 
 pub enum NodeMsg {
     /// The actor tree of this node.
     Status(RpcReplyPort<ActorSnapshot>),
-    /// Respawn the health monitor (sent to self after a backoff delay).
-    RestartHealth,
+    /// Respawn a child (sent to self after a backoff delay).
+    Restart(Child),
+}
+
+/// One supervised child: its live actor, if any, and how often it was restarted.
+struct Slot {
+    cell: Option<ActorCell>,
+    restarts: u32,
 }
 
 pub struct NodeState {
     args: NodeArgs,
     started_at: DateTime<Utc>,
-    health: Option<ActorRef<HealthMsg>>,
-    health_restarts: u32,
-    backoff: Backoff,
+    health: Slot,
+    sessions: Slot,
+}
+
+impl NodeState {
+    fn slot(&mut self, child: Child) -> &mut Slot {
+        match child {
+            Child::Health => &mut self.health,
+            Child::Sessions => &mut self.sessions,
+        }
+    }
+
+    fn child_of(&self, cell: &ActorCell) -> Option<Child> {
+        let is = |slot: &Slot| {
+            slot.cell
+                .as_ref()
+                .is_some_and(|c| c.get_id() == cell.get_id())
+        };
+        if is(&self.health) {
+            Some(Child::Health)
+        } else if is(&self.sessions) {
+            Some(Child::Sessions)
+        } else {
+            None
+        }
+    }
 }
 
 pub struct NodeSupervisor;
 
 impl NodeSupervisor {
-    async fn spawn_health(
+    async fn spawn(
         myself: &ActorRef<NodeMsg>,
         state: &mut NodeState,
+        child: Child,
     ) -> Result<(), ActorProcessingErr> {
-        let args = HealthArgs {
-            db: state.args.db.clone(),
-            redis: state.args.redis.clone(),
-            interval: state.args.health_interval,
-            publish: state.args.health.clone(),
+        let cell = match child {
+            Child::Health => {
+                let args = HealthArgs {
+                    db: state.args.db.clone(),
+                    redis: state.args.redis.clone(),
+                    interval: state.args.health_interval,
+                    publish: state.args.health.clone(),
+                };
+                let (health, _) =
+                    Actor::spawn_linked(None, HealthActor, args, myself.get_cell()).await?;
+                health.get_cell()
+            }
+            Child::Sessions => {
+                let Some(args) = state.args.sessions.clone() else {
+                    return Ok(());
+                };
+                let mailbox = args.mailbox.clone();
+                let (sessions, _) =
+                    Actor::spawn_linked(None, SessionsSupervisor, args, myself.get_cell()).await?;
+                let cell = sessions.get_cell();
+                state
+                    .args
+                    .sessions_handle
+                    .send_replace(Some(Counted::new(sessions, mailbox)));
+                cell
+            }
         };
-        let (health, _) = Actor::spawn_linked(None, HealthActor, args, myself.get_cell()).await?;
-        state.health = Some(health);
+        state.slot(child).cell = Some(cell);
         Ok(())
     }
 
-    fn schedule_restart(myself: &ActorRef<NodeMsg>, state: &mut NodeState, reason: &str) {
-        let delay = state.backoff.delay(state.health_restarts);
-        state.health_restarts += 1;
-        state.health = None;
+    fn schedule_restart(
+        myself: &ActorRef<NodeMsg>,
+        state: &mut NodeState,
+        child: Child,
+        reason: &str,
+    ) {
+        if child == Child::Sessions {
+            state.args.sessions_handle.send_replace(None);
+        }
+        let backoff = state.args.backoff;
+        let slot = state.slot(child);
+        // A dead supervisor runs no post_stop: its children would be orphans. Stop them; the
+        // new supervisor rebuilds what is needed from storage.
+        if let Some(cell) = slot.cell.take() {
+            cell.stop_children(Some(format!("{} supervisor restarting", child.name())));
+        }
+        let delay = backoff.delay(slot.restarts);
+        slot.restarts += 1;
         tracing::warn!(
-            child = "health",
-            restarts = state.health_restarts,
+            child = child.name(),
+            restarts = slot.restarts,
             delay_ms = delay.as_millis() as u64,
             reason,
             "restarting child"
         );
-        myself.send_after(delay, || NodeMsg::RestartHealth);
+        myself.send_after(delay, move || NodeMsg::Restart(child));
+    }
+
+    async fn status(state: &NodeState) -> ActorSnapshot {
+        let mut children = Vec::new();
+        if let Some(cell) = &state.health.cell {
+            let health: ActorRef<HealthMsg> = cell.clone().into();
+            if let Ok(mut snap) =
+                ractor::call_t!(health, HealthMsg::Status, STATUS_TIMEOUT.as_millis() as u64)
+            {
+                snap.restarts = state.health.restarts;
+                children.push(snap);
+            }
+        }
+        if let Some(cell) = &state.sessions.cell {
+            let sessions: ActorRef<SessionsMsg> = cell.clone().into();
+            // The sessions supervisor asks each session in turn: give it longer.
+            if let Ok(mut snap) = ractor::call_t!(sessions, SessionsMsg::Status, 2000) {
+                snap.restarts = state.sessions.restarts;
+                children.push(snap);
+            }
+        }
+        ActorSnapshot {
+            kind: "node".into(),
+            id: state.args.node_name.clone(),
+            state: "running".into(),
+            mailbox: 0,
+            restarts: 0,
+            started_at: state.started_at,
+            children,
+        }
     }
 }
 
@@ -86,11 +209,17 @@ impl Actor for NodeSupervisor {
         let mut state = NodeState {
             args,
             started_at: Utc::now(),
-            health: None,
-            health_restarts: 0,
-            backoff: Backoff::DEFAULT,
+            health: Slot {
+                cell: None,
+                restarts: 0,
+            },
+            sessions: Slot {
+                cell: None,
+                restarts: 0,
+            },
         };
-        Self::spawn_health(&myself, &mut state).await?;
+        Self::spawn(&myself, &mut state, Child::Health).await?;
+        Self::spawn(&myself, &mut state, Child::Sessions).await?;
         Ok(state)
     }
 
@@ -102,34 +231,30 @@ impl Actor for NodeSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             NodeMsg::Status(reply) => {
-                let mut children = Vec::new();
-                if let Some(health) = &state.health {
-                    if let Ok(mut snap) = ractor::call_t!(
-                        health,
-                        HealthMsg::Status,
-                        STATUS_TIMEOUT.as_millis() as u64
-                    ) {
-                        snap.restarts = state.health_restarts;
-                        children.push(snap);
-                    }
-                }
-                let _ = reply.send(ActorSnapshot {
-                    kind: "node".into(),
-                    id: state.args.node_name.clone(),
-                    state: "running".into(),
-                    restarts: 0,
-                    started_at: state.started_at,
-                    children,
-                });
+                let _ = reply.send(Self::status(state).await);
             }
-            NodeMsg::RestartHealth => {
-                if state.health.is_none() {
-                    if let Err(e) = Self::spawn_health(&myself, state).await {
-                        Self::schedule_restart(&myself, state, &e.to_string());
+            NodeMsg::Restart(child) => {
+                if state.slot(child).cell.is_none() {
+                    if let Err(e) = Self::spawn(&myself, state, child).await {
+                        Self::schedule_restart(&myself, state, child, &e.to_string());
                     }
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Shutdown: children stop first (sessions cancel their runs, which save what they have),
+    /// and their exits no longer count as failures once this actor is stopping.
+    async fn post_stop(
+        &self,
+        myself: ActorRef<NodeMsg>,
+        state: &mut NodeState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.args.sessions_handle.send_replace(None);
+        myself
+            .stop_children_and_wait(Some("shutdown".into()), Some(CHILDREN_STOP_TIMEOUT))
+            .await;
         Ok(())
     }
 
@@ -140,22 +265,21 @@ impl Actor for NodeSupervisor {
         state: &mut NodeState,
     ) -> Result<(), ActorProcessingErr> {
         match evt {
-            SupervisionEvent::ActorFailed(cell, err) if is_child(&cell, &state.health) => {
-                Self::schedule_restart(&myself, state, &err.to_string());
+            SupervisionEvent::ActorFailed(cell, err) => {
+                if let Some(child) = state.child_of(&cell) {
+                    Self::schedule_restart(&myself, state, child, &err.to_string());
+                }
             }
-            SupervisionEvent::ActorTerminated(cell, _, reason)
-                if is_child(&cell, &state.health) =>
-            {
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 // A child only stops on its own when something is wrong: the node stops its
                 // children itself on shutdown, after which no events are handled.
-                Self::schedule_restart(&myself, state, reason.as_deref().unwrap_or("stopped"));
+                if let Some(child) = state.child_of(&cell) {
+                    let reason = reason.as_deref().unwrap_or("stopped");
+                    Self::schedule_restart(&myself, state, child, reason);
+                }
             }
             _ => {}
         }
         Ok(())
     }
-}
-
-fn is_child<M>(cell: &ActorCell, child: &Option<ActorRef<M>>) -> bool {
-    child.as_ref().is_some_and(|c| c.get_id() == cell.get_id())
 }

@@ -2,7 +2,8 @@
 //! through it: it checks the session belongs to the caller, starts the actor on first use,
 //! stops actors idle past the configured time, and after a session actor crashes rebuilds it
 //! from storage on its next message (the history is in the database, so nothing acknowledged is
-//! lost), counting restarts per session.
+//! lost). Crashes are counted per session; a session that keeps crashing is rebuilt only after
+//! an exponential backoff, and its messages wait for it meanwhile.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,22 +12,30 @@ use std::time::{Duration, Instant};
 use aurora_actors::protocol::{ErrorCode, ServerFrame};
 use aurora_actors::session::{SessionActor, SessionArgs, SessionMsg};
 use aurora_actors::turn::TurnDeps;
-use aurora_actors::ActorSnapshot;
+use aurora_actors::{ActorSnapshot, Counted, Mailbox};
 use aurora_storage::auth::Principal;
 use aurora_storage::sessions::Sessions;
 use chrono::{DateTime, Utc};
 use ractor::{
-    Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus, MessagingErr, RpcReplyPort,
+    Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, MessagingErr, RpcReplyPort,
     SupervisionEvent,
 };
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use crate::Backoff;
+
+#[derive(Clone)]
 pub struct SessionsArgs {
     pub deps: Arc<TurnDeps>,
     pub sessions: Sessions,
     pub system_prompt: String,
     pub default_model: String,
     pub idle_after: Duration,
+    /// Delay before a crashed session is rebuilt, growing with its crashes.
+    pub backoff: Backoff,
+    /// Counts what the edges send here (shared with their [`Counted`] reference).
+    pub mailbox: Mailbox,
 }
 
 pub enum SessionsMsg {
@@ -42,25 +51,155 @@ pub enum SessionsMsg {
 }
 
 struct Entry {
-    actor: ActorRef<SessionMsg>,
+    actor: Counted<SessionMsg>,
     owner: Uuid,
     last_used: Instant,
+    /// The latest client channel of the session, told when the session crashes.
+    client: Option<mpsc::Sender<ServerFrame>>,
+}
+
+/// A session's crash history.
+struct Crashes {
+    count: u32,
+    last: Instant,
 }
 
 pub struct SessionsState {
     args: SessionsArgs,
     live: HashMap<Uuid, Entry>,
-    restarts: HashMap<Uuid, u32>,
+    /// Which session each live actor serves, for supervision events.
+    by_actor: HashMap<ActorId, Uuid>,
+    crashes: HashMap<Uuid, Crashes>,
     started_at: DateTime<Utc>,
 }
 
 pub struct SessionsSupervisor;
 
-/// The frames channel a message carries, to answer refusals on.
-fn frames_of(msg: &SessionMsg) -> Option<tokio::sync::mpsc::Sender<ServerFrame>> {
+/// The client channel a message carries, to answer refusals on.
+fn client_of(msg: &SessionMsg) -> Option<&mpsc::Sender<ServerFrame>> {
     match msg {
-        SessionMsg::Query { frames, .. } => Some(frames.clone()),
+        SessionMsg::Query { frames, .. } | SessionMsg::Attach(frames) => Some(frames),
         _ => None,
+    }
+}
+
+/// Tells a client something without ever making the supervisor wait on a slow client.
+fn tell(client: Option<&mpsc::Sender<ServerFrame>>, frame: ServerFrame) {
+    if let Some(client) = client {
+        let _ = client.try_send(frame);
+    }
+}
+
+impl SessionsSupervisor {
+    /// Delivers `msg` to a live session actor, handing it back if that actor is gone.
+    fn deliver(entry: &mut Entry, msg: SessionMsg) -> Result<(), Option<SessionMsg>> {
+        // An actor that died but whose supervision event is still on its way takes no
+        // messages: the caller rebuilds it instead of dropping this one.
+        let alive = matches!(
+            entry.actor.actor.get_status(),
+            ActorStatus::Running | ActorStatus::Starting | ActorStatus::Upgrading
+        );
+        if !alive {
+            return Err(Some(msg));
+        }
+        if let Some(client) = client_of(&msg) {
+            entry.client = Some(client.clone());
+        }
+        match entry.actor.cast(msg) {
+            Ok(()) => {
+                entry.last_used = Instant::now();
+                Ok(())
+            }
+            Err(MessagingErr::SendErr(returned)) => Err(Some(returned)),
+            Err(_) => Err(None),
+        }
+    }
+
+    async fn route(
+        myself: &ActorRef<SessionsMsg>,
+        state: &mut SessionsState,
+        session_id: Uuid,
+        who: Principal,
+        mut msg: SessionMsg,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(entry) = state.live.get_mut(&session_id) {
+            if entry.owner != who.user_id {
+                // Someone else's session: exactly as if it did not exist.
+                let text = "session not found";
+                tell(
+                    client_of(&msg),
+                    ServerFrame::error(ErrorCode::NotFound, text, Some(session_id)),
+                );
+                return Ok(());
+            }
+            match Self::deliver(entry, msg) {
+                Ok(()) => return Ok(()),
+                Err(None) => return Ok(()),
+                Err(Some(returned)) => msg = returned,
+            }
+            state.remove(session_id);
+        }
+        // A session that crashed is rebuilt only once its backoff has passed; its messages
+        // come back here then, in the order they were sent.
+        if let Some(crashes) = state.crashes.get(&session_id) {
+            let ready_at = crashes.last + state.args.backoff.delay(crashes.count - 1);
+            let now = Instant::now();
+            if ready_at > now {
+                myself.send_after(ready_at - now, move || SessionsMsg::Route {
+                    session_id,
+                    who,
+                    msg,
+                });
+                return Ok(());
+            }
+        }
+        let mailbox = Mailbox::new();
+        let args = SessionArgs {
+            session_id,
+            who: who.clone(),
+            deps: state.args.deps.clone(),
+            sessions: state.args.sessions.clone(),
+            system_prompt: state.args.system_prompt.clone(),
+            default_model: state.args.default_model.clone(),
+            mailbox: mailbox.clone(),
+        };
+        let (actor, _) = Actor::spawn_linked(None, SessionActor, args, myself.get_cell()).await?;
+        let mut entry = Entry {
+            actor: Counted::new(actor, mailbox),
+            owner: who.user_id,
+            last_used: Instant::now(),
+            client: None,
+        };
+        let _ = Self::deliver(&mut entry, msg);
+        state
+            .by_actor
+            .insert(entry.actor.actor.get_id(), session_id);
+        state.live.insert(session_id, entry);
+        Ok(())
+    }
+
+    async fn sweep(state: &mut SessionsState) {
+        let now = Instant::now();
+        let idle: Vec<Uuid> = state
+            .live
+            .iter()
+            .filter(|(_, e)| now.duration_since(e.last_used) >= state.args.idle_after)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in idle {
+            let Some(entry) = state.live.get(&id) else {
+                continue;
+            };
+            // A session with a turn running is not idle, however old its last message.
+            let running = ractor::call_t!(entry.actor.actor, SessionMsg::Status, 500)
+                .map(|s| s.state == "running")
+                .unwrap_or(false);
+            if !running {
+                if let Some(entry) = state.remove(id) {
+                    entry.actor.actor.stop(Some("idle".into()));
+                }
+            }
+        }
     }
 }
 
@@ -79,7 +218,8 @@ impl Actor for SessionsSupervisor {
         Ok(SessionsState {
             args,
             live: HashMap::new(),
-            restarts: HashMap::new(),
+            by_actor: HashMap::new(),
+            crashes: HashMap::new(),
             started_at: Utc::now(),
         })
     }
@@ -94,88 +234,19 @@ impl Actor for SessionsSupervisor {
             SessionsMsg::Route {
                 session_id,
                 who,
-                mut msg,
+                msg,
             } => {
-                if let Some(entry) = state.live.get_mut(&session_id) {
-                    if entry.owner != who.user_id {
-                        // Someone else's session: exactly as if it did not exist.
-                        if let Some(frames) = frames_of(&msg) {
-                            let _ = frames
-                                .send(ServerFrame::error(
-                                    ErrorCode::NotFound,
-                                    "session not found",
-                                    Some(session_id),
-                                ))
-                                .await;
-                        }
-                        return Ok(());
-                    }
-                    // An actor that died but whose supervision event is still on its way takes
-                    // no messages: rebuild it now instead of dropping this one.
-                    let alive = matches!(
-                        entry.actor.get_status(),
-                        ActorStatus::Running | ActorStatus::Starting | ActorStatus::Upgrading
-                    );
-                    if alive {
-                        match entry.actor.cast(msg) {
-                            Ok(()) => {
-                                entry.last_used = Instant::now();
-                                return Ok(());
-                            }
-                            Err(MessagingErr::SendErr(returned)) => msg = returned,
-                            Err(_) => return Ok(()),
-                        }
-                    }
-                    state.live.remove(&session_id);
-                }
-                let args = SessionArgs {
-                    session_id,
-                    who: who.clone(),
-                    deps: state.args.deps.clone(),
-                    sessions: state.args.sessions.clone(),
-                    system_prompt: state.args.system_prompt.clone(),
-                    default_model: state.args.default_model.clone(),
-                };
-                let (actor, _) =
-                    Actor::spawn_linked(None, SessionActor, args, myself.get_cell()).await?;
-                let _ = actor.cast(msg);
-                state.live.insert(
-                    session_id,
-                    Entry {
-                        actor,
-                        owner: who.user_id,
-                        last_used: Instant::now(),
-                    },
-                );
+                state.args.mailbox.taken();
+                Self::route(&myself, state, session_id, who, msg).await?;
             }
-            SessionsMsg::Sweep => {
-                let now = Instant::now();
-                let idle: Vec<Uuid> = state
-                    .live
-                    .iter()
-                    .filter(|(_, e)| now.duration_since(e.last_used) >= state.args.idle_after)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in idle {
-                    let Some(entry) = state.live.get(&id) else {
-                        continue;
-                    };
-                    // A session with a turn running is not idle, however old its last message.
-                    let running = ractor::call_t!(entry.actor, SessionMsg::Status, 500)
-                        .map(|s| s.state == "running")
-                        .unwrap_or(false);
-                    if !running {
-                        if let Some(entry) = state.live.remove(&id) {
-                            entry.actor.stop(Some("idle".into()));
-                        }
-                    }
-                }
-            }
+            SessionsMsg::Sweep => Self::sweep(state).await,
             SessionsMsg::Status(reply) => {
                 let mut children = Vec::new();
                 for (id, entry) in &state.live {
-                    if let Ok(mut snap) = ractor::call_t!(entry.actor, SessionMsg::Status, 500) {
-                        snap.restarts += state.restarts.get(id).copied().unwrap_or(0);
+                    if let Ok(mut snap) =
+                        ractor::call_t!(entry.actor.actor, SessionMsg::Status, 500)
+                    {
+                        snap.restarts += state.crashes.get(id).map_or(0, |c| c.count);
                         children.push(snap);
                     }
                 }
@@ -183,12 +254,27 @@ impl Actor for SessionsSupervisor {
                     kind: "sessions_supervisor".into(),
                     id: "sessions".into(),
                     state: "running".into(),
+                    mailbox: state.args.mailbox.len(),
                     restarts: 0,
                     started_at: state.started_at,
                     children,
                 });
             }
         }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<SessionsMsg>,
+        _state: &mut SessionsState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself
+            .stop_children_and_wait(
+                Some("shutdown".into()),
+                Some(crate::node::CHILDREN_STOP_TIMEOUT),
+            )
+            .await;
         Ok(())
     }
 
@@ -200,15 +286,32 @@ impl Actor for SessionsSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match evt {
             SupervisionEvent::ActorFailed(cell, err) => {
-                if let Some(id) = session_of(&cell, &state.live) {
-                    state.live.remove(&id);
-                    *state.restarts.entry(id).or_default() += 1;
-                    tracing::error!(session_id = %id, error = %err, "session actor crashed; it is rebuilt from storage on its next message");
+                let Some(id) = state.by_actor.get(&cell.get_id()).copied() else {
+                    return Ok(());
+                };
+                let entry = state.remove(id);
+                let crashes = state.crashes.entry(id).or_insert(Crashes {
+                    count: 0,
+                    last: Instant::now(),
+                });
+                crashes.count += 1;
+                crashes.last = Instant::now();
+                tracing::error!(session_id = %id, error = %err, crashes = crashes.count, "session actor crashed; it is rebuilt from storage on its next message");
+                // A crashed actor runs no post_stop: stop its run here (the run saves what it
+                // has), and tell the client its turn ended.
+                cell.stop_children(Some("session crashed".into()));
+                if let Some(entry) = entry {
+                    let text = "the session failed; it restarts from its saved history";
+                    tell(
+                        entry.client.as_ref(),
+                        ServerFrame::error(ErrorCode::Internal, text, Some(id)),
+                    );
+                    tell(entry.client.as_ref(), ServerFrame::end(id));
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, _) => {
-                if let Some(id) = session_of(&cell, &state.live) {
-                    state.live.remove(&id);
+                if let Some(id) = state.by_actor.get(&cell.get_id()).copied() {
+                    state.remove(id);
                 }
             }
             _ => {}
@@ -217,8 +320,10 @@ impl Actor for SessionsSupervisor {
     }
 }
 
-fn session_of(cell: &ActorCell, live: &HashMap<Uuid, Entry>) -> Option<Uuid> {
-    live.iter()
-        .find(|(_, e)| e.actor.get_id() == cell.get_id())
-        .map(|(id, _)| *id)
+impl SessionsState {
+    fn remove(&mut self, session_id: Uuid) -> Option<Entry> {
+        let entry = self.live.remove(&session_id)?;
+        self.by_actor.remove(&entry.actor.actor.get_id());
+        Some(entry)
+    }
 }

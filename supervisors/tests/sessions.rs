@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use aurora_actors::protocol::{ErrorCode, Mode, RunStatus, ServerFrame};
 use aurora_actors::session::SessionMsg;
+use aurora_actors::Mailbox;
 use aurora_fakes::Reply;
 use aurora_storage::auth::Principal;
 use aurora_storage::sessions::Sessions;
 use aurora_supervisors::sessions::{SessionsArgs, SessionsMsg, SessionsSupervisor};
+use aurora_supervisors::Backoff;
 use common::{harness, Harness};
 use ractor::{Actor, ActorRef};
 use tokio::sync::mpsc;
@@ -23,6 +25,11 @@ async fn supervisor(h: &Harness, idle_after: Duration) -> ActorRef<SessionsMsg> 
         system_prompt: "You are an SRE agent.".into(),
         default_model: "gpt-4o".into(),
         idle_after,
+        backoff: Backoff {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(2),
+        },
+        mailbox: Mailbox::new(),
     };
     Actor::spawn(None, SessionsSupervisor, args)
         .await

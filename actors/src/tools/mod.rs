@@ -5,6 +5,7 @@
 pub mod cloud_exec;
 mod output;
 pub mod redact;
+pub mod terraform;
 
 pub use output::{OutputCap, ToolOutput};
 
@@ -22,4 +23,7 @@ pub enum ToolError {
     /// The tool's code failed (a panic): reported, and the turn goes on.
     #[error("{0}")]
     Crashed(String),
+    /// Object storage (terraform state) could not be read or written.
+    #[error("storage: {0}")]
+    Storage(String),
 }

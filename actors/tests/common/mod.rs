@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aurora_actors::protocol::{Decision, Mode, ServerFrame};
 use aurora_actors::tools::cloud_exec::{CloudExec, DEFAULT_CLIS};
+use aurora_actors::tools::terraform::Terraform;
 use aurora_actors::turn::{run_turn, TurnDeps, TurnInput, TurnIo, TurnOutcome};
 use aurora_fakes::{openai, FakeServer, Reply};
 use aurora_models::llm::{ChatMessage, HttpPolicy, OpenAiProvider};
@@ -14,6 +15,7 @@ use aurora_models::pricing::PriceTable;
 use aurora_storage::audit::Audit;
 use aurora_storage::auth::{Accounts, Principal, Role};
 use aurora_storage::cache::Cache;
+use aurora_storage::objects::ObjectStore;
 use aurora_storage::policies::Policies;
 use aurora_storage::usage::LlmUsage;
 use aurora_storage::Db;
@@ -57,16 +59,21 @@ pub async fn harness(script: Vec<Reply>) -> Harness {
     };
     let llm =
         Arc::new(OpenAiProvider::new(&fake.base_url().parse().unwrap(), None, policy).unwrap());
+    let cloud_exec = CloudExec {
+        allowed: DEFAULT_CLIS.iter().map(|s| s.to_string()).collect(),
+        search_path: format!("{}:/usr/bin:/bin", bin.display()).into(),
+        workdir_root: dir.path().join("work"),
+        timeout: Duration::from_secs(10),
+        output_limit: 64 * 1024,
+    };
     let deps = TurnDeps {
         llm,
         prices: PriceTable::default(),
-        cloud_exec: CloudExec {
-            allowed: DEFAULT_CLIS.iter().map(|s| s.to_string()).collect(),
-            search_path: format!("{}:/usr/bin:/bin", bin.display()).into(),
-            workdir_root: dir.path().join("work"),
-            timeout: Duration::from_secs(10),
-            output_limit: 64 * 1024,
+        terraform: Terraform {
+            exec: cloud_exec.clone(),
+            store: ObjectStore::local(dir.path().join("objects")),
         },
+        cloud_exec,
         policies: Policies::new(db.clone()),
         usage: LlmUsage::new(db.clone(), Cache::local()),
         audit: Audit::new(db.clone()),

@@ -1,0 +1,131 @@
+//! Turn dispatch throughput: sessions started and turns completed per second through the real
+//! supervision tree (SessionsSupervisor -> SessionActor -> AgentRunActor), with the turn loop,
+//! persistence of every turn and usage row, and an in-process provider that answers at once.
+//! The anchor is Celery running no-op tasks (227/s tuned, FACTS.md).
+//!
+//!   cargo bench --bench turn_dispatch                      # SQLite (embedded default)
+//!   DATABASE_URL=postgres://... cargo bench --bench turn_dispatch
+//!
+//! Bounded: SESSIONS sessions (default 2000) with TURNS turns each (default 5), CONCURRENCY
+//! clients at a time (default 64).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use aurora_actors::protocol::{Mode, RunStatus, ServerFrame};
+use aurora_actors::session::SessionMsg;
+use aurora_storage::auth::Principal;
+use aurora_storage::sessions::Sessions;
+use aurora_supervisors::sessions::{SessionsMsg, SessionsSupervisor};
+use ractor::{Actor, ActorRef};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// One turn: route a query, wait for END.
+async fn turn(sup: &ActorRef<SessionsMsg>, who: &Principal, session_id: Uuid) {
+    let (tx, mut rx) = mpsc::channel(64);
+    let msg = SessionMsg::Query {
+        query: "status?".into(),
+        mode: Mode::Agent,
+        model: None,
+        interactive: true,
+        frames: tx,
+    };
+    sup.cast(SessionsMsg::Route {
+        session_id,
+        who: who.clone(),
+        msg,
+    })
+    .expect("supervisor alive");
+    while let Some(f) = rx.recv().await {
+        if let ServerFrame::Error { data, .. } = &f {
+            panic!("turn failed: {}", data.text);
+        }
+        if matches!(&f, ServerFrame::Status { data, .. } if data.status == RunStatus::End) {
+            return;
+        }
+    }
+    panic!("frames channel closed before END");
+}
+
+async fn run_phase(
+    name: &str,
+    sup: &ActorRef<SessionsMsg>,
+    who: &Principal,
+    ids: &[Uuid],
+    turns: usize,
+    concurrency: usize,
+) {
+    let started = Instant::now();
+    let queue = Arc::new(std::sync::Mutex::new(ids.to_vec()));
+    let mut clients = Vec::new();
+    for _ in 0..concurrency {
+        let (sup, who, queue) = (sup.clone(), who.clone(), queue.clone());
+        clients.push(tokio::spawn(async move {
+            loop {
+                let Some(id) = queue.lock().unwrap().pop() else {
+                    return;
+                };
+                for _ in 0..turns {
+                    turn(&sup, &who, id).await;
+                }
+            }
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let total = ids.len() * turns;
+    println!(
+        "{name}: {} sessions, {total} turns in {secs:.2} s: {:.0} turns/s, {:.0} sessions/s",
+        ids.len(),
+        total as f64 / secs,
+        ids.len() as f64 / secs
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // Built and listed as a test target too (`--all-targets`): run only under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        return Ok(());
+    }
+    let sessions_n = common::env_usize("SESSIONS", 2000);
+    let turns = common::env_usize("TURNS", 5);
+    let concurrency = common::env_usize("CONCURRENCY", 64);
+    let bench = common::Bench::start().await?;
+    let store = Sessions::new(bench.db.clone());
+    let mut ids = Vec::with_capacity(sessions_n);
+    for _ in 0..sessions_n {
+        ids.push(store.create(&bench.who, None).await?.id);
+    }
+    let who = bench.who.clone();
+    let backend = bench.backend;
+    let (sup, _) = Actor::spawn(None, SessionsSupervisor, bench.sessions_args()).await?;
+    println!("backend {backend}, concurrency {concurrency}");
+    // Every session is new here: each first turn starts a SessionActor.
+    run_phase(
+        "cold (session start + 1 turn)",
+        &sup,
+        &who,
+        &ids,
+        1,
+        concurrency,
+    )
+    .await;
+    run_phase(
+        "warm (turns on live sessions)",
+        &sup,
+        &who,
+        &ids,
+        turns,
+        concurrency,
+    )
+    .await;
+    sup.stop(None);
+    let _ = bench.db.close().await;
+    Ok(())
+}
