@@ -20,12 +20,18 @@ use crate::{ActorSnapshot, Counted, Mailbox};
 pub struct SessionArgs {
     pub session_id: Uuid,
     pub who: Principal,
+    /// What every session of the node shares: one allocation, not one copy per session.
+    pub shared: Arc<SessionShared>,
+    /// Counts what the sessions supervisor routes here.
+    pub mailbox: Mailbox,
+}
+
+/// What all sessions of a node share.
+pub struct SessionShared {
     pub deps: Arc<TurnDeps>,
     pub sessions: Sessions,
     pub system_prompt: String,
     pub default_model: String,
-    /// Counts what the sessions supervisor routes here.
-    pub mailbox: Mailbox,
 }
 
 pub enum SessionMsg {
@@ -54,6 +60,86 @@ pub struct SessionState {
 }
 
 pub struct SessionActor;
+
+impl SessionActor {
+    async fn start_turn(
+        myself: &ActorRef<SessionMsg>,
+        state: &mut SessionState,
+        (query, mode, model, interactive, frames): QueryParts,
+    ) -> Result<(), ActorProcessingErr> {
+        let sid = state.args.session_id;
+        if state.run.is_some() {
+            let _ = frames
+                .send(ServerFrame::error(
+                    ErrorCode::SessionBusy,
+                    "a turn is already running in this session",
+                    Some(sid),
+                ))
+                .await;
+            return Ok(());
+        }
+        let history = match state
+            .args
+            .shared
+            .sessions
+            .llm_context(&state.args.who, sid)
+            .await
+        {
+            Ok(context) => context
+                .into_iter()
+                .filter_map(|m| serde_json::from_value::<ChatMessage>(m).ok())
+                .collect(),
+            Err(e) => {
+                let code = if matches!(e, aurora_storage::StorageError::NotFound(_)) {
+                    ErrorCode::NotFound
+                } else {
+                    ErrorCode::Internal
+                };
+                let _ = frames
+                    .send(ServerFrame::error(code, e.to_string(), Some(sid)))
+                    .await;
+                let _ = frames.send(ServerFrame::end(sid)).await;
+                return Ok(());
+            }
+        };
+        // Tests inject a crash of the session here (a no-op unless configured).
+        fail::fail_point!("session-query");
+        let mut messages = vec![ChatMessage::System {
+            content: state.args.shared.system_prompt.clone(),
+        }];
+        messages.extend::<Vec<ChatMessage>>(history);
+        let input = TurnInput {
+            who: state.args.who.clone(),
+            session_id: sid,
+            history: messages,
+            query,
+            model: model.unwrap_or_else(|| state.args.shared.default_model.clone()),
+            mode,
+            interactive,
+        };
+        let sink = FrameSink::new(frames);
+        let args = AgentRunArgs {
+            deps: state.args.shared.deps.clone(),
+            input,
+            frames: sink.clone(),
+            sessions: state.args.shared.sessions.clone(),
+            mailbox: Mailbox::new(),
+        };
+        let mailbox = args.mailbox.clone();
+        let (run, _) = Actor::spawn_linked(None, AgentRunActor, args, myself.get_cell()).await?;
+        state.run = Some((Counted::new(run, mailbox), sink));
+        Ok(())
+    }
+}
+
+/// A query's fields: text, mode, model, interactive, client channel.
+type QueryParts = (
+    String,
+    Mode,
+    Option<String>,
+    bool,
+    mpsc::Sender<ServerFrame>,
+);
 
 impl Actor for SessionActor {
     type Msg = SessionMsg;
@@ -91,61 +177,10 @@ impl Actor for SessionActor {
                 interactive,
                 frames,
             } => {
-                if state.run.is_some() {
-                    let _ = frames
-                        .send(ServerFrame::error(
-                            ErrorCode::SessionBusy,
-                            "a turn is already running in this session",
-                            Some(sid),
-                        ))
-                        .await;
-                    return Ok(());
-                }
-                let history = match state.args.sessions.llm_context(&state.args.who, sid).await {
-                    Ok(context) => context
-                        .into_iter()
-                        .filter_map(|m| serde_json::from_value::<ChatMessage>(m).ok())
-                        .collect(),
-                    Err(e) => {
-                        let code = if matches!(e, aurora_storage::StorageError::NotFound(_)) {
-                            ErrorCode::NotFound
-                        } else {
-                            ErrorCode::Internal
-                        };
-                        let _ = frames
-                            .send(ServerFrame::error(code, e.to_string(), Some(sid)))
-                            .await;
-                        let _ = frames.send(ServerFrame::end(sid)).await;
-                        return Ok(());
-                    }
-                };
-                // Tests inject a crash of the session here (a no-op unless configured).
-                fail::fail_point!("session-query");
-                let mut messages = vec![ChatMessage::System {
-                    content: state.args.system_prompt.clone(),
-                }];
-                messages.extend::<Vec<ChatMessage>>(history);
-                let input = TurnInput {
-                    who: state.args.who.clone(),
-                    session_id: sid,
-                    history: messages,
-                    query,
-                    model: model.unwrap_or_else(|| state.args.default_model.clone()),
-                    mode,
-                    interactive,
-                };
-                let sink = FrameSink::new(frames);
-                let args = AgentRunArgs {
-                    deps: state.args.deps.clone(),
-                    input,
-                    frames: sink.clone(),
-                    sessions: state.args.sessions.clone(),
-                    mailbox: Mailbox::new(),
-                };
-                let mailbox = args.mailbox.clone();
-                let (run, _) =
-                    Actor::spawn_linked(None, AgentRunActor, args, myself.get_cell()).await?;
-                state.run = Some((Counted::new(run, mailbox), sink));
+                // Boxed: the turn start is the largest future this actor awaits, and an
+                // unboxed one would sit in every idle session's task.
+                let query = (query, mode, model, interactive, frames);
+                Box::pin(Self::start_turn(&myself, state, query)).await?;
             }
             SessionMsg::Decision {
                 confirmation_id,
@@ -168,7 +203,10 @@ impl Actor for SessionActor {
             SessionMsg::Status(reply) => {
                 let mut children = Vec::new();
                 if let Some((run, _)) = &state.run {
-                    if let Ok(snap) = ractor::call_t!(run.actor, AgentRunMsg::Status, 500) {
+                    let run = run.actor.clone();
+                    let call =
+                        Box::pin(async move { ractor::call_t!(run, AgentRunMsg::Status, 500) });
+                    if let Ok(snap) = call.await {
                         children.push(snap);
                     }
                 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aurora_actors::protocol::{Decision, ErrorCode, Mode, RunStatus, ServerFrame};
-use aurora_actors::session::{SessionActor, SessionArgs, SessionMsg};
+use aurora_actors::session::{SessionActor, SessionArgs, SessionMsg, SessionShared};
 use aurora_actors::Mailbox;
 use aurora_fakes::{Completion, Reply};
 use aurora_storage::sessions::Sessions;
@@ -21,10 +21,12 @@ async fn session(h: &Harness) -> (ActorRef<SessionMsg>, uuid::Uuid, Sessions) {
     let args = SessionArgs {
         session_id: id,
         who: h.who.clone(),
-        deps: Arc::new(h.deps.clone()),
-        sessions: sessions.clone(),
-        system_prompt: "You are an SRE agent.".into(),
-        default_model: "gpt-4o".into(),
+        shared: Arc::new(SessionShared {
+            deps: Arc::new(h.deps.clone()),
+            sessions: sessions.clone(),
+            system_prompt: "You are an SRE agent.".into(),
+            default_model: "gpt-4o".into(),
+        }),
         mailbox: Mailbox::new(),
     };
     let (actor, _) = Actor::spawn(None, SessionActor, args).await.unwrap();
@@ -190,10 +192,12 @@ async fn another_users_session_is_not_found() {
     let args = SessionArgs {
         session_id: uuid::Uuid::now_v7(),
         who: h.who.clone(),
-        deps: Arc::new(h.deps.clone()),
-        sessions,
-        system_prompt: String::new(),
-        default_model: "gpt-4o".into(),
+        shared: Arc::new(SessionShared {
+            deps: Arc::new(h.deps.clone()),
+            sessions,
+            system_prompt: String::new(),
+            default_model: "gpt-4o".into(),
+        }),
         mailbox: Mailbox::new(),
     };
     let (actor, _) = Actor::spawn(None, SessionActor, args).await.unwrap();

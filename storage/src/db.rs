@@ -48,6 +48,14 @@ impl Db {
         rls_role: &str,
     ) -> Result<Db, StorageError> {
         let mut opts = ConnectOptions::new(config.url().to_string());
+        // SQLite has one writer: a transaction that starts reading and then writes fails at
+        // once with SQLITE_BUSY when another connection wrote meanwhile (busy_timeout does not
+        // apply to that upgrade), which lost turns under concurrency. One connection queues
+        // every transaction instead.
+        let max_connections = match config {
+            DatabaseConfig::Sqlite { .. } => 1,
+            DatabaseConfig::Postgres { .. } => max_connections,
+        };
         opts.max_connections(max_connections)
             .min_connections(1)
             .connect_timeout(Duration::from_secs(5))

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aurora_actors::protocol::{ErrorCode, ServerFrame};
-use aurora_actors::session::{SessionActor, SessionArgs, SessionMsg};
+use aurora_actors::session::{SessionActor, SessionArgs, SessionMsg, SessionShared};
 use aurora_actors::turn::TurnDeps;
 use aurora_actors::{ActorSnapshot, Counted, Mailbox};
 use aurora_storage::auth::Principal;
@@ -66,6 +66,7 @@ struct Crashes {
 
 pub struct SessionsState {
     args: SessionsArgs,
+    shared: Arc<SessionShared>,
     live: HashMap<Uuid, Entry>,
     /// Which session each live actor serves, for supervision events.
     by_actor: HashMap<ActorId, Uuid>,
@@ -157,10 +158,7 @@ impl SessionsSupervisor {
         let args = SessionArgs {
             session_id,
             who: who.clone(),
-            deps: state.args.deps.clone(),
-            sessions: state.args.sessions.clone(),
-            system_prompt: state.args.system_prompt.clone(),
-            default_model: state.args.default_model.clone(),
+            shared: state.shared.clone(),
             mailbox: mailbox.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, SessionActor, args, myself.get_cell()).await?;
@@ -215,8 +213,15 @@ impl Actor for SessionsSupervisor {
     ) -> Result<SessionsState, ActorProcessingErr> {
         let every = (args.idle_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(60));
         myself.send_interval(every, || SessionsMsg::Sweep);
+        let shared = Arc::new(SessionShared {
+            deps: args.deps.clone(),
+            sessions: args.sessions.clone(),
+            system_prompt: args.system_prompt.clone(),
+            default_model: args.default_model.clone(),
+        });
         Ok(SessionsState {
             args,
+            shared,
             live: HashMap::new(),
             by_actor: HashMap::new(),
             crashes: HashMap::new(),
