@@ -109,7 +109,11 @@ async fn connection(state: Arc<WsState>, stream: TcpStream) -> Result<(), WsErro
         });
         Ok(resp)
     };
+    // Small buffers: tungstenite's defaults (128 KiB to read, 128 KiB to write) made an idle
+    // connection cost about 125 KiB; chat frames are small, and each is flushed as sent.
     let config = WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
         .max_message_size(Some(state.max_frame_bytes))
         .max_frame_size(Some(state.max_frame_bytes));
     let ws =
