@@ -6,28 +6,14 @@
 //!   cargo bench --bench ws_idle
 //!   CONNECTIONS=2000 cargo bench --bench ws_idle
 
+mod common;
+
 use std::process::Stdio;
 use std::time::Duration;
 
 use futures::{stream, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn rss_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -43,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
     if !std::env::args().any(|a| a == "--bench") {
         return Ok(());
     }
-    let n = env_usize("CONNECTIONS", 10_000);
+    let n = common::env_usize("CONNECTIONS", 10_000);
     let dir = tempfile::tempdir()?;
     let (http, ws) = (free_port(), free_port());
     let mut node = tokio::process::Command::new(env!("CARGO_BIN_EXE_aurora"))
@@ -113,10 +99,10 @@ async fn main() -> anyhow::Result<()> {
     };
     drop(open(n / 10).await);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = rss_of(pid);
+    let before = common::rss_of(&pid.to_string());
     let sockets = open(n).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = rss_of(pid);
+    let after = common::rss_of(&pid.to_string());
     let per = after.saturating_sub(before) as f64 / n as f64;
     println!(
         "{n} idle websocket connections: node rss {:.1} MiB -> {:.1} MiB, {:.0} bytes per connection ({:.1} KiB)",

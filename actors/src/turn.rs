@@ -359,6 +359,22 @@ impl Turn<'_> {
             },
             session_id: sid,
         };
+        // Ask mode runs nothing that changes things: neither what the gate would ask a human
+        // about nor a call that changes things by itself (terraform write).
+        if self.input.mode == Mode::Ask {
+            let why = match &verdict {
+                Verdict::NeedsApproval { reason } => Some(reason.clone()),
+                Verdict::Allowed if !read_only => Some(format!("`{command}` changes things")),
+                _ => None,
+            };
+            if let Some(why) = why {
+                let error = format!("not run: ask mode is read-only and {why}");
+                let frame = ServerFrame::error(ErrorCode::ReadOnlyMode, error.clone(), Some(sid));
+                self.send(frame).await;
+                self.send(tool_error(error.clone())).await;
+                return error;
+            }
+        }
         match verdict {
             Verdict::Denied { reason } => {
                 self.audit("tool.denied", &command, json!({ "reason": reason }))
@@ -367,30 +383,7 @@ impl Turn<'_> {
                 self.send(tool_error(error.clone())).await;
                 return error;
             }
-            Verdict::Allowed if !read_only && self.input.mode == Mode::Ask => {
-                let error =
-                    format!("not run: ask mode is read-only and `{command}` changes things");
-                self.send(ServerFrame::error(
-                    ErrorCode::ReadOnlyMode,
-                    error.clone(),
-                    Some(sid),
-                ))
-                .await;
-                self.send(tool_error(error.clone())).await;
-                return error;
-            }
             Verdict::NeedsApproval { reason } => {
-                if self.input.mode == Mode::Ask {
-                    let error = format!("not run: ask mode is read-only and {reason}");
-                    self.send(ServerFrame::error(
-                        ErrorCode::ReadOnlyMode,
-                        error.clone(),
-                        Some(sid),
-                    ))
-                    .await;
-                    self.send(tool_error(error.clone())).await;
-                    return error;
-                }
                 if !self.input.interactive {
                     self.audit(
                         "approval.declined",

@@ -217,3 +217,44 @@ async fn provider_failures_end_the_turn_with_an_error_frame() {
     ));
     assert_eq!(out.messages.len(), 1, "the query is kept");
 }
+
+#[tokio::test]
+async fn ask_mode_offers_no_terraform_and_refuses_a_terraform_write() {
+    let h = harness(vec![
+        Reply::tool_call(
+            "call_1",
+            "terraform",
+            &["{\"action\": \"write\", \"files\": {\"main.tf\": \"# x\"}}"],
+            (10, 2),
+        ),
+        Reply::tool_call(
+            "call_2",
+            "terraform",
+            &["{\"action\": \"write\", \"files\": {\"../x.tf\": \"# x\"}}"],
+            (10, 2),
+        ),
+        Reply::text(&["Nothing written."], (10, 2)),
+    ])
+    .await;
+    let (out, frames) = h.run(h.input(Mode::Ask, true), never).await;
+    assert_eq!(out.status, TurnStatus::Completed);
+    // The model was only offered cloud_exec.
+    let offered: Vec<String> = h.fake.requests()[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(offered, ["cloud_exec"]);
+    // A write it asked for anyway is refused as read-only; a bad file name is an argument error.
+    assert!(frames.iter().any(
+        |f| matches!(f, ServerFrame::Error { data, .. } if data.code == ErrorCode::ReadOnlyMode)
+    ));
+    assert!(
+        matches!(&out.messages[2], ChatMessage::Tool { content, .. } if content.contains("ask mode is read-only"))
+    );
+    assert!(
+        matches!(&out.messages[4], ChatMessage::Tool { content, .. } if content.contains("not a terraform file name"))
+    );
+    assert!(!kinds(&frames).contains(&"tool_result".to_string()));
+}

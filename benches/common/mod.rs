@@ -137,7 +137,12 @@ impl Bench {
 
 /// Resident memory of this process, in bytes (Linux).
 pub fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    rss_of("self")
+}
+
+/// Resident memory of process `pid` (`self` for this one), in bytes (Linux).
+pub fn rss_of(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
