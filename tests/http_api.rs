@@ -503,14 +503,40 @@ async fn llm_usage_summaries(backend: Backend) {
         .await
         .is_err());
 
+    // Concurrent calls: the running total is exact and matches a fresh read from the database.
+    let calls: Vec<_> = (0..16)
+        .map(|_| {
+            let (usage, who) = (usage.clone(), who.clone());
+            tokio::spawn(async move {
+                usage
+                    .record(&who, rec(None, "gpt-4o-mini", 10, 1, 0.001))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut highest = 0.0f64;
+    for c in calls {
+        highest = highest.max(c.await.unwrap());
+    }
+    assert!((highest - 0.0266).abs() < 1e-9, "{highest}");
+    let fresh = LlmUsage::new(t.node().db().clone(), Cache::local());
+    assert!((fresh.total_cost(&who).await.unwrap() - 0.0266).abs() < 1e-9);
+    assert!((usage.total_cost(&who).await.unwrap() - 0.0266).abs() < 1e-9);
+
     let (status, body) = t.get("/api/llm-usage/summary", Some(&token)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["calls"], 3);
-    assert_eq!(body["input_tokens"], 3500);
-    assert_eq!(body["output_tokens"], 350);
-    assert!((body["total_cost_usd"].as_f64().unwrap() - 0.0106).abs() < 1e-9);
-    assert_eq!(body["by_model"][0]["model"], "gpt-4o");
-    assert_eq!(body["by_model"][0]["calls"], 2);
+    assert_eq!(body["calls"], 3 + 16);
+    assert_eq!(body["input_tokens"], 3500 + 160);
+    assert_eq!(body["output_tokens"], 350 + 16);
+    assert!((body["total_cost_usd"].as_f64().unwrap() - 0.0266).abs() < 1e-9);
+    let gpt4o = body["by_model"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model"] == "gpt-4o")
+        .unwrap();
+    assert_eq!(gpt4o["calls"], 2);
 
     let (status, body) = t
         .get(&format!("/api/llm-usage/session/{session}"), Some(&token))

@@ -4,10 +4,11 @@
 mod common;
 
 use aurora_config::DatabaseConfig;
-use aurora_storage::entities::{chat_sessions, llm_usage, ORG_SCOPED_TABLES};
+use aurora_storage::cache::Cache;
+use aurora_storage::entities::{chat_sessions, ORG_SCOPED_TABLES};
+use aurora_storage::usage::{LlmUsage, UsageRecord};
 use aurora_storage::Db;
 use common::{Backend, TestDb, TestNode};
-use sea_orm::ActiveValue::Set;
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
 use serde_json::json;
 use uuid::Uuid;
@@ -39,26 +40,18 @@ async fn two_orgs(t: &TestNode) -> (Uuid, Uuid) {
         assert_eq!(status, reqwest::StatusCode::CREATED);
         let (_, me) = t.get("/api/auth/me", Some(&token)).await;
         let org_id: Uuid = me["org_id"].as_str().unwrap().parse().unwrap();
-        let user_id: Uuid = me["id"].as_str().unwrap().parse().unwrap();
-        // No route writes LLM usage yet: record one call directly, as the chat runtime will.
-        let tx = t.node().db().org(org_id).await.unwrap();
-        let usage = llm_usage::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            org_id: Set(org_id),
-            user_id: Set(user_id),
-            session_id: Set(None),
-            provider: Set("openai".into()),
-            model: Set("gpt-4o".into()),
-            input_tokens: Set(10),
-            output_tokens: Set(20),
-            cost_usd: Set(0.001),
-            created_at: Set(chrono::Utc::now()),
+        // Usage as the chat runtime records it: the row and the user's running total.
+        let who = t.principal(&token).await;
+        let usage = LlmUsage::new(t.node().db().clone(), Cache::local());
+        let record = UsageRecord {
+            session_id: None,
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            input_tokens: 10,
+            output_tokens: 20,
+            cost_usd: 0.001,
         };
-        llm_usage::Entity::insert(usage)
-            .exec_without_returning(tx.conn())
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
+        usage.record(&who, record).await.unwrap();
         orgs.push(org_id);
     }
     (orgs[0], orgs[1])

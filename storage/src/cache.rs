@@ -184,37 +184,52 @@ impl Cache {
         Ok(())
     }
 
-    /// Sets the number at `key` (rebuilding a running total from the database). With `ttl`,
-    /// the value is forgotten after it, bounding how long a stale total can live.
-    pub async fn set_f64(
+    /// Sets the number at `key` to `value` unless it already holds a larger one, forgotten
+    /// after `ttl`. For running totals, which only grow: a writer holding an older total can
+    /// never replace a newer one.
+    pub async fn raise_f64(
         &self,
         key: &str,
         value: f64,
-        ttl: Option<Duration>,
+        ttl: Duration,
     ) -> Result<(), StorageError> {
         match self {
             Cache::Redis(pool) => {
                 let mut conn = pool.get().await?;
-                let mut set = cmd("SET");
-                set.arg(key).arg(value);
-                if let Some(ttl) = ttl {
-                    set.arg("PX").arg(ttl.as_millis().max(1) as u64);
-                }
-                let _: () = set.query_async(&mut *conn).await.map_err(redis_err)?;
+                let _: i64 = cmd("EVAL")
+                    .arg(RAISE_LUA)
+                    .arg(1)
+                    .arg(key)
+                    .arg(value)
+                    .arg(ttl.as_millis().max(1) as u64)
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(redis_err)?;
                 Ok(())
             }
             Cache::Local(local) => {
-                let expires = ttl.map(|t| Instant::now() + t);
-                local
-                    .totals
-                    .lock()
-                    .map_err(redis_err)?
-                    .insert(key.to_string(), (value, expires));
+                let now = Instant::now();
+                let mut totals = local.totals.lock().map_err(redis_err)?;
+                let live = totals
+                    .get(key)
+                    .filter(|(_, expires)| expires.is_none_or(|e| e > now))
+                    .map(|(v, _)| *v);
+                if live.is_none_or(|v| v < value) {
+                    totals.insert(key.to_string(), (value, Some(now + ttl)));
+                }
                 Ok(())
             }
         }
     }
 }
+
+/// KEYS[1]: the total; ARGV[1]: the new value; ARGV[2]: ttl in ms. Returns 1 if it was set.
+const RAISE_LUA: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current and tonumber(current) >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
 
 /// The in-process backend. Claims and rate-limit windows are pruned as they expire, so memory
 /// stays bounded by what is live.

@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::cache::Cache;
-use crate::entities::{chat_sessions, llm_usage};
+use crate::entities::{chat_sessions, llm_usage, llm_usage_totals};
 use crate::{Db, StorageError};
 
 /// How long a cached running total may be served before it is rebuilt from the rows.
@@ -105,21 +105,59 @@ impl LlmUsage {
         llm_usage::Entity::insert(row)
             .exec_without_returning(tx.conn())
             .await?;
+        // The running total moves in the same transaction as the row it counts.
+        let total = llm_usage_totals::ActiveModel {
+            user_id: Set(who.user_id),
+            org_id: Set(who.org_id),
+            calls: Set(1),
+            cost_usd: Set(rec.cost_usd),
+            updated_at: Set(Utc::now()),
+        };
+        llm_usage_totals::Entity::insert(total)
+            .on_conflict(
+                OnConflict::column(llm_usage_totals::Column::UserId)
+                    .value(
+                        llm_usage_totals::Column::Calls,
+                        Expr::cust("llm_usage_totals.calls + excluded.calls"),
+                    )
+                    .value(
+                        llm_usage_totals::Column::CostUsd,
+                        Expr::cust("llm_usage_totals.cost_usd + excluded.cost_usd"),
+                    )
+                    .update_column(llm_usage_totals::Column::UpdatedAt)
+                    .to_owned(),
+            )
+            .exec_without_returning(tx.conn())
+            .await?;
+        let total = Self::stored_total(&tx, who).await?;
         tx.commit().await?;
-        // Invalidate rather than add: a total cached before this row would otherwise double
-        // count or miss it; the next read rebuilds it from the rows.
-        self.cache.remove(&total_key(who.user_id)).await?;
-        self.total_cost(who).await
+        // Totals only grow, so a cache raise can never put back an older total written by a
+        // slower concurrent call.
+        self.cache
+            .raise_f64(&total_key(who.user_id), total, TOTAL_TTL)
+            .await?;
+        Ok(total)
     }
 
-    /// The user's total cost over all their calls.
+    async fn stored_total(tx: &crate::OrgTx, who: &Principal) -> Result<f64, StorageError> {
+        Ok(tx
+            .select::<llm_usage_totals::Entity>()
+            .filter(llm_usage_totals::Column::UserId.eq(who.user_id))
+            .one(tx.conn())
+            .await?
+            .map_or(0.0, |t| t.cost_usd))
+    }
+
+    /// The user's total cost over all their calls: the cache, else the stored running total.
     pub async fn total_cost(&self, who: &Principal) -> Result<f64, StorageError> {
         let key = total_key(who.user_id);
         if let Some(total) = self.cache.get_f64(&key).await? {
             return Ok(total);
         }
-        let total = self.summary_where(who, None).await?.total_cost_usd;
-        self.cache.set_f64(&key, total, Some(TOTAL_TTL)).await?;
+        let tx = self.db.org(who.org_id).await?;
+        let total = Self::stored_total(&tx, who).await?;
+        tx.commit().await?;
+        self.cache.raise_f64(&key, total, TOTAL_TTL).await?;
         Ok(total)
     }
 

@@ -109,10 +109,19 @@ async fn running_totals(cache: Cache) {
     assert_eq!(cache.get_f64(&k).await.unwrap(), None);
     assert!((cache.add_f64(&k, 0.25).await.unwrap() - 0.25).abs() < 1e-9);
     assert!((cache.add_f64(&k, 0.5).await.unwrap() - 0.75).abs() < 1e-9);
-    cache.set_f64(&k, 2.0, None).await.unwrap();
+    cache
+        .raise_f64(&k, 2.0, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(cache.get_f64(&k).await.unwrap(), Some(2.0));
+    // A smaller (older) total never replaces a larger one.
+    cache
+        .raise_f64(&k, 1.5, Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(cache.get_f64(&k).await.unwrap(), Some(2.0));
     cache
-        .set_f64(&k, 3.0, Some(Duration::from_millis(100)))
+        .raise_f64(&k, 3.0, Duration::from_millis(100))
         .await
         .unwrap();
     assert_eq!(cache.get_f64(&k).await.unwrap(), Some(3.0));

@@ -6,6 +6,7 @@ pub mod audit_log;
 pub mod chat_sessions;
 pub mod command_policies;
 pub mod llm_usage;
+pub mod llm_usage_totals;
 pub mod organizations;
 pub mod user_preferences;
 pub mod users;
@@ -35,6 +36,7 @@ org_scoped!(
     user_preferences => OrgId,
     chat_sessions => OrgId,
     llm_usage => OrgId,
+    llm_usage_totals => OrgId,
     audit_log => OrgId,
     command_policies => OrgId,
 );
@@ -47,6 +49,7 @@ pub const ORG_SCOPED_TABLES: &[(&str, &str)] = &[
     ("user_preferences", "org_id"),
     ("chat_sessions", "org_id"),
     ("llm_usage", "org_id"),
+    ("llm_usage_totals", "org_id"),
     ("audit_log", "org_id"),
     ("command_policies", "org_id"),
 ];

@@ -4,6 +4,7 @@
 
 mod m0001_foundation;
 mod m0002_command_policies;
+mod m0003_usage_totals;
 
 use sea_orm_migration::prelude::*;
 pub use sea_orm_migration::MigratorTrait;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_foundation::Migration),
             Box::new(m0002_command_policies::Migration),
+            Box::new(m0003_usage_totals::Migration),
         ]
     }
 }
