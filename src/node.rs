@@ -22,6 +22,7 @@ use aurora_storage::preferences::Preferences;
 use aurora_storage::redis::RedisPool;
 use aurora_storage::sessions::Sessions;
 use aurora_storage::tickets::Tickets;
+use aurora_storage::turns::TurnWriter;
 use aurora_storage::usage::LlmUsage;
 use aurora_storage::Db;
 use aurora_supervisors::sessions::{SessionsArgs, SessionsMsg};
@@ -79,7 +80,7 @@ fn sessions_args(
         },
         cloud_exec,
         policies: Policies::new(db.clone()),
-        usage: LlmUsage::new(db.clone(), cache.clone()),
+        writer: TurnWriter::start(db.clone(), cache.clone()),
         audit: Audit::new(db.clone()),
         max_steps: chat.max_steps,
         approval_timeout: Duration::from_secs(chat.approval_timeout_secs),

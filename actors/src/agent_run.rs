@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use crate::protocol::{Decision, ErrorCode, FrameSink, ServerFrame, UsageInfoData};
 use crate::turn::{run_turn, TurnDeps, TurnInput, TurnIo};
 use crate::{ActorSnapshot, Mailbox};
-use aurora_storage::sessions::Sessions;
+use aurora_storage::turns::TurnWrite;
 
 /// The stop reason of a run whose turn panicked (its session counts it as a failure).
 pub const RUN_CRASHED: &str = "turn crashed";
@@ -21,7 +21,6 @@ pub struct AgentRunArgs {
     pub deps: Arc<TurnDeps>,
     pub input: TurnInput,
     pub frames: FrameSink,
-    pub sessions: Sessions,
     /// Counts the decisions and cancels its session sends it.
     pub mailbox: Mailbox,
 }
@@ -101,36 +100,33 @@ impl Actor for AgentRunActor {
                 .iter()
                 .filter_map(|m| serde_json::to_value(m).ok())
                 .collect();
-            if let Err(e) = args
-                .sessions
-                .append_turn(
-                    &args.input.who,
-                    session_id,
-                    messages.clone(),
-                    messages,
-                    Some(&args.input.query),
-                )
-                .await
-            {
-                tracing::error!(error = %e, %session_id, "cannot persist the turn");
-                let _ = args
-                    .frames
-                    .send(ServerFrame::error(
-                        ErrorCode::Internal,
-                        "the turn could not be saved",
-                        Some(session_id),
-                    ))
-                    .await;
-            }
-            // The user's running total after this turn (PROTOCOL.md: usage_info).
-            match args.deps.usage.total_cost(&args.input.who).await {
+            let turn = TurnWrite {
+                who: args.input.who.clone(),
+                session_id,
+                messages: messages.clone(),
+                context: messages,
+                first_query: Some(args.input.query.clone()),
+                usage: outcome.usage,
+            };
+            match args.deps.writer.save(turn).await {
+                // The user's running total after this turn (PROTOCOL.md: usage_info).
                 Ok(total_cost) => {
                     let info = ServerFrame::UsageInfo {
                         data: UsageInfoData { total_cost },
                     };
                     let _ = args.frames.send(info).await;
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot read the running cost"),
+                Err(e) => {
+                    tracing::error!(error = %e, %session_id, "cannot persist the turn");
+                    let _ = args
+                        .frames
+                        .send(ServerFrame::error(
+                            ErrorCode::Internal,
+                            "the turn could not be saved",
+                            Some(session_id),
+                        ))
+                        .await;
+                }
             }
         });
         // Whatever happens to the turn, the actor stops; its session then sends END, after it

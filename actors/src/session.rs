@@ -122,7 +122,6 @@ impl SessionActor {
             deps: state.args.shared.deps.clone(),
             input,
             frames: sink.clone(),
-            sessions: state.args.shared.sessions.clone(),
             mailbox: Mailbox::new(),
         };
         let mailbox = args.mailbox.clone();

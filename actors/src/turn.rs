@@ -12,7 +12,8 @@ use aurora_models::pricing::PriceTable;
 use aurora_storage::audit::Audit;
 use aurora_storage::auth::Principal;
 use aurora_storage::policies::{Policies, Verdict};
-use aurora_storage::usage::{LlmUsage, UsageRecord};
+use aurora_storage::turns::TurnWriter;
+use aurora_storage::usage::UsageRecord;
 use chrono::Utc;
 use futures::StreamExt;
 use serde_json::json;
@@ -36,8 +37,9 @@ pub struct TurnDeps {
     pub cloud_exec: CloudExec,
     pub terraform: Terraform,
     pub policies: Policies,
-    pub usage: LlmUsage,
     pub audit: Audit,
+    /// Persists finished turns (history and usage) with group commit.
+    pub writer: TurnWriter,
     /// Most model calls in one turn.
     pub max_steps: usize,
     /// How long an approval may wait for the human.
@@ -72,6 +74,8 @@ pub struct TurnOutcome {
     pub messages: Vec<ChatMessage>,
     pub status: TurnStatus,
     pub totals: SessionTotals,
+    /// One usage row per model call, for the turn writer.
+    pub usage: Vec<UsageRecord>,
 }
 
 /// The channels a turn talks through.
@@ -117,6 +121,7 @@ struct Turn<'a> {
     io: &'a mut TurnIo,
     added: Vec<ChatMessage>,
     totals: SessionTotals,
+    usage: Vec<UsageRecord>,
 }
 
 /// Runs one turn to its end. Never panics on provider or tool failures: they become frames and
@@ -130,6 +135,7 @@ pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> Tu
             content: input.query.clone(),
         }],
         totals: SessionTotals::default(),
+        usage: Vec::new(),
     };
     let status = turn.run().await;
     if let TurnStatus::Failed { code, message } = &status {
@@ -144,6 +150,7 @@ pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> Tu
         messages: turn.added,
         status,
         totals: turn.totals,
+        usage: turn.usage,
     }
 }
 
@@ -279,7 +286,7 @@ impl Turn<'_> {
         }
     }
 
-    /// Prices the call, writes its usage row and tells the client.
+    /// Prices the call, keeps its usage row (written with the turn) and tells the client.
     async fn record_usage(&mut self, usage: Usage) {
         let model = self.input.model.clone();
         let cost = self.deps.prices.cost(&model, usage).unwrap_or(0.0);
@@ -294,9 +301,7 @@ impl Turn<'_> {
             output_tokens: usage.output_tokens,
             cost_usd: cost,
         };
-        if let Err(e) = self.deps.usage.record(&self.input.who, record).await {
-            tracing::error!(error = %e, session_id = %self.input.session_id, "cannot record llm usage");
-        }
+        self.usage.push(record);
         let data = UsageData {
             model,
             input_tokens: usage.input_tokens,

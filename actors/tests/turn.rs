@@ -30,9 +30,13 @@ async fn answers_stream_and_usage_is_recorded() {
         }
     );
     assert_eq!(out.totals.input_tokens, 50);
-    let summary = h.deps.usage.summary(&h.who).await.unwrap();
-    assert_eq!(summary.calls, 1);
-    assert!(summary.total_cost_usd > 0.0, "gpt-4o is priced");
+    // The turn hands one usage row per model call to its run, which writes them with the turn.
+    assert_eq!(out.usage.len(), 1);
+    assert_eq!(
+        (out.usage[0].input_tokens, out.usage[0].output_tokens),
+        (50, 5)
+    );
+    assert!(out.usage[0].cost_usd > 0.0, "gpt-4o is priced");
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ use aurora_storage::cache::Cache;
 use aurora_storage::objects::ObjectStore;
 use aurora_storage::policies::Policies;
 use aurora_storage::sessions::Sessions;
-use aurora_storage::usage::LlmUsage;
+use aurora_storage::turns::TurnWriter;
 use aurora_storage::Db;
 use aurora_supervisors::sessions::SessionsArgs;
 use aurora_supervisors::Backoff;
@@ -117,7 +117,7 @@ impl Bench {
             },
             cloud_exec,
             policies: Policies::new(db.clone()),
-            usage: LlmUsage::new(db.clone(), Cache::local()),
+            writer: TurnWriter::start(db.clone(), Cache::local()),
             audit: Audit::new(db.clone()),
             max_steps: 5,
             approval_timeout: Duration::from_secs(300),

@@ -20,6 +20,7 @@ pub mod redis;
 pub mod sessions;
 pub mod tickets;
 pub mod time;
+pub mod turns;
 pub mod usage;
 
 pub use db::{org_select, Db, OrgTx, SystemTx};

@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -220,68 +221,8 @@ impl Sessions {
         first_query: Option<&str>,
     ) -> Result<(), StorageError> {
         let tx = self.db.org(who.org_id).await?;
-        let mut select = tx
-            .select::<chat_sessions::Entity>()
-            .filter(chat_sessions::Column::Id.eq(id))
-            .filter(chat_sessions::Column::UserId.eq(who.user_id))
-            .filter(chat_sessions::Column::DeletedAt.is_null());
-        if self.db.backend() == sea_orm::DbBackend::Postgres {
-            // Two turns never interleave in one session, but a rename may race with us.
-            select = select.lock_exclusive();
-        }
-        let row = select
-            .one(tx.conn())
-            .await?
-            .ok_or(StorageError::NotFound("session"))?;
-        let now = Utc::now();
-        let mut history = match row.messages {
-            serde_json::Value::Array(items) => items,
-            _ => Vec::new(),
-        };
-        for mut m in messages {
-            if let Some(obj) = m.as_object_mut() {
-                obj.entry("timestamp")
-                    .or_insert_with(|| serde_json::json!(now));
-            }
-            history.push(m);
-        }
-        let mut llm_context = match row.llm_context_history {
-            serde_json::Value::Array(items) => items,
-            _ => Vec::new(),
-        };
-        llm_context.extend(context);
-        let title = match first_query {
-            Some(q) if row.title == "New chat" => {
-                let t: String = q
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    .chars()
-                    .take(AUTO_TITLE_CHARS)
-                    .collect();
-                if t.is_empty() {
-                    row.title
-                } else {
-                    t
-                }
-            }
-            _ => row.title,
-        };
-        chat_sessions::Entity::update_many()
-            .col_expr(
-                chat_sessions::Column::Messages,
-                Expr::value(serde_json::Value::Array(history)),
-            )
-            .col_expr(
-                chat_sessions::Column::LlmContextHistory,
-                Expr::value(serde_json::Value::Array(llm_context)),
-            )
-            .col_expr(chat_sessions::Column::Title, Expr::value(title))
-            .col_expr(chat_sessions::Column::UpdatedAt, Expr::value(now))
-            .filter(tx.org_filter::<chat_sessions::Entity>())
-            .filter(chat_sessions::Column::Id.eq(id))
-            .exec(tx.conn())
-            .await?;
+        let turn = (messages, context, first_query);
+        append_in(tx.conn(), self.db.backend(), who, id, turn).await?;
         tx.commit().await
     }
 
@@ -306,4 +247,84 @@ impl Sessions {
             _ => Vec::new(),
         })
     }
+}
+
+/// Appends a turn's messages to a session's history and model context, inside the caller's
+/// transaction (an org transaction, or the turn writer's batch). The session must be `who`'s
+/// and not deleted; the filters name the org and user explicitly, so this holds in a system
+/// transaction too.
+pub(crate) async fn append_in<C: ConnectionTrait>(
+    conn: &C,
+    backend: sea_orm::DbBackend,
+    who: &Principal,
+    id: Uuid,
+    (messages, context, first_query): (
+        Vec<serde_json::Value>,
+        Vec<serde_json::Value>,
+        Option<&str>,
+    ),
+) -> Result<(), StorageError> {
+    let mut select = chat_sessions::Entity::find()
+        .filter(chat_sessions::Column::OrgId.eq(who.org_id))
+        .filter(chat_sessions::Column::Id.eq(id))
+        .filter(chat_sessions::Column::UserId.eq(who.user_id))
+        .filter(chat_sessions::Column::DeletedAt.is_null());
+    if backend == sea_orm::DbBackend::Postgres {
+        // Two turns never interleave in one session, but a rename may race with us.
+        select = select.lock_exclusive();
+    }
+    let row = select
+        .one(conn)
+        .await?
+        .ok_or(StorageError::NotFound("session"))?;
+    let now = Utc::now();
+    let mut history = match row.messages {
+        serde_json::Value::Array(items) => items,
+        _ => Vec::new(),
+    };
+    for mut m in messages {
+        if let Some(obj) = m.as_object_mut() {
+            obj.entry("timestamp")
+                .or_insert_with(|| serde_json::json!(now));
+        }
+        history.push(m);
+    }
+    let mut llm_context = match row.llm_context_history {
+        serde_json::Value::Array(items) => items,
+        _ => Vec::new(),
+    };
+    llm_context.extend(context);
+    let title = match first_query {
+        Some(q) if row.title == "New chat" => {
+            let t: String = q
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(AUTO_TITLE_CHARS)
+                .collect();
+            if t.is_empty() {
+                row.title
+            } else {
+                t
+            }
+        }
+        _ => row.title,
+    };
+    chat_sessions::Entity::update_many()
+        .col_expr(
+            chat_sessions::Column::Messages,
+            Expr::value(serde_json::Value::Array(history)),
+        )
+        .col_expr(
+            chat_sessions::Column::LlmContextHistory,
+            Expr::value(serde_json::Value::Array(llm_context)),
+        )
+        .col_expr(chat_sessions::Column::Title, Expr::value(title))
+        .col_expr(chat_sessions::Column::UpdatedAt, Expr::value(now))
+        .filter(chat_sessions::Column::OrgId.eq(who.org_id))
+        .filter(chat_sessions::Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
 }

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -18,7 +21,7 @@ use crate::{Db, StorageError};
 const TOTAL_TTL: Duration = Duration::from_secs(300);
 
 /// One model call to record.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct UsageRecord {
     pub session_id: Option<Uuid>,
     pub provider: String,
@@ -83,69 +86,26 @@ impl LlmUsage {
 
     /// Writes one call and returns the user's new running total.
     pub async fn record(&self, who: &Principal, rec: UsageRecord) -> Result<f64, StorageError> {
-        if !rec.cost_usd.is_finite() || rec.cost_usd < 0.0 {
-            return Err(StorageError::invalid(
-                "cost_usd",
-                "must be a non-negative number",
-            ));
-        }
-        let row = llm_usage::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            org_id: Set(who.org_id),
-            user_id: Set(who.user_id),
-            session_id: Set(rec.session_id),
-            provider: Set(rec.provider),
-            model: Set(rec.model),
-            input_tokens: Set(i64::try_from(rec.input_tokens).unwrap_or(i64::MAX)),
-            output_tokens: Set(i64::try_from(rec.output_tokens).unwrap_or(i64::MAX)),
-            cost_usd: Set(rec.cost_usd),
-            created_at: Set(Utc::now()),
-        };
+        rec.check()?;
         let tx = self.db.org(who.org_id).await?;
-        llm_usage::Entity::insert(row)
-            .exec_without_returning(tx.conn())
-            .await?;
-        // The running total moves in the same transaction as the row it counts.
-        let total = llm_usage_totals::ActiveModel {
-            user_id: Set(who.user_id),
-            org_id: Set(who.org_id),
-            calls: Set(1),
-            cost_usd: Set(rec.cost_usd),
-            updated_at: Set(Utc::now()),
-        };
-        llm_usage_totals::Entity::insert(total)
-            .on_conflict(
-                OnConflict::column(llm_usage_totals::Column::UserId)
-                    .value(
-                        llm_usage_totals::Column::Calls,
-                        Expr::cust("llm_usage_totals.calls + excluded.calls"),
-                    )
-                    .value(
-                        llm_usage_totals::Column::CostUsd,
-                        Expr::cust("llm_usage_totals.cost_usd + excluded.cost_usd"),
-                    )
-                    .update_column(llm_usage_totals::Column::UpdatedAt)
-                    .to_owned(),
-            )
-            .exec_without_returning(tx.conn())
-            .await?;
-        let total = Self::stored_total(&tx, who).await?;
+        insert_in(tx.conn(), who, std::slice::from_ref(&rec)).await?;
+        add_totals_in(tx.conn(), who, 1, rec.cost_usd).await?;
+        let total = total_in(tx.conn(), who).await?;
         tx.commit().await?;
-        // Totals only grow, so a cache raise can never put back an older total written by a
-        // slower concurrent call.
-        self.cache
-            .raise_f64(&total_key(who.user_id), total, TOTAL_TTL)
-            .await?;
+        self.remember_total(who, total).await?;
         Ok(total)
     }
 
-    async fn stored_total(tx: &crate::OrgTx, who: &Principal) -> Result<f64, StorageError> {
-        Ok(tx
-            .select::<llm_usage_totals::Entity>()
-            .filter(llm_usage_totals::Column::UserId.eq(who.user_id))
-            .one(tx.conn())
-            .await?
-            .map_or(0.0, |t| t.cost_usd))
+    /// Puts a total just read or written in the cache. Totals only grow, so a raise can never
+    /// put back an older total written by a slower concurrent call.
+    pub(crate) async fn remember_total(
+        &self,
+        who: &Principal,
+        total: f64,
+    ) -> Result<(), StorageError> {
+        self.cache
+            .raise_f64(&total_key(who.user_id), total, TOTAL_TTL)
+            .await
     }
 
     /// The user's total cost over all their calls: the cache, else the stored running total.
@@ -155,9 +115,9 @@ impl LlmUsage {
             return Ok(total);
         }
         let tx = self.db.org(who.org_id).await?;
-        let total = Self::stored_total(&tx, who).await?;
+        let total = total_in(tx.conn(), who).await?;
         tx.commit().await?;
-        self.cache.raise_f64(&key, total, TOTAL_TTL).await?;
+        self.remember_total(who, total).await?;
         Ok(total)
     }
 
@@ -273,4 +233,92 @@ impl LlmUsage {
             by_model,
         })
     }
+}
+
+impl UsageRecord {
+    /// A cost must be a finite, non-negative number.
+    pub fn check(&self) -> Result<(), StorageError> {
+        if !self.cost_usd.is_finite() || self.cost_usd < 0.0 {
+            return Err(StorageError::invalid(
+                "cost_usd",
+                "must be a non-negative number",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Inserts `who`'s call rows inside the caller's transaction.
+pub(crate) async fn insert_in<C: ConnectionTrait>(
+    conn: &C,
+    who: &Principal,
+    recs: &[UsageRecord],
+) -> Result<(), StorageError> {
+    if recs.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let rows = recs.iter().map(|rec| llm_usage::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        org_id: Set(who.org_id),
+        user_id: Set(who.user_id),
+        session_id: Set(rec.session_id),
+        provider: Set(rec.provider.clone()),
+        model: Set(rec.model.clone()),
+        input_tokens: Set(i64::try_from(rec.input_tokens).unwrap_or(i64::MAX)),
+        output_tokens: Set(i64::try_from(rec.output_tokens).unwrap_or(i64::MAX)),
+        cost_usd: Set(rec.cost_usd),
+        created_at: Set(now),
+    });
+    llm_usage::Entity::insert_many(rows)
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// Adds `calls` calls costing `cost` to `who`'s running total, inside the caller's transaction
+/// (the one that inserts those calls' rows).
+pub(crate) async fn add_totals_in<C: ConnectionTrait>(
+    conn: &C,
+    who: &Principal,
+    calls: i64,
+    cost: f64,
+) -> Result<(), StorageError> {
+    let total = llm_usage_totals::ActiveModel {
+        user_id: Set(who.user_id),
+        org_id: Set(who.org_id),
+        calls: Set(calls),
+        cost_usd: Set(cost),
+        updated_at: Set(Utc::now()),
+    };
+    llm_usage_totals::Entity::insert(total)
+        .on_conflict(
+            OnConflict::column(llm_usage_totals::Column::UserId)
+                .value(
+                    llm_usage_totals::Column::Calls,
+                    Expr::cust("llm_usage_totals.calls + excluded.calls"),
+                )
+                .value(
+                    llm_usage_totals::Column::CostUsd,
+                    Expr::cust("llm_usage_totals.cost_usd + excluded.cost_usd"),
+                )
+                .update_column(llm_usage_totals::Column::UpdatedAt)
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// `who`'s stored running total (0 before their first call).
+pub(crate) async fn total_in<C: ConnectionTrait>(
+    conn: &C,
+    who: &Principal,
+) -> Result<f64, StorageError> {
+    Ok(llm_usage_totals::Entity::find()
+        .filter(llm_usage_totals::Column::OrgId.eq(who.org_id))
+        .filter(llm_usage_totals::Column::UserId.eq(who.user_id))
+        .one(conn)
+        .await?
+        .map_or(0.0, |t| t.cost_usd))
 }

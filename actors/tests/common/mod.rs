@@ -17,7 +17,7 @@ use aurora_storage::auth::{Accounts, Principal, Role};
 use aurora_storage::cache::Cache;
 use aurora_storage::objects::ObjectStore;
 use aurora_storage::policies::Policies;
-use aurora_storage::usage::LlmUsage;
+use aurora_storage::turns::TurnWriter;
 use aurora_storage::Db;
 use tokio::sync::{mpsc, watch};
 
@@ -75,7 +75,7 @@ pub async fn harness(script: Vec<Reply>) -> Harness {
         },
         cloud_exec,
         policies: Policies::new(db.clone()),
-        usage: LlmUsage::new(db.clone(), Cache::local()),
+        writer: TurnWriter::start(db.clone(), Cache::local()),
         audit: Audit::new(db.clone()),
         max_steps: 5,
         approval_timeout: Duration::from_secs(5),

@@ -1,0 +1,139 @@
+//! The turn writer: persists finished turns (the session's new messages and the turn's usage
+//! rows, with the user's running total) with group commit. Turns that finish while a batch is
+//! being written queue up and go into the next batch, one transaction for all of them, so
+//! under load the database sees one commit per batch instead of several per turn, and an idle
+//! system still writes each turn at once. A caller's `save` returns only after its turn is
+//! committed: nothing is acknowledged before it is durable.
+
+use std::collections::HashMap;
+
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::cache::Cache;
+use crate::sessions::append_in;
+use crate::usage::{add_totals_in, insert_in, total_in, LlmUsage, UsageRecord};
+use crate::{Db, StorageError};
+
+/// Most turns in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// One finished turn.
+#[derive(Clone, Debug)]
+pub struct TurnWrite {
+    pub who: Principal,
+    pub session_id: Uuid,
+    /// Display history entries to append (each gets a `timestamp`).
+    pub messages: Vec<serde_json::Value>,
+    /// What the model sees next time.
+    pub context: Vec<serde_json::Value>,
+    /// The turn's query, naming a session still called "New chat".
+    pub first_query: Option<String>,
+    /// One row per model call of the turn.
+    pub usage: Vec<UsageRecord>,
+}
+
+type Job = (TurnWrite, oneshot::Sender<Result<f64, StorageError>>);
+
+/// Handle to the writer task; cheap to clone. The task ends when every handle is dropped.
+#[derive(Clone, Debug)]
+pub struct TurnWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl TurnWriter {
+    pub fn start(db: Db, cache: Cache) -> TurnWriter {
+        let (jobs, rx) = mpsc::channel(MAX_BATCH * 4);
+        let usage = LlmUsage::new(db.clone(), cache);
+        tokio::spawn(run(db, usage, rx));
+        TurnWriter { jobs }
+    }
+
+    /// Persists `turn` and returns the user's running total cost after it.
+    pub async fn save(&self, turn: TurnWrite) -> Result<f64, StorageError> {
+        for rec in &turn.usage {
+            rec.check()?;
+        }
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send((turn, reply))
+            .await
+            .map_err(|_| StorageError::Internal("the turn writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StorageError::Internal("the turn writer has stopped".into()))?
+    }
+}
+
+async fn run(db: Db, usage: LlmUsage, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let turns: Vec<&TurnWrite> = batch.iter().map(|(t, _)| t).collect();
+        match write_batch(&db, &turns).await {
+            Ok(totals) => {
+                for (turn, reply) in batch.drain(..) {
+                    let total = totals.get(&turn.who.user_id).copied().unwrap_or(0.0);
+                    let _ = usage.remember_total(&turn.who, total).await;
+                    let _ = reply.send(Ok(total));
+                }
+            }
+            // One bad turn (its session was deleted meanwhile) must not fail the others:
+            // write them one by one, each with its own answer.
+            Err(e) => {
+                if batch.len() > 1 {
+                    tracing::warn!(error = %e, turns = batch.len(), "batch failed; writing its turns one by one");
+                }
+                for (turn, reply) in batch.drain(..) {
+                    let result = match write_batch(&db, &[&turn]).await {
+                        Ok(totals) => {
+                            let total = totals.get(&turn.who.user_id).copied().unwrap_or(0.0);
+                            let _ = usage.remember_total(&turn.who, total).await;
+                            Ok(total)
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    }
+}
+
+/// Writes `turns` in one transaction; returns each user's running total after it.
+async fn write_batch(db: &Db, turns: &[&TurnWrite]) -> Result<HashMap<Uuid, f64>, StorageError> {
+    // A system transaction, because a batch spans orgs; every statement names its org and
+    // user explicitly (`append_in`, `insert_in`, `add_totals_in`).
+    let tx = db.system().await?;
+    let mut per_user: HashMap<Uuid, (&Principal, i64, f64)> = HashMap::new();
+    for turn in turns {
+        let content = (
+            turn.messages.clone(),
+            turn.context.clone(),
+            turn.first_query.as_deref(),
+        );
+        append_in(tx.conn(), db.backend(), &turn.who, turn.session_id, content).await?;
+        insert_in(tx.conn(), &turn.who, &turn.usage).await?;
+        let entry = per_user
+            .entry(turn.who.user_id)
+            .or_insert((&turn.who, 0, 0.0));
+        entry.1 += turn.usage.len() as i64;
+        entry.2 += turn.usage.iter().map(|u| u.cost_usd).sum::<f64>();
+    }
+    let mut totals = HashMap::new();
+    for (user_id, (who, calls, cost)) in per_user {
+        if calls > 0 {
+            add_totals_in(tx.conn(), who, calls, cost).await?;
+        }
+        totals.insert(user_id, total_in(tx.conn(), who).await?);
+    }
+    tx.commit().await?;
+    Ok(totals)
+}

@@ -1,0 +1,99 @@
+//! The turn writer's group commit: concurrent turns of several users land whole, with exact
+//! running totals, and one bad turn in a batch fails alone.
+
+mod common;
+
+use aurora_storage::cache::Cache;
+use aurora_storage::sessions::Sessions;
+use aurora_storage::turns::{TurnWrite, TurnWriter};
+use aurora_storage::usage::{LlmUsage, UsageRecord};
+use common::{Backend, TestNode};
+use serde_json::json;
+
+fn call(cost: f64) -> UsageRecord {
+    UsageRecord {
+        session_id: None,
+        provider: "openai".into(),
+        model: "gpt-4o".into(),
+        input_tokens: 10,
+        output_tokens: 2,
+        cost_usd: cost,
+    }
+}
+
+async fn concurrent_turns_are_written_whole(backend: Backend) {
+    let t = TestNode::start(backend).await;
+    let db = t.node().db().clone();
+    let writer = TurnWriter::start(db.clone(), Cache::local());
+    let sessions = Sessions::new(db.clone());
+    let a = t.principal(&t.register("a@alpha.io", "Alpha").await).await;
+    let b = t.principal(&t.register("b@beta.io", "Beta").await).await;
+    let mut ids = Vec::new();
+    for who in [&a, &b] {
+        for _ in 0..4 {
+            ids.push((who.clone(), sessions.create(who, None).await.unwrap().id));
+        }
+    }
+    let gone = sessions.create(&a, None).await.unwrap().id;
+    sessions.delete(&a, gone).await.unwrap();
+
+    let mut jobs = Vec::new();
+    for round in 0..5 {
+        for (who, id) in &ids {
+            let writer = writer.clone();
+            let turn = TurnWrite {
+                who: who.clone(),
+                session_id: *id,
+                messages: vec![json!({ "role": "user", "content": format!("q{round}") })],
+                context: vec![json!({ "role": "user", "content": format!("q{round}") })],
+                first_query: Some(format!("q{round}")),
+                usage: vec![call(0.001), call(0.002)],
+            };
+            jobs.push(tokio::spawn(async move { writer.save(turn).await }));
+        }
+        // A turn for a deleted session, in the middle of the others.
+        let turn = TurnWrite {
+            who: a.clone(),
+            session_id: gone,
+            messages: vec![json!({ "role": "user", "content": "lost?" })],
+            context: vec![],
+            first_query: None,
+            usage: vec![call(0.5)],
+        };
+        let writer = writer.clone();
+        jobs.push(tokio::spawn(async move { writer.save(turn).await }));
+    }
+    let mut failed = 0;
+    for j in jobs {
+        if j.await.unwrap().is_err() {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 5, "exactly the deleted session's turns fail");
+    for (who, id) in &ids {
+        let context = sessions.llm_context(who, *id).await.unwrap();
+        assert_eq!(context.len(), 5, "every round, once");
+    }
+    // 4 sessions x 5 rounds x 0.003 each; the failed turns' usage was not written.
+    let usage = LlmUsage::new(db.clone(), Cache::local());
+    for who in [&a, &b] {
+        let total = usage.total_cost(who).await.unwrap();
+        assert!((total - 0.06).abs() < 1e-9, "{total}");
+        let summary = usage.summary(who).await.unwrap();
+        assert_eq!(summary.calls, 40);
+    }
+    // Bad input never reaches the database.
+    let bad = TurnWrite {
+        who: a.clone(),
+        session_id: ids[0].1,
+        messages: vec![],
+        context: vec![],
+        first_query: None,
+        usage: vec![call(f64::NAN)],
+    };
+    assert!(writer.save(bad).await.is_err());
+    assert_eq!(usage.summary(&a).await.unwrap().calls, 40);
+    t.stop().await;
+}
+
+on_both_backends!(concurrent_turns_are_written_whole);
