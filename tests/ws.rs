@@ -16,7 +16,7 @@ on_both_backends!(a_chat_turn_over_websocket);
 
 /// The Done-when scenario of a chat turn, on the embedded default and on PostgreSQL + Redis.
 async fn a_chat_turn_over_websocket(backend: Backend) {
-    let (t, _fake, _dir) = chat_node_on(
+    let (t, fake, _dir) = chat_node_on(
         backend,
         Llm::OpenAi,
         vec![
@@ -104,6 +104,19 @@ async fn a_chat_turn_over_websocket(backend: Backend) {
                 .contains("Apply complete!")),
         "{frames:?}"
     );
+
+    // The second turn's model call saw the whole first turn (the session keeps its context).
+    let second_turn = fake.requests()[2]["messages"].to_string();
+    for earlier in [
+        "Why is web failing?",
+        "CrashLoopBackOff",
+        "web-1 is crash looping.",
+    ] {
+        assert!(
+            second_turn.contains(earlier),
+            "{earlier} missing: {second_turn}"
+        );
+    }
 
     // The node's actor tree shows the session.
     let tree = t.node().actor_tree().await.unwrap();

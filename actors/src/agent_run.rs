@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
+use aurora_models::llm::ChatMessage;
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::protocol::{Decision, ErrorCode, FrameSink, ServerFrame, UsageInfoData};
 use crate::turn::{run_turn, TurnDeps, TurnInput, TurnIo};
@@ -23,6 +24,8 @@ pub struct AgentRunArgs {
     pub frames: FrameSink,
     /// Counts the decisions and cancels its session sends it.
     pub mailbox: Mailbox,
+    /// Told the turn's messages once they are saved (the session keeps its context in step).
+    pub saved: oneshot::Sender<Vec<ChatMessage>>,
 }
 
 pub enum AgentRunMsg {
@@ -111,6 +114,7 @@ impl Actor for AgentRunActor {
             match args.deps.writer.save(turn).await {
                 // The user's running total after this turn (PROTOCOL.md: usage_info).
                 Ok(total_cost) => {
+                    let _ = args.saved.send(outcome.messages);
                     let info = ServerFrame::UsageInfo {
                         data: UsageInfoData { total_cost },
                     };

@@ -9,7 +9,7 @@ use aurora_storage::auth::Principal;
 use aurora_storage::sessions::Sessions;
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::agent_run::{AgentRunActor, AgentRunArgs, AgentRunMsg, RUN_CRASHED};
@@ -54,9 +54,20 @@ pub enum SessionMsg {
 
 pub struct SessionState {
     args: SessionArgs,
-    run: Option<(Counted<AgentRunMsg>, FrameSink)>,
+    run: Option<Run>,
+    /// The model context so far, loaded from storage on the first turn and extended by every
+    /// saved turn; `None` until then, and again after a turn whose save is uncertain.
+    context: Option<Vec<ChatMessage>>,
     started_at: DateTime<Utc>,
     runs_failed: u32,
+}
+
+/// The running turn.
+struct Run {
+    actor: Counted<AgentRunMsg>,
+    frames: FrameSink,
+    /// The turn's messages, sent by the run once they are saved.
+    saved: oneshot::Receiver<Vec<ChatMessage>>,
 }
 
 pub struct SessionActor;
@@ -78,17 +89,23 @@ impl SessionActor {
                 .await;
             return Ok(());
         }
-        let history = match state
-            .args
-            .shared
-            .sessions
-            .llm_context(&state.args.who, sid)
-            .await
-        {
-            Ok(context) => context
-                .into_iter()
-                .filter_map(|m| serde_json::from_value::<ChatMessage>(m).ok())
-                .collect(),
+        let loaded = match state.context.take() {
+            Some(context) => Ok(context),
+            None => state
+                .args
+                .shared
+                .sessions
+                .llm_context(&state.args.who, sid)
+                .await
+                .map(|context| {
+                    context
+                        .into_iter()
+                        .filter_map(|m| serde_json::from_value::<ChatMessage>(m).ok())
+                        .collect()
+                }),
+        };
+        let history: Vec<ChatMessage> = match loaded {
+            Ok(history) => history,
             Err(e) => {
                 let code = if matches!(e, aurora_storage::StorageError::NotFound(_)) {
                     ErrorCode::NotFound
@@ -104,10 +121,12 @@ impl SessionActor {
         };
         // Tests inject a crash of the session here (a no-op unless configured).
         fail::fail_point!("session-query");
-        let mut messages = vec![ChatMessage::System {
+        let mut messages = Vec::with_capacity(history.len() + 1);
+        messages.push(ChatMessage::System {
             content: state.args.shared.system_prompt.clone(),
-        }];
-        messages.extend::<Vec<ChatMessage>>(history);
+        });
+        messages.extend(history.iter().cloned());
+        state.context = Some(history);
         let input = TurnInput {
             who: state.args.who.clone(),
             session_id: sid,
@@ -118,15 +137,21 @@ impl SessionActor {
             interactive,
         };
         let sink = FrameSink::new(frames);
+        let (saved_tx, saved) = oneshot::channel();
         let args = AgentRunArgs {
             deps: state.args.shared.deps.clone(),
             input,
             frames: sink.clone(),
             mailbox: Mailbox::new(),
+            saved: saved_tx,
         };
         let mailbox = args.mailbox.clone();
         let (run, _) = Actor::spawn_linked(None, AgentRunActor, args, myself.get_cell()).await?;
-        state.run = Some((Counted::new(run, mailbox), sink));
+        state.run = Some(Run {
+            actor: Counted::new(run, mailbox),
+            frames: sink,
+            saved,
+        });
         Ok(())
     }
 }
@@ -153,6 +178,7 @@ impl Actor for SessionActor {
         Ok(SessionState {
             args,
             run: None,
+            context: None,
             started_at: Utc::now(),
             runs_failed: 0,
         })
@@ -185,24 +211,26 @@ impl Actor for SessionActor {
                 confirmation_id,
                 decision,
             } => {
-                if let Some((run, _)) = &state.run {
-                    let _ = run.cast(AgentRunMsg::Decision(confirmation_id, decision));
+                if let Some(run) = &state.run {
+                    let _ = run
+                        .actor
+                        .cast(AgentRunMsg::Decision(confirmation_id, decision));
                 }
             }
             SessionMsg::Cancel => {
-                if let Some((run, _)) = &state.run {
-                    let _ = run.cast(AgentRunMsg::Cancel);
+                if let Some(run) = &state.run {
+                    let _ = run.actor.cast(AgentRunMsg::Cancel);
                 }
             }
             SessionMsg::Attach(frames) => {
-                if let Some((_, sink)) = &state.run {
-                    sink.attach(frames);
+                if let Some(run) = &state.run {
+                    run.frames.attach(frames);
                 }
             }
             SessionMsg::Status(reply) => {
                 let mut children = Vec::new();
-                if let Some((run, _)) = &state.run {
-                    let run = run.actor.clone();
+                if let Some(run) = &state.run {
+                    let run = run.actor.actor.clone();
                     let call =
                         Box::pin(async move { ractor::call_t!(run, AgentRunMsg::Status, 500) });
                     if let Ok(snap) = call.await {
@@ -251,14 +279,21 @@ impl Actor for SessionActor {
                 if reason.as_deref() == Some(RUN_CRASHED) {
                     state.runs_failed += 1;
                 }
-                if let Some((_, frames)) = state.run.take() {
-                    frames.send(ServerFrame::end(sid)).await;
+                if let Some(mut run) = state.run.take() {
+                    // Extend the context with what was saved; if nothing was (the save failed,
+                    // the turn crashed), reload from storage next time instead of guessing.
+                    match (run.saved.try_recv(), state.context.as_mut()) {
+                        (Ok(added), Some(context)) => context.extend(added),
+                        _ => state.context = None,
+                    }
+                    run.frames.send(ServerFrame::end(sid)).await;
                 }
             }
             SupervisionEvent::ActorFailed(cell, err) if is_run(&cell, &state.run) => {
                 tracing::error!(session_id = %sid, error = %err, "agent run failed");
                 state.runs_failed += 1;
-                if let Some((_, frames)) = state.run.take() {
+                state.context = None;
+                if let Some(Run { frames, .. }) = state.run.take() {
                     let _ = frames
                         .send(ServerFrame::error(
                             ErrorCode::Internal,
@@ -275,7 +310,7 @@ impl Actor for SessionActor {
     }
 }
 
-fn is_run(cell: &ActorCell, run: &Option<(Counted<AgentRunMsg>, FrameSink)>) -> bool {
+fn is_run(cell: &ActorCell, run: &Option<Run>) -> bool {
     run.as_ref()
-        .is_some_and(|(r, _)| r.actor.get_id() == cell.get_id())
+        .is_some_and(|r| r.actor.actor.get_id() == cell.get_id())
 }
