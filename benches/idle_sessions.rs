@@ -55,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
     let after = common::rss_bytes();
     assert_eq!(tree.children.len(), warm + n, "every session is live");
     let per = (after.saturating_sub(before)) as f64 / n as f64;
+    let floor = bare_actor_floor(n).await;
     println!(
         "{n} idle session actors: rss {:.1} MiB -> {:.1} MiB, {:.0} bytes per session ({:.2} KiB)",
         before as f64 / 1048576.0,
@@ -62,6 +63,41 @@ async fn main() -> anyhow::Result<()> {
         per,
         per / 1024.0
     );
+    println!(
+        "the same number of bare ractor actors (no state, nothing but the framework): {:.0} bytes each ({:.2} KiB)",
+        floor,
+        floor / 1024.0
+    );
     sup.stop(None);
     Ok(())
+}
+
+/// An actor with no state and no messages: what ractor itself costs per actor.
+struct Bare;
+
+impl ractor::Actor for Bare {
+    type Msg = ();
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _myself: ractor::ActorRef<()>,
+        _args: (),
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        Ok(())
+    }
+}
+
+async fn bare_actor_floor(n: usize) -> f64 {
+    let before = common::rss_bytes();
+    let mut actors = Vec::with_capacity(n);
+    for _ in 0..n {
+        actors.push(Actor::spawn(None, Bare, ()).await.expect("spawn").0);
+    }
+    let after = common::rss_bytes();
+    for a in &actors {
+        a.stop(None);
+    }
+    after.saturating_sub(before) as f64 / n as f64
 }
