@@ -6,6 +6,7 @@ mod common;
 use aurora_config::DatabaseConfig;
 use aurora_storage::cache::Cache;
 use aurora_storage::entities::{chat_sessions, ORG_SCOPED_TABLES};
+use aurora_storage::sessions::Sessions;
 use aurora_storage::usage::{LlmUsage, UsageRecord};
 use aurora_storage::Db;
 use common::{Backend, TestDb, TestNode};
@@ -18,12 +19,14 @@ async fn two_orgs(t: &TestNode) -> (Uuid, Uuid) {
     let mut orgs = Vec::new();
     for (email, org) in [("a@alpha.io", "Alpha"), ("b@beta.io", "Beta")] {
         let token = t.register(email, org).await;
-        t.post(
-            "/chat_api/sessions",
-            Some(&token),
-            json!({ "title": format!("{org} outage") }),
-        )
-        .await;
+        let (_, session) = t
+            .post(
+                "/chat_api/sessions",
+                Some(&token),
+                json!({ "title": format!("{org} outage") }),
+            )
+            .await;
+        let session_id: Uuid = session["id"].as_str().unwrap().parse().unwrap();
         t.post(
             "/api/user-preferences",
             Some(&token),
@@ -52,6 +55,12 @@ async fn two_orgs(t: &TestNode) -> (Uuid, Uuid) {
             cost_usd: 0.001,
         };
         usage.record(&who, record).await.unwrap();
+        // And a turn in the session (history and model context rows).
+        let turn = vec![json!({ "role": "user", "content": format!("{org} is down") })];
+        Sessions::new(t.node().db().clone())
+            .append_turn(&who, session_id, turn.clone(), turn, None)
+            .await
+            .unwrap();
         orgs.push(org_id);
     }
     (orgs[0], orgs[1])

@@ -96,4 +96,42 @@ async fn concurrent_turns_are_written_whole(backend: Backend) {
     t.stop().await;
 }
 
-on_both_backends!(concurrent_turns_are_written_whole);
+/// Sessions written before history became rows keep their arrays as the first entries.
+async fn legacy_arrays_come_first(backend: Backend) {
+    use aurora_storage::entities::chat_sessions;
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let t = TestNode::start(backend).await;
+    let db = t.node().db().clone();
+    let sessions = Sessions::new(db.clone());
+    let who = t.principal(&t.register("a@alpha.io", "Alpha").await).await;
+    let id = sessions.create(&who, None).await.unwrap().id;
+    let old = json!([{ "role": "user", "content": "old question" }]);
+    let tx = db.system().await.unwrap();
+    chat_sessions::Entity::update_many()
+        .col_expr(chat_sessions::Column::Messages, Expr::value(old.clone()))
+        .col_expr(chat_sessions::Column::LlmContextHistory, Expr::value(old))
+        .filter(chat_sessions::Column::Id.eq(id))
+        .exec(tx.conn())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let new = vec![json!({ "role": "user", "content": "new question" })];
+    sessions
+        .append_turn(&who, id, new.clone(), new, Some("new question"))
+        .await
+        .unwrap();
+    let context = sessions.llm_context(&who, id).await.unwrap();
+    let contents: Vec<&str> = context
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["old question", "new question"]);
+    let detail = sessions.get(&who, id).await.unwrap();
+    assert_eq!(detail.messages.as_array().unwrap().len(), 2);
+    assert!(detail.messages[1]["timestamp"].is_string());
+    assert_eq!(detail.title, "new question");
+    t.stop().await;
+}
+
+on_both_backends!(concurrent_turns_are_written_whole, legacy_arrays_come_first);

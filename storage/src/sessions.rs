@@ -1,6 +1,8 @@
 //! Chat sessions as rows: listing and creation. The chat runtime's SessionActor owns a session's
 //! history once it runs; these are the reads and writes that need no running session.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -11,7 +13,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::auth::{validate_name, Principal};
-use crate::entities::chat_sessions;
+use crate::entities::{chat_messages, chat_sessions};
 use crate::{org_select, Db, StorageError};
 
 /// A session as listed: no message bodies.
@@ -135,13 +137,14 @@ impl Sessions {
             .filter(chat_sessions::Column::DeletedAt.is_null())
             .one(tx.conn())
             .await?;
-        tx.commit().await?;
         let m = row.ok_or(StorageError::NotFound("session"))?;
+        let messages = entries(tx.conn(), who.org_id, id, m.messages, HISTORY).await?;
+        tx.commit().await?;
         Ok(SessionDetail {
             id: m.id,
             title: m.title,
             status: m.status,
-            messages: m.messages,
+            messages: serde_json::Value::Array(messages),
             created_at: m.created_at,
             updated_at: m.updated_at,
         })
@@ -221,8 +224,15 @@ impl Sessions {
         first_query: Option<&str>,
     ) -> Result<(), StorageError> {
         let tx = self.db.org(who.org_id).await?;
-        let turn = (messages, context, first_query);
-        append_in(tx.conn(), self.db.backend(), who, id, turn).await?;
+        let turn = Append {
+            who,
+            session_id: id,
+            messages: &messages,
+            context: &context,
+            first_query,
+        };
+        let mut results = append_many(tx.conn(), &[turn]).await?;
+        results.pop().expect("one result per turn")?;
         tx.commit().await
     }
 
@@ -241,90 +251,149 @@ impl Sessions {
             .one(tx.conn())
             .await?
             .ok_or(StorageError::NotFound("session"))?;
+        let context = entries(tx.conn(), who.org_id, id, row.llm_context_history, CONTEXT).await?;
         tx.commit().await?;
-        Ok(match row.llm_context_history {
-            serde_json::Value::Array(items) => items,
-            _ => Vec::new(),
-        })
+        Ok(context)
     }
 }
 
-/// Appends a turn's messages to a session's history and model context, inside the caller's
-/// transaction (an org transaction, or the turn writer's batch). The session must be `who`'s
-/// and not deleted; the filters name the org and user explicitly, so this holds in a system
-/// transaction too.
-pub(crate) async fn append_in<C: ConnectionTrait>(
+/// One turn's additions to a session, for [`append_many`].
+pub(crate) struct Append<'a> {
+    pub who: &'a Principal,
+    pub session_id: Uuid,
+    /// Display history entries (each gets a `timestamp`).
+    pub messages: &'a [serde_json::Value],
+    /// Model context entries.
+    pub context: &'a [serde_json::Value],
+    /// Names a session still called "New chat".
+    pub first_query: Option<&'a str>,
+}
+
+pub(crate) const HISTORY: &str = "history";
+pub(crate) const CONTEXT: &str = "context";
+
+/// Appends several turns, inside the caller's transaction, with a fixed number of statements
+/// whatever the number of turns: one ownership read, one multi-row insert of the new entries,
+/// one touch of the sessions (plus a rename per session still called "New chat"). A turn whose
+/// session is not its user's live session gets `NotFound` and writes nothing; the filters name
+/// org and user explicitly, so this holds in a system transaction too.
+pub(crate) async fn append_many<C: ConnectionTrait>(
     conn: &C,
-    backend: sea_orm::DbBackend,
-    who: &Principal,
-    id: Uuid,
-    (messages, context, first_query): (
-        Vec<serde_json::Value>,
-        Vec<serde_json::Value>,
-        Option<&str>,
-    ),
-) -> Result<(), StorageError> {
-    let mut select = chat_sessions::Entity::find()
-        .filter(chat_sessions::Column::OrgId.eq(who.org_id))
-        .filter(chat_sessions::Column::Id.eq(id))
-        .filter(chat_sessions::Column::UserId.eq(who.user_id))
-        .filter(chat_sessions::Column::DeletedAt.is_null());
-    if backend == sea_orm::DbBackend::Postgres {
-        // Two turns never interleave in one session, but a rename may race with us.
-        select = select.lock_exclusive();
-    }
-    let row = select
-        .one(conn)
+    turns: &[Append<'_>],
+) -> Result<Vec<Result<(), StorageError>>, StorageError> {
+    let ids: Vec<Uuid> = turns.iter().map(|t| t.session_id).collect();
+    let owners: HashMap<Uuid, (Uuid, Uuid, String)> = chat_sessions::Entity::find()
+        .select_only()
+        .columns([
+            chat_sessions::Column::Id,
+            chat_sessions::Column::OrgId,
+            chat_sessions::Column::UserId,
+            chat_sessions::Column::Title,
+        ])
+        .filter(chat_sessions::Column::Id.is_in(ids))
+        .filter(chat_sessions::Column::DeletedAt.is_null())
+        .into_tuple::<(Uuid, Uuid, Uuid, String)>()
+        .all(conn)
         .await?
-        .ok_or(StorageError::NotFound("session"))?;
+        .into_iter()
+        .map(|(id, org, user, title)| (id, (org, user, title)))
+        .collect();
     let now = Utc::now();
-    let mut history = match row.messages {
-        serde_json::Value::Array(items) => items,
-        _ => Vec::new(),
-    };
-    for mut m in messages {
-        if let Some(obj) = m.as_object_mut() {
-            obj.entry("timestamp")
-                .or_insert_with(|| serde_json::json!(now));
-        }
-        history.push(m);
-    }
-    let mut llm_context = match row.llm_context_history {
-        serde_json::Value::Array(items) => items,
-        _ => Vec::new(),
-    };
-    llm_context.extend(context);
-    let title = match first_query {
-        Some(q) if row.title == "New chat" => {
-            let t: String = q
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-                .chars()
-                .take(AUTO_TITLE_CHARS)
-                .collect();
-            if t.is_empty() {
-                row.title
-            } else {
-                t
+    let mut results = Vec::with_capacity(turns.len());
+    let mut rows = Vec::new();
+    let mut touched = Vec::new();
+    let mut renames: HashMap<Uuid, String> = HashMap::new();
+    for turn in turns {
+        let owned = owners
+            .get(&turn.session_id)
+            .filter(|(org, user, _)| *org == turn.who.org_id && *user == turn.who.user_id);
+        let Some((_, _, title)) = owned else {
+            results.push(Err(StorageError::NotFound("session")));
+            continue;
+        };
+        results.push(Ok(()));
+        touched.push(turn.session_id);
+        if let Some(q) = turn.first_query {
+            if title == "New chat" && !renames.contains_key(&turn.session_id) {
+                let t: String = q
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .chars()
+                    .take(AUTO_TITLE_CHARS)
+                    .collect();
+                if !t.is_empty() {
+                    renames.insert(turn.session_id, t);
+                }
             }
         }
-        _ => row.title,
+        let entry = |kind: &str, body: serde_json::Value| chat_messages::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            org_id: Set(turn.who.org_id),
+            session_id: Set(turn.session_id),
+            kind: Set(kind.to_string()),
+            body: Set(body),
+            created_at: Set(now),
+        };
+        for m in turn.messages {
+            let mut m = m.clone();
+            if let Some(obj) = m.as_object_mut() {
+                obj.entry("timestamp")
+                    .or_insert_with(|| serde_json::json!(now));
+            }
+            rows.push(entry(HISTORY, m));
+        }
+        for c in turn.context {
+            rows.push(entry(CONTEXT, c.clone()));
+        }
+    }
+    // Bounded statements: SQLite takes at most 32766 bound values (six per row here).
+    for chunk in rows.chunks(2000) {
+        chat_messages::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(conn)
+            .await?;
+    }
+    if !touched.is_empty() {
+        chat_sessions::Entity::update_many()
+            .col_expr(chat_sessions::Column::UpdatedAt, Expr::value(now))
+            .filter(chat_sessions::Column::Id.is_in(touched))
+            .exec(conn)
+            .await?;
+    }
+    for (id, title) in renames {
+        // Only if nobody renamed it meanwhile.
+        chat_sessions::Entity::update_many()
+            .col_expr(chat_sessions::Column::Title, Expr::value(title))
+            .filter(chat_sessions::Column::Id.eq(id))
+            .filter(chat_sessions::Column::Title.eq("New chat"))
+            .exec(conn)
+            .await?;
+    }
+    Ok(results)
+}
+
+/// A session's entries of one kind: the legacy array in its row, then its appended rows.
+async fn entries<C: ConnectionTrait>(
+    conn: &C,
+    org_id: Uuid,
+    session_id: Uuid,
+    legacy: serde_json::Value,
+    kind: &str,
+) -> Result<Vec<serde_json::Value>, StorageError> {
+    let mut out = match legacy {
+        serde_json::Value::Array(items) => items,
+        _ => Vec::new(),
     };
-    chat_sessions::Entity::update_many()
-        .col_expr(
-            chat_sessions::Column::Messages,
-            Expr::value(serde_json::Value::Array(history)),
-        )
-        .col_expr(
-            chat_sessions::Column::LlmContextHistory,
-            Expr::value(serde_json::Value::Array(llm_context)),
-        )
-        .col_expr(chat_sessions::Column::Title, Expr::value(title))
-        .col_expr(chat_sessions::Column::UpdatedAt, Expr::value(now))
-        .filter(chat_sessions::Column::OrgId.eq(who.org_id))
-        .filter(chat_sessions::Column::Id.eq(id))
-        .exec(conn)
+    let rows: Vec<serde_json::Value> = chat_messages::Entity::find()
+        .select_only()
+        .column(chat_messages::Column::Body)
+        .filter(chat_messages::Column::OrgId.eq(org_id))
+        .filter(chat_messages::Column::SessionId.eq(session_id))
+        .filter(chat_messages::Column::Kind.eq(kind))
+        .order_by_asc(chat_messages::Column::Id)
+        .into_tuple::<serde_json::Value>()
+        .all(conn)
         .await?;
-    Ok(())
+    out.extend(rows);
+    Ok(out)
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::cache::Cache;
-use crate::sessions::append_in;
+use crate::sessions::{append_many, Append};
 use crate::usage::{add_totals_in, insert_in, total_in, LlmUsage, UsageRecord};
 use crate::{Db, StorageError};
 
@@ -78,55 +78,61 @@ async fn run(db: Db, usage: LlmUsage, mut rx: mpsc::Receiver<Job>) {
         }
         let turns: Vec<&TurnWrite> = batch.iter().map(|(t, _)| t).collect();
         match write_batch(&db, &turns).await {
-            Ok(totals) => {
-                for (turn, reply) in batch.drain(..) {
-                    let total = totals.get(&turn.who.user_id).copied().unwrap_or(0.0);
-                    let _ = usage.remember_total(&turn.who, total).await;
-                    let _ = reply.send(Ok(total));
+            Ok(outcomes) => {
+                for ((turn, reply), outcome) in batch.drain(..).zip(outcomes) {
+                    if let Ok(total) = &outcome {
+                        let _ = usage.remember_total(&turn.who, *total).await;
+                    }
+                    let _ = reply.send(outcome);
                 }
             }
-            // One bad turn (its session was deleted meanwhile) must not fail the others:
-            // write them one by one, each with its own answer.
+            // The database refused the batch as a whole (it is down, a constraint failed):
+            // every turn of it gets the error; nothing of it was written.
             Err(e) => {
-                if batch.len() > 1 {
-                    tracing::warn!(error = %e, turns = batch.len(), "batch failed; writing its turns one by one");
-                }
-                for (turn, reply) in batch.drain(..) {
-                    let result = match write_batch(&db, &[&turn]).await {
-                        Ok(totals) => {
-                            let total = totals.get(&turn.who.user_id).copied().unwrap_or(0.0);
-                            let _ = usage.remember_total(&turn.who, total).await;
-                            Ok(total)
-                        }
-                        Err(e) => Err(e),
-                    };
-                    let _ = reply.send(result);
+                tracing::error!(error = %e, turns = batch.len(), "cannot write a batch of turns");
+                for (_, reply) in batch.drain(..) {
+                    let why = format!("cannot save the turn: {e}");
+                    let _ = reply.send(Err(StorageError::Internal(why)));
                 }
             }
         }
     }
 }
 
-/// Writes `turns` in one transaction; returns each user's running total after it.
-async fn write_batch(db: &Db, turns: &[&TurnWrite]) -> Result<HashMap<Uuid, f64>, StorageError> {
+/// Writes `turns` in one transaction with a fixed number of statements per batch; returns
+/// each turn's outcome (a turn whose session is gone fails alone, writing nothing) with its
+/// user's running total.
+async fn write_batch(
+    db: &Db,
+    turns: &[&TurnWrite],
+) -> Result<Vec<Result<f64, StorageError>>, StorageError> {
     // A system transaction, because a batch spans orgs; every statement names its org and
-    // user explicitly (`append_in`, `insert_in`, `add_totals_in`).
+    // user explicitly (`append_many`, `insert_in`, `add_totals_in`).
     let tx = db.system().await?;
+    let appends: Vec<Append> = turns
+        .iter()
+        .map(|t| Append {
+            who: &t.who,
+            session_id: t.session_id,
+            messages: &t.messages,
+            context: &t.context,
+            first_query: t.first_query.as_deref(),
+        })
+        .collect();
+    let appended = append_many(tx.conn(), &appends).await?;
     let mut per_user: HashMap<Uuid, (&Principal, i64, f64)> = HashMap::new();
-    for turn in turns {
-        let content = (
-            turn.messages.clone(),
-            turn.context.clone(),
-            turn.first_query.as_deref(),
-        );
-        append_in(tx.conn(), db.backend(), &turn.who, turn.session_id, content).await?;
-        insert_in(tx.conn(), &turn.who, &turn.usage).await?;
+    let mut usage: Vec<(&Principal, &UsageRecord)> = Vec::new();
+    for (turn, ok) in turns.iter().zip(&appended) {
         let entry = per_user
             .entry(turn.who.user_id)
             .or_insert((&turn.who, 0, 0.0));
-        entry.1 += turn.usage.len() as i64;
-        entry.2 += turn.usage.iter().map(|u| u.cost_usd).sum::<f64>();
+        if ok.is_ok() {
+            entry.1 += turn.usage.len() as i64;
+            entry.2 += turn.usage.iter().map(|u| u.cost_usd).sum::<f64>();
+            usage.extend(turn.usage.iter().map(|u| (&turn.who, u)));
+        }
     }
+    insert_in(tx.conn(), &usage).await?;
     let mut totals = HashMap::new();
     for (user_id, (who, calls, cost)) in per_user {
         if calls > 0 {
@@ -135,5 +141,9 @@ async fn write_batch(db: &Db, turns: &[&TurnWrite]) -> Result<HashMap<Uuid, f64>
         totals.insert(user_id, total_in(tx.conn(), who).await?);
     }
     tx.commit().await?;
-    Ok(totals)
+    Ok(appended
+        .into_iter()
+        .zip(turns)
+        .map(|(ok, turn)| ok.map(|()| totals.get(&turn.who.user_id).copied().unwrap_or(0.0)))
+        .collect())
 }

@@ -88,7 +88,7 @@ impl LlmUsage {
     pub async fn record(&self, who: &Principal, rec: UsageRecord) -> Result<f64, StorageError> {
         rec.check()?;
         let tx = self.db.org(who.org_id).await?;
-        insert_in(tx.conn(), who, std::slice::from_ref(&rec)).await?;
+        insert_in(tx.conn(), &[(who, &rec)]).await?;
         add_totals_in(tx.conn(), who, 1, rec.cost_usd).await?;
         let total = total_in(tx.conn(), who).await?;
         tx.commit().await?;
@@ -248,17 +248,25 @@ impl UsageRecord {
     }
 }
 
-/// Inserts `who`'s call rows inside the caller's transaction.
+/// Inserts call rows (each with its user) inside the caller's transaction, in bounded
+/// multi-row statements.
 pub(crate) async fn insert_in<C: ConnectionTrait>(
     conn: &C,
-    who: &Principal,
-    recs: &[UsageRecord],
+    recs: &[(&Principal, &UsageRecord)],
 ) -> Result<(), StorageError> {
-    if recs.is_empty() {
-        return Ok(());
-    }
     let now = Utc::now();
-    let rows = recs.iter().map(|rec| llm_usage::ActiveModel {
+    for chunk in recs.chunks(1000) {
+        insert_chunk(conn, chunk, now).await?;
+    }
+    Ok(())
+}
+
+async fn insert_chunk<C: ConnectionTrait>(
+    conn: &C,
+    recs: &[(&Principal, &UsageRecord)],
+    now: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    let rows = recs.iter().map(|(who, rec)| llm_usage::ActiveModel {
         id: Set(Uuid::now_v7()),
         org_id: Set(who.org_id),
         user_id: Set(who.user_id),

@@ -3,6 +3,7 @@
 
 pub mod api_tokens;
 pub mod audit_log;
+pub mod chat_messages;
 pub mod chat_sessions;
 pub mod command_policies;
 pub mod llm_usage;
@@ -35,6 +36,7 @@ org_scoped!(
     api_tokens => OrgId,
     user_preferences => OrgId,
     chat_sessions => OrgId,
+    chat_messages => OrgId,
     llm_usage => OrgId,
     llm_usage_totals => OrgId,
     audit_log => OrgId,
@@ -48,6 +50,7 @@ pub const ORG_SCOPED_TABLES: &[(&str, &str)] = &[
     ("api_tokens", "org_id"),
     ("user_preferences", "org_id"),
     ("chat_sessions", "org_id"),
+    ("chat_messages", "org_id"),
     ("llm_usage", "org_id"),
     ("llm_usage_totals", "org_id"),
     ("audit_log", "org_id"),

@@ -5,6 +5,7 @@
 mod m0001_foundation;
 mod m0002_command_policies;
 mod m0003_usage_totals;
+mod m0004_chat_messages;
 
 use sea_orm_migration::prelude::*;
 pub use sea_orm_migration::MigratorTrait;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_foundation::Migration),
             Box::new(m0002_command_policies::Migration),
             Box::new(m0003_usage_totals::Migration),
+            Box::new(m0004_chat_messages::Migration),
         ]
     }
 }
