@@ -9,6 +9,10 @@
 //! Bounded: SESSIONS sessions (default 2000) with TURNS turns each (default 5), CONCURRENCY
 //! clients at a time (default 64).
 
+// The node's allocator, so the figures are the node's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod common;
 
 use std::sync::Arc;

@@ -242,17 +242,34 @@ impl Sessions {
         who: &Principal,
         id: Uuid,
     ) -> Result<Vec<serde_json::Value>, StorageError> {
-        let tx = self.db.org(who.org_id).await?;
-        let row = tx
-            .select::<chat_sessions::Entity>()
+        // Two hot reads, no transaction: only this session's actor appends to it, and it is
+        // the one reading (a new session actor loads its context once, then keeps it).
+        let session = org_select::<chat_sessions::Entity>(who.org_id)
+            .select_only()
+            .column(chat_sessions::Column::LlmContextHistory)
             .filter(chat_sessions::Column::Id.eq(id))
             .filter(chat_sessions::Column::UserId.eq(who.user_id))
             .filter(chat_sessions::Column::DeletedAt.is_null())
-            .one(tx.conn())
-            .await?
-            .ok_or(StorageError::NotFound("session"))?;
-        let context = entries(tx.conn(), who.org_id, id, row.llm_context_history, CONTEXT).await?;
-        tx.commit().await?;
+            .into_query();
+        let row = self.db.org_query(who.org_id, &session).await?;
+        let legacy: serde_json::Value = row
+            .first()
+            .ok_or(StorageError::NotFound("session"))?
+            .try_get("", "llm_context_history")?;
+        let appended = org_select::<chat_messages::Entity>(who.org_id)
+            .select_only()
+            .column(chat_messages::Column::Body)
+            .filter(chat_messages::Column::SessionId.eq(id))
+            .filter(chat_messages::Column::Kind.eq(CONTEXT))
+            .order_by_asc(chat_messages::Column::Id)
+            .into_query();
+        let mut context = match legacy {
+            serde_json::Value::Array(items) => items,
+            _ => Vec::new(),
+        };
+        for r in self.db.org_query(who.org_id, &appended).await? {
+            context.push(r.try_get("", "body")?);
+        }
         Ok(context)
     }
 }

@@ -36,18 +36,33 @@ pub struct TurnWrite {
 
 type Job = (TurnWrite, oneshot::Sender<Result<f64, StorageError>>);
 
-/// Handle to the writer task; cheap to clone. The task ends when every handle is dropped.
+/// Handle to the writer tasks; cheap to clone. The tasks end when every handle is dropped.
 #[derive(Clone, Debug)]
 pub struct TurnWriter {
-    jobs: mpsc::Sender<Job>,
+    /// One queue per writer task; a session always goes to the same one, so its turns are
+    /// written in order.
+    shards: std::sync::Arc<[mpsc::Sender<Job>]>,
 }
 
 impl TurnWriter {
+    /// SQLite has one connection, so one writer; PostgreSQL gets two, committing in parallel
+    /// on two of the pool's connections (the rest stay free for requests).
     pub fn start(db: Db, cache: Cache) -> TurnWriter {
-        let (jobs, rx) = mpsc::channel(MAX_BATCH * 4);
+        let writers = match db.backend() {
+            sea_orm::DbBackend::Postgres => 2,
+            _ => 1,
+        };
         let usage = LlmUsage::new(db.clone(), cache);
-        tokio::spawn(run(db, usage, rx));
-        TurnWriter { jobs }
+        let shards: Vec<mpsc::Sender<Job>> = (0..writers)
+            .map(|_| {
+                let (jobs, rx) = mpsc::channel(MAX_BATCH * 4);
+                tokio::spawn(run(db.clone(), usage.clone(), rx));
+                jobs
+            })
+            .collect();
+        TurnWriter {
+            shards: shards.into(),
+        }
     }
 
     /// Persists `turn` and returns the user's running total cost after it.
@@ -56,7 +71,8 @@ impl TurnWriter {
             rec.check()?;
         }
         let (reply, answer) = oneshot::channel();
-        self.jobs
+        let shard = (turn.session_id.as_u128() % self.shards.len() as u128) as usize;
+        self.shards[shard]
             .send((turn, reply))
             .await
             .map_err(|_| StorageError::Internal("the turn writer has stopped".into()))?;
@@ -134,6 +150,10 @@ async fn write_batch(
     }
     insert_in(tx.conn(), &usage).await?;
     let mut totals = HashMap::new();
+    // Users in one fixed order: two writers updating the same users' totals then take the row
+    // locks in the same order and cannot deadlock.
+    let mut per_user: Vec<_> = per_user.into_iter().collect();
+    per_user.sort_unstable_by_key(|(user_id, _)| *user_id);
     for (user_id, (who, calls, cost)) in per_user {
         if calls > 0 {
             add_totals_in(tx.conn(), who, calls, cost).await?;
