@@ -3,7 +3,10 @@
 //! the turn added before it stops (its session then sends `END`); and turns a panic inside the
 //! turn into an `error` frame instead of silence.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use futures::FutureExt;
 
 use aurora_models::llm::ChatMessage;
 use chrono::{DateTime, Utc};
@@ -14,6 +17,14 @@ use crate::protocol::{Decision, ErrorCode, FrameSink, ServerFrame, UsageInfoData
 use crate::turn::{run_turn, TurnDeps, TurnInput, TurnIo};
 use crate::{ActorSnapshot, Mailbox};
 use aurora_storage::turns::TurnWrite;
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
 
 /// The stop reason of a run whose turn panicked (its session counts it as a failure).
 pub const RUN_CRASHED: &str = "turn crashed";
@@ -58,22 +69,11 @@ impl Actor for AgentRunActor {
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let cancel_tx = Arc::new(cancel_tx);
         let session_id = args.input.session_id;
-        // The turn timeout cancels the turn the way a client would, so the partial answer is
-        // kept, and then says why.
-        let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let timer = {
-            let (cancel, timed_out, limit) =
-                (cancel_tx.clone(), timed_out.clone(), args.deps.turn_timeout);
-            tokio::spawn(async move {
-                tokio::time::sleep(limit).await;
-                timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
-                let _ = cancel.send(true);
-            })
-        };
         let frames = args.frames.clone();
         let mailbox = args.mailbox.clone();
         let supervisor = myself.get_cell();
-        let work = tokio::spawn(async move {
+        let cancel = cancel_tx.clone();
+        let work = async move {
             let mut io = TurnIo {
                 frames: args.frames.clone(),
                 decisions: decisions_rx,
@@ -82,9 +82,20 @@ impl Actor for AgentRunActor {
             };
             // Tests inject a crash of the run here (a no-op unless configured).
             fail::fail_point!("agent-run");
-            let outcome = run_turn(&args.deps, &args.input, &mut io).await;
-            timer.abort();
-            if timed_out.load(std::sync::atomic::Ordering::SeqCst) {
+            // The turn timeout cancels the turn the way a client would, so the partial answer
+            // is kept, and then says why.
+            let turn = run_turn(&args.deps, &args.input, &mut io);
+            tokio::pin!(turn);
+            let mut timed_out = false;
+            let outcome = tokio::select! {
+                outcome = &mut turn => outcome,
+                _ = tokio::time::sleep(args.deps.turn_timeout) => {
+                    timed_out = true;
+                    let _ = cancel.send(true);
+                    turn.await
+                }
+            };
+            if timed_out {
                 let text = format!(
                     "the turn timed out after {} s",
                     args.deps.turn_timeout.as_secs()
@@ -132,12 +143,14 @@ impl Actor for AgentRunActor {
                         .await;
                 }
             }
-        });
-        // Whatever happens to the turn, the actor stops; its session then sends END, after it
-        // has marked itself free, so a client reacting to END never meets SESSION_BUSY.
+        };
+        // One task for the whole turn. Whatever happens to it, the actor stops; its session
+        // then sends END, after it has marked itself free, so a client reacting to END never
+        // meets SESSION_BUSY. A panic in the turn is caught here and reported.
         tokio::spawn(async move {
             let mut reason = "turn finished";
-            if let Err(e) = work.await {
+            if let Err(panic) = AssertUnwindSafe(work).catch_unwind().await {
+                let e = panic_text(&panic);
                 tracing::error!(error = %e, %session_id, "agent run crashed");
                 reason = RUN_CRASHED;
                 let _ = frames
