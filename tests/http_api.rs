@@ -464,14 +464,28 @@ async fn llm_usage_summaries(backend: Backend) {
     let (_, s1) = t.post("/chat_api/sessions", Some(&token), json!({})).await;
     let session: uuid::Uuid = s1["id"].as_str().unwrap().parse().unwrap();
     let who = t.principal(&token).await;
-    // The chat runtime records calls like this; here the test stands in for it.
+    // The chat runtime saves calls with their turn through the turn writer; here the test
+    // stands in for the turns (no messages, one call each).
     let cache = match backend {
         Backend::Postgres => {
             Cache::Redis(aurora_storage::redis::RedisPool::new(&common::redis_url()).unwrap())
         }
         Backend::Sqlite => Cache::local(),
     };
-    let usage = LlmUsage::new(t.node().db().clone(), cache);
+    let usage = LlmUsage::new(t.node().db().clone(), cache.clone());
+    let writer = aurora_storage::turns::TurnWriter::start(t.node().db().clone(), cache);
+    let record = |who: &aurora_storage::auth::Principal, rec: UsageRecord| {
+        let turn = aurora_storage::turns::TurnWrite {
+            who: who.clone(),
+            session_id: session,
+            messages: vec![],
+            context: vec![],
+            first_query: None,
+            usage: vec![rec],
+        };
+        let writer = writer.clone();
+        async move { writer.save(turn).await }
+    };
     let rec = |session_id, model: &str, i, o, cost| UsageRecord {
         session_id,
         provider: "openai".into(),
@@ -481,43 +495,29 @@ async fn llm_usage_summaries(backend: Backend) {
         cost_usd: cost,
     };
     assert!(
-        (usage
-            .record(&who, rec(Some(session), "gpt-4o", 1000, 100, 0.0035))
+        (record(&who, rec(Some(session), "gpt-4o", 1000, 100, 0.0035))
             .await
             .unwrap()
             - 0.0035)
             .abs()
             < 1e-12
     );
-    usage
-        .record(&who, rec(Some(session), "gpt-4o", 2000, 200, 0.007))
+    record(&who, rec(Some(session), "gpt-4o", 2000, 200, 0.007))
         .await
         .unwrap();
-    let total = usage
-        .record(&who, rec(None, "gpt-4o-mini", 500, 50, 0.0001))
+    let total = record(&who, rec(None, "gpt-4o-mini", 500, 50, 0.0001))
         .await
         .unwrap();
     assert!((total - 0.0106).abs() < 1e-9, "{total}");
-    assert!(usage
-        .record(&who, rec(None, "x", 1, 1, f64::NAN))
-        .await
-        .is_err());
+    assert!(record(&who, rec(None, "x", 1, 1, f64::NAN)).await.is_err());
 
     // Concurrent calls: the running total is exact and matches a fresh read from the database.
     let calls: Vec<_> = (0..16)
-        .map(|_| {
-            let (usage, who) = (usage.clone(), who.clone());
-            tokio::spawn(async move {
-                usage
-                    .record(&who, rec(None, "gpt-4o-mini", 10, 1, 0.001))
-                    .await
-                    .unwrap()
-            })
-        })
+        .map(|_| tokio::spawn(record(&who, rec(None, "gpt-4o-mini", 10, 1, 0.001))))
         .collect();
     let mut highest = 0.0f64;
     for c in calls {
-        highest = highest.max(c.await.unwrap());
+        highest = highest.max(c.await.unwrap().unwrap());
     }
     assert!((highest - 0.0266).abs() < 1e-9, "{highest}");
     let fresh = LlmUsage::new(t.node().db().clone(), Cache::local());
@@ -564,7 +564,11 @@ mod usage {
 }
 
 async fn turn_history_is_persisted(backend: Backend) {
+    use aurora_storage::auth::Principal;
+    use aurora_storage::cache::Cache;
     use aurora_storage::sessions::Sessions;
+    use aurora_storage::turns::{TurnWrite, TurnWriter};
+    use serde_json::Value;
     let t = TestNode::start(backend).await;
     let token = t.register("h@acme.io", "Acme").await;
     let who = t.principal(&token).await;
@@ -572,30 +576,39 @@ async fn turn_history_is_persisted(backend: Backend) {
     assert_eq!(created["title"], "New chat");
     let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
     let sessions = Sessions::new(t.node().db().clone());
+    let writer = TurnWriter::start(t.node().db().clone(), Cache::local());
+    let save = |who: &Principal, messages: Vec<Value>, context: Vec<Value>, first: Option<&str>| {
+        let turn = TurnWrite {
+            who: who.clone(),
+            session_id: id,
+            messages,
+            context,
+            first_query: first.map(str::to_string),
+            usage: vec![],
+        };
+        let writer = writer.clone();
+        async move { writer.save(turn).await }
+    };
     let turn = vec![
         json!({ "role": "user", "content": "Why   is checkout\nslow?" }),
         json!({ "role": "assistant", "content": "The database is saturated." }),
     ];
-    sessions
-        .append_turn(
-            &who,
-            id,
-            turn.clone(),
-            turn.clone(),
-            Some("Why   is checkout\nslow?"),
-        )
-        .await
-        .unwrap();
-    sessions
-        .append_turn(
-            &who,
-            id,
-            vec![json!({ "role": "user", "content": "and now?" })],
-            vec![json!({ "role": "user", "content": "and now?" })],
-            Some("and now?"),
-        )
-        .await
-        .unwrap();
+    save(
+        &who,
+        turn.clone(),
+        turn.clone(),
+        Some("Why   is checkout\nslow?"),
+    )
+    .await
+    .unwrap();
+    save(
+        &who,
+        vec![json!({ "role": "user", "content": "and now?" })],
+        vec![json!({ "role": "user", "content": "and now?" })],
+        Some("and now?"),
+    )
+    .await
+    .unwrap();
     let (_, body) = t
         .get(&format!("/chat_api/sessions/{id}"), Some(&token))
         .await;
@@ -618,10 +631,7 @@ async fn turn_history_is_persisted(backend: Backend) {
         user_id: uuid::Uuid::now_v7(),
         ..who.clone()
     };
-    assert!(sessions
-        .append_turn(&other, id, turn.clone(), vec![], None)
-        .await
-        .is_err());
+    assert!(save(&other, turn.clone(), vec![], None).await.is_err());
     t.call(
         Method::DELETE,
         &format!("/chat_api/sessions/{id}"),
@@ -629,10 +639,7 @@ async fn turn_history_is_persisted(backend: Backend) {
         None,
     )
     .await;
-    assert!(sessions
-        .append_turn(&who, id, turn, vec![], None)
-        .await
-        .is_err());
+    assert!(save(&who, turn, vec![], None).await.is_err());
     t.stop().await;
 }
 

@@ -6,8 +6,8 @@ mod common;
 use aurora_config::DatabaseConfig;
 use aurora_storage::cache::Cache;
 use aurora_storage::entities::{chat_sessions, ORG_SCOPED_TABLES};
-use aurora_storage::sessions::Sessions;
-use aurora_storage::usage::{LlmUsage, UsageRecord};
+use aurora_storage::turns::{TurnWrite, TurnWriter};
+use aurora_storage::usage::UsageRecord;
 use aurora_storage::Db;
 use common::{Backend, TestDb, TestNode};
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
@@ -43,22 +43,26 @@ async fn two_orgs(t: &TestNode) -> (Uuid, Uuid) {
         assert_eq!(status, reqwest::StatusCode::CREATED);
         let (_, me) = t.get("/api/auth/me", Some(&token)).await;
         let org_id: Uuid = me["org_id"].as_str().unwrap().parse().unwrap();
-        // Usage as the chat runtime records it: the row and the user's running total.
-        let who = t.principal(&token).await;
-        let usage = LlmUsage::new(t.node().db().clone(), Cache::local());
-        let record = UsageRecord {
-            session_id: None,
-            provider: "openai".into(),
-            model: "gpt-4o".into(),
-            input_tokens: 10,
-            output_tokens: 20,
-            cost_usd: 0.001,
-        };
-        usage.record(&who, record).await.unwrap();
-        // And a turn in the session (history and model context rows).
+        // A turn as the chat runtime saves it: history and context rows, a usage row, the
+        // user's running total.
         let turn = vec![json!({ "role": "user", "content": format!("{org} is down") })];
-        Sessions::new(t.node().db().clone())
-            .append_turn(&who, session_id, turn.clone(), turn, None)
+        let write = TurnWrite {
+            who: t.principal(&token).await,
+            session_id,
+            messages: turn.clone(),
+            context: turn,
+            first_query: None,
+            usage: vec![UsageRecord {
+                session_id: Some(session_id),
+                provider: "openai".into(),
+                model: "gpt-4o".into(),
+                input_tokens: 10,
+                output_tokens: 20,
+                cost_usd: 0.001,
+            }],
+        };
+        TurnWriter::start(t.node().db().clone(), Cache::local())
+            .save(write)
             .await
             .unwrap();
         orgs.push(org_id);

@@ -117,8 +117,16 @@ async fn legacy_arrays_come_first(backend: Backend) {
         .unwrap();
     tx.commit().await.unwrap();
     let new = vec![json!({ "role": "user", "content": "new question" })];
-    sessions
-        .append_turn(&who, id, new.clone(), new, Some("new question"))
+    let turn = TurnWrite {
+        who: who.clone(),
+        session_id: id,
+        messages: new.clone(),
+        context: new,
+        first_query: Some("new question".into()),
+        usage: vec![],
+    };
+    TurnWriter::start(db.clone(), Cache::local())
+        .save(turn)
         .await
         .unwrap();
     let context = sessions.llm_context(&who, id).await.unwrap();

@@ -212,30 +212,6 @@ impl Sessions {
 const AUTO_TITLE_CHARS: usize = 80;
 
 impl Sessions {
-    /// Appends one turn to the caller's live session, in one transaction: `messages` (display
-    /// history; each gets a `timestamp`) and `context` (what the model sees next time) are
-    /// written together, and a session still called "New chat" is named after `first_query`.
-    pub async fn append_turn(
-        &self,
-        who: &Principal,
-        id: Uuid,
-        messages: Vec<serde_json::Value>,
-        context: Vec<serde_json::Value>,
-        first_query: Option<&str>,
-    ) -> Result<(), StorageError> {
-        let tx = self.db.org(who.org_id).await?;
-        let turn = Append {
-            who,
-            session_id: id,
-            messages: &messages,
-            context: &context,
-            first_query,
-        };
-        let mut results = append_many(tx.conn(), &[turn]).await?;
-        results.pop().expect("one result per turn")?;
-        tx.commit().await
-    }
-
     /// What the model has seen in this session so far, to rebuild a session's context.
     pub async fn llm_context(
         &self,

@@ -84,18 +84,6 @@ impl LlmUsage {
         LlmUsage { db, cache }
     }
 
-    /// Writes one call and returns the user's new running total.
-    pub async fn record(&self, who: &Principal, rec: UsageRecord) -> Result<f64, StorageError> {
-        rec.check()?;
-        let tx = self.db.org(who.org_id).await?;
-        insert_in(tx.conn(), &[(who, &rec)]).await?;
-        add_totals_in(tx.conn(), who, 1, rec.cost_usd).await?;
-        let total = total_in(tx.conn(), who).await?;
-        tx.commit().await?;
-        self.remember_total(who, total).await?;
-        Ok(total)
-    }
-
     /// Puts a total just read or written in the cache. Totals only grow, so a raise can never
     /// put back an older total written by a slower concurrent call.
     pub(crate) async fn remember_total(
