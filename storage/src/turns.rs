@@ -95,10 +95,20 @@ async fn run(db: Db, usage: LlmUsage, mut rx: mpsc::Receiver<Job>) {
         let turns: Vec<&TurnWrite> = batch.iter().map(|(t, _)| t).collect();
         match write_batch(&db, &turns).await {
             Ok(outcomes) => {
-                for ((turn, reply), outcome) in batch.drain(..).zip(outcomes) {
-                    if let Ok(total) = &outcome {
-                        let _ = usage.remember_total(&turn.who, *total).await;
+                // Each user's new total goes to the cache once per batch, not once per turn,
+                // and before anyone is answered, so an answered caller never reads an older one.
+                let mut totals: HashMap<Uuid, (&Principal, f64)> = HashMap::new();
+                for ((turn, _), outcome) in batch.iter().zip(&outcomes) {
+                    if let Ok(total) = outcome {
+                        totals.insert(turn.who.user_id, (&turn.who, *total));
                     }
+                }
+                for (who, total) in totals.into_values() {
+                    if let Err(e) = usage.remember_total(who, total).await {
+                        tracing::warn!(error = %e, "cannot cache a running total");
+                    }
+                }
+                for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
                     let _ = reply.send(outcome);
                 }
             }
