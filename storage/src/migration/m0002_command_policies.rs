@@ -1,6 +1,5 @@
 //! Per-org allow/deny rules for the commands agents run.
 
-use sea_orm::{ConnectionTrait, DbBackend};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
@@ -39,11 +38,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        if manager.get_database_backend() == DbBackend::Postgres {
-            for sql in super::rls_statements("command_policies", "org_id") {
-                manager.get_connection().execute_unprepared(&sql).await?;
-            }
-        }
+        super::enable_rls(manager, "command_policies", "org_id").await?;
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! Each user's running LLM usage total, kept in step with `llm_usage` inside the same
 //! transaction, so reading a total never aggregates a user's whole history.
 
-use sea_orm::{ConnectionTrait, DbBackend};
+use sea_orm::ConnectionTrait;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
@@ -43,11 +43,7 @@ impl MigrationTrait for Migration {
              FROM llm_usage GROUP BY user_id, org_id",
         )
         .await?;
-        if manager.get_database_backend() == DbBackend::Postgres {
-            for sql in super::rls_statements("llm_usage_totals", "org_id") {
-                conn.execute_unprepared(&sql).await?;
-            }
-        }
+        super::enable_rls(manager, "llm_usage_totals", "org_id").await?;
         Ok(())
     }
 

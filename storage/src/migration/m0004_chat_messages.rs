@@ -3,7 +3,6 @@
 //! could not be written in one statement. The arrays stay as each session's legacy prefix;
 //! new entries are rows.
 
-use sea_orm::{ConnectionTrait, DbBackend};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
@@ -50,11 +49,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        if manager.get_database_backend() == DbBackend::Postgres {
-            for sql in super::rls_statements("chat_messages", "org_id") {
-                manager.get_connection().execute_unprepared(&sql).await?;
-            }
-        }
+        super::enable_rls(manager, "chat_messages", "org_id").await?;
         Ok(())
     }
 

@@ -23,6 +23,22 @@ impl MigratorTrait for Migrator {
     }
 }
 
+/// Puts `table` under row-level security by `column` on PostgreSQL (SQLite has none; the
+/// repository layer's org filter stands in there).
+pub(crate) async fn enable_rls(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    column: &str,
+) -> Result<(), DbErr> {
+    use sea_orm::{ConnectionTrait, DbBackend};
+    if manager.get_database_backend() == DbBackend::Postgres {
+        for sql in rls_statements(table, column) {
+            manager.get_connection().execute_unprepared(&sql).await?;
+        }
+    }
+    Ok(())
+}
+
 /// The row-level-security policy of one org-scoped table: a row is visible and writable only when
 /// the transaction's `aurora.org_id` names its org, or in an explicit system transaction. With
 /// neither set (a query that bypassed the repository layer) nothing is visible: it fails closed.
