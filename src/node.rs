@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use aurora_actors::knowledge::KnowledgeBase;
 use aurora_actors::tools::cloud_exec::CloudExec;
 use aurora_actors::tools::terraform::Terraform;
 use aurora_actors::turn::TurnDeps;
@@ -11,11 +12,13 @@ use aurora_actors::Mailbox;
 use aurora_actors::{ActorSnapshot, HealthReport};
 use aurora_config::{Config, DatabaseConfig, LogFormat};
 use aurora_edges::{serve_http, serve_ws, HttpServer, HttpState, WsServer, WsState};
+use aurora_models::embeddings::{Embedder, EmbeddingPool, ModelSource, PoolConfig};
 use aurora_models::llm::{self, HttpPolicy};
 use aurora_models::pricing::PriceTable;
 use aurora_storage::audit::Audit;
 use aurora_storage::auth::Accounts;
 use aurora_storage::cache::Cache;
+use aurora_storage::knowledge::Knowledge;
 use aurora_storage::objects::{ObjectStore, S3Settings};
 use aurora_storage::policies::Policies;
 use aurora_storage::preferences::Preferences;
@@ -25,6 +28,7 @@ use aurora_storage::tickets::Tickets;
 use aurora_storage::turns::TurnWriter;
 use aurora_storage::usage::LlmUsage;
 use aurora_storage::Db;
+use aurora_supervisors::ingest::IngestArgs;
 use aurora_supervisors::sessions::{SessionsArgs, SessionsMsg};
 use aurora_supervisors::{Backoff, NodeArgs, NodeMsg, NodeSupervisor, SessionsHandle};
 use ractor::{Actor, ActorRef};
@@ -56,6 +60,7 @@ fn sessions_args(
     cache: &Cache,
     objects: &ObjectStore,
     llm: Arc<dyn llm::LlmProvider>,
+    knowledge: Option<Arc<KnowledgeBase>>,
 ) -> anyhow::Result<SessionsArgs> {
     let chat = &config.chat;
     let prices = PriceTable::with_overrides(chat.llm_prices.as_deref().unwrap_or(""))
@@ -78,6 +83,7 @@ fn sessions_args(
             exec: cloud_exec.clone(),
             store: objects.clone(),
         },
+        knowledge,
         cloud_exec,
         policies: Policies::new(db.clone()),
         writer: TurnWriter::start(db.clone(), cache.clone()),
@@ -180,6 +186,49 @@ async fn open_objects(config: &Config) -> anyhow::Result<ObjectStore> {
     }
 }
 
+/// The knowledge base, when an embedding model can be had: a bad `EMBEDDING_MODEL_DIR` stops
+/// the node (it was asked for explicitly); a model missing from the hub cache with no way to
+/// download it only disables the knowledge base, with a warning.
+async fn open_knowledge(
+    config: &Config,
+    db: &Db,
+    objects: &ObjectStore,
+) -> anyhow::Result<Option<Arc<KnowledgeBase>>> {
+    let source = ModelSource {
+        dir: config.embedding_model_dir.clone(),
+        repo: config.kb.model_repo.clone(),
+        revision: config.kb.model_revision.clone(),
+        offline: config.kb.hub_offline,
+        cache: None,
+    };
+    let dir = match source.resolve().await {
+        Ok(dir) => dir,
+        Err(e) if config.embedding_model_dir.is_some() => {
+            return Err(e).context("cannot load the embedding model")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no embedding model: the knowledge base is disabled");
+            return Ok(None);
+        }
+    };
+    let started = Instant::now();
+    let embedder = tokio::task::spawn_blocking(move || Embedder::load(&dir))
+        .await
+        .context("embedding model loader panicked")?
+        .context("cannot load the embedding model")?;
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        "embedding model loaded"
+    );
+    let pool = EmbeddingPool::start(Arc::new(embedder), PoolConfig::default());
+    Ok(Some(KnowledgeBase::new(
+        Knowledge::new(db.clone()),
+        pool,
+        objects.clone(),
+        config.kb.max_upload_bytes,
+    )))
+}
+
 impl Node {
     /// Opens storage, migrates, starts the supervision tree and binds the HTTP edge.
     pub async fn start(config: Config) -> anyhow::Result<Node> {
@@ -203,11 +252,25 @@ impl Node {
             ),
             None => None,
         };
+        let knowledge = open_knowledge(&config, &db, &objects).await?;
         let (health_tx, health_rx) = watch::channel(HealthReport::starting());
         let sessions_args = match &llm {
-            Some(llm) => Some(sessions_args(&config, &db, &cache, &objects, llm.clone())?),
+            Some(llm) => Some(sessions_args(
+                &config,
+                &db,
+                &cache,
+                &objects,
+                llm.clone(),
+                knowledge.clone(),
+            )?),
             None => None,
         };
+        let ingest_args = knowledge.as_ref().map(|kb| IngestArgs {
+            kb: kb.clone(),
+            stuck_after: Duration::from_secs(config.kb.stuck_secs),
+            sweep_every: Duration::from_secs(config.kb.sweep_secs),
+        });
+        let (ingest_tx, ingest) = watch::channel(None);
         let (sessions_tx, sessions) = watch::channel(None);
         let http_addr = SocketAddr::new(config.bind_addr, config.http_port);
         let node_name = format!("aurora@{http_addr}");
@@ -222,6 +285,8 @@ impl Node {
                 health: Arc::new(health_tx),
                 sessions: sessions_args,
                 sessions_handle: Arc::new(sessions_tx),
+                ingest: ingest_args,
+                ingest_handle: Arc::new(ingest_tx),
                 backoff: Backoff::DEFAULT,
             },
         )
@@ -236,6 +301,9 @@ impl Node {
             tickets: Tickets::new(&secret, cache.clone(), WS_TICKET_TTL),
             usage: LlmUsage::new(db.clone(), cache.clone()),
             policies: Policies::new(db.clone()),
+            knowledge: knowledge.clone(),
+            kb_store: Knowledge::new(db.clone()),
+            ingest,
             llm: llm.clone(),
             health: health_rx.clone(),
             started,

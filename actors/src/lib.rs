@@ -5,6 +5,8 @@
 
 pub mod agent_run;
 pub mod health;
+pub mod kb_ingest;
+pub mod knowledge;
 pub mod mailbox;
 pub mod protocol;
 pub mod session;

@@ -20,12 +20,14 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
+use crate::knowledge::KnowledgeBase;
 use crate::protocol::{
     ConfirmationData, Decision, ErrorCode, FrameSink, MessageData, Mode, ServerFrame,
     SessionTotals, ToolCallData, ToolErrorData, ToolResultData, UsageData,
 };
 use crate::tool_execution::{execute, ToolJob};
 use crate::tools::cloud_exec::{self, CloudExec};
+use crate::tools::knowledge_search;
 use crate::tools::terraform::{self, Owner, Terraform};
 use crate::tools::ToolError;
 
@@ -36,6 +38,8 @@ pub struct TurnDeps {
     pub prices: PriceTable,
     pub cloud_exec: CloudExec,
     pub terraform: Terraform,
+    /// The org knowledge base the agent can search (absent when no embedding model is loaded).
+    pub knowledge: Option<Arc<KnowledgeBase>>,
     pub policies: Policies,
     pub audit: Audit,
     /// Persists finished turns (history and usage) with group commit.
@@ -96,15 +100,23 @@ struct Prepared {
     /// False when the call changes something even if the gate allows it (terraform write):
     /// ask mode refuses those.
     read_only: bool,
+    /// False for tools that only read the org's own data (knowledge search): the command
+    /// policy gate, which judges infrastructure commands, does not apply to them.
+    gated: bool,
     job: ToolJob,
 }
 
-/// The tools offered to the model: ask mode offers only those that can run read-only.
-pub fn tools_for(mode: Mode) -> Vec<aurora_models::llm::ToolSpec> {
-    match mode {
+/// The tools offered to the model: ask mode offers only those that can run read-only; the
+/// knowledge-base search only when the node has a knowledge base.
+pub fn tools_for(mode: Mode, knowledge: bool) -> Vec<aurora_models::llm::ToolSpec> {
+    let mut tools = match mode {
         Mode::Agent => vec![CloudExec::spec(), Terraform::spec()],
         Mode::Ask => vec![CloudExec::spec()],
+    };
+    if knowledge {
+        tools.push(knowledge_search::spec());
     }
+    tools
 }
 
 enum Step {
@@ -188,7 +200,7 @@ impl Turn<'_> {
         let request = ChatRequest {
             model: self.input.model.clone(),
             messages,
-            tools: tools_for(self.input.mode),
+            tools: tools_for(self.input.mode, self.deps.knowledge.is_some()),
             max_tokens: None,
         };
         let unavailable = |e: aurora_models::llm::LlmError| TurnStatus::Failed {
@@ -339,19 +351,24 @@ impl Turn<'_> {
         let Prepared {
             command,
             read_only,
+            gated,
             job,
         } = prepared;
-        let verdict = match self
-            .deps
-            .policies
-            .check(self.input.who.org_id, &command)
-            .await
-        {
-            Ok(v) => v,
-            Err(e) => {
-                let error = format!("the command policy could not be checked: {e}");
-                self.send(tool_error(error.clone())).await;
-                return error;
+        let verdict = if !gated {
+            Verdict::Allowed
+        } else {
+            match self
+                .deps
+                .policies
+                .check(self.input.who.org_id, &command)
+                .await
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    let error = format!("the command policy could not be checked: {e}");
+                    self.send(tool_error(error.clone())).await;
+                    return error;
+                }
             }
         };
         let running = |status: &str| ServerFrame::ToolCall {
@@ -474,6 +491,7 @@ impl Turn<'_> {
                 Ok(Prepared {
                     command,
                     read_only: true,
+                    gated: true,
                     job,
                 })
             }
@@ -483,7 +501,23 @@ impl Turn<'_> {
                 Ok(Prepared {
                     command: action.command(),
                     read_only: action.is_read_only(),
+                    gated: true,
                     job: Box::new(move || Box::pin(async move { tf.run(&owner, &action).await })),
+                })
+            }
+            knowledge_search::NAME => {
+                let kb = self.deps.knowledge.clone().ok_or_else(|| {
+                    ToolError::InvalidArguments("this node has no knowledge base".into())
+                })?;
+                let (query, limit) = knowledge_search::parse(input)?;
+                let org_id = owner.org_id;
+                Ok(Prepared {
+                    command: format!("{} {query:?}", knowledge_search::NAME),
+                    read_only: true,
+                    gated: false,
+                    job: Box::new(move || {
+                        Box::pin(knowledge_search::run(kb, org_id, query, limit))
+                    }),
                 })
             }
             other => Err(ToolError::InvalidArguments(format!(

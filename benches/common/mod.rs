@@ -115,6 +115,7 @@ impl Bench {
                 exec: cloud_exec.clone(),
                 store: ObjectStore::local(self.dir.path().join("objects")),
             },
+            knowledge: None,
             cloud_exec,
             policies: Policies::new(db.clone()),
             writer: TurnWriter::start(db.clone(), Cache::local()),

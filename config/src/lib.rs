@@ -121,6 +121,22 @@ pub struct Config {
     pub health_interval_ms: u64,
     pub log_format: LogFormat,
     pub chat: ChatConfig,
+    pub kb: KbConfig,
+}
+
+/// The knowledge base: where the embedding model comes from, and ingestion limits.
+#[derive(Clone, Debug)]
+pub struct KbConfig {
+    /// Hub repository of the embedding model (`EMBEDDING_MODEL_DIR` takes precedence).
+    pub model_repo: String,
+    pub model_revision: String,
+    /// Never contact the hub: use `EMBEDDING_MODEL_DIR` or the hub cache only.
+    pub hub_offline: bool,
+    pub max_upload_bytes: u64,
+    /// A document with no ingestion progress for this long is marked failed.
+    pub stuck_secs: u64,
+    /// How often the stuck-document sweep runs.
+    pub sweep_secs: u64,
 }
 
 /// The chat runtime's limits.
@@ -247,6 +263,7 @@ impl Config {
             ));
         }
         let chat = chat_config(&src, &data_dir)?;
+        let kb = kb_config(&src)?;
         let llm_provider: Option<LlmProvider> = src.get("LLM_PROVIDER")?;
         let llm_model: Option<String> = src.get("LLM_MODEL")?;
         if llm_provider.is_some() && llm_model.is_none() {
@@ -258,6 +275,7 @@ impl Config {
         }
         Ok(Config {
             chat,
+            kb,
             http_port: src.get("HTTP_PORT")?.unwrap_or(5080),
             ws_port: src.get("WS_PORT")?.unwrap_or(5006),
             bind_addr: src
@@ -299,6 +317,8 @@ impl Config {
                 data_dir.display().to_string(),
             ),
             ("HTTP_PORT".to_string(), "0".to_string()),
+            // Tests never reach for the model hub; those that need the model name its directory.
+            ("HF_HUB_OFFLINE".to_string(), "1".to_string()),
             ("WS_PORT".to_string(), "0".to_string()),
             ("AURORA_SHUTDOWN_TIMEOUT_SECS".to_string(), "5".to_string()),
             ("AURORA_HEALTH_INTERVAL_MS".to_string(), "200".to_string()),
@@ -413,6 +433,15 @@ impl Config {
                 "AURORA_WS_MAX_FRAME_BYTES",
                 self.chat.ws_max_frame_bytes.to_string(),
             ),
+            ("EMBEDDING_MODEL_REPO", self.kb.model_repo.clone()),
+            ("EMBEDDING_MODEL_REVISION", self.kb.model_revision.clone()),
+            ("HF_HUB_OFFLINE", self.kb.hub_offline.to_string()),
+            (
+                "AURORA_KB_MAX_UPLOAD_BYTES",
+                self.kb.max_upload_bytes.to_string(),
+            ),
+            ("AURORA_KB_STUCK_SECS", self.kb.stuck_secs.to_string()),
+            ("AURORA_KB_SWEEP_SECS", self.kb.sweep_secs.to_string()),
         ]
     }
 }
@@ -458,6 +487,36 @@ fn chat_config(src: &Sources, data_dir: &Path) -> Result<ChatConfig, ConfigError
         rate_limit_window_secs: positive("AURORA_RATE_LIMIT_WINDOW_SECS", 60)?,
         llm_prices: src.get("AURORA_LLM_PRICES")?,
         ws_max_frame_bytes: positive("AURORA_WS_MAX_FRAME_BYTES", 10 * 1024 * 1024)? as usize,
+    })
+}
+
+fn kb_config(src: &Sources) -> Result<KbConfig, ConfigError> {
+    let positive = |key: &'static str, default: u64| -> Result<u64, ConfigError> {
+        let v: u64 = src.get(key)?.unwrap_or(default);
+        if v == 0 {
+            return Err(ConfigError::invalid(key, "0", "must be at least 1"));
+        }
+        Ok(v)
+    };
+    let model_repo: String = src
+        .get("EMBEDDING_MODEL_REPO")?
+        .unwrap_or_else(|| "sentence-transformers/all-MiniLM-L6-v2".into());
+    if model_repo.split('/').count() != 2 || model_repo.contains(char::is_whitespace) {
+        return Err(ConfigError::invalid(
+            "EMBEDDING_MODEL_REPO",
+            &model_repo,
+            "expected owner/name",
+        ));
+    }
+    Ok(KbConfig {
+        model_repo,
+        model_revision: src
+            .get("EMBEDDING_MODEL_REVISION")?
+            .unwrap_or_else(|| "main".into()),
+        hub_offline: src.get_bool("HF_HUB_OFFLINE")?.unwrap_or(false),
+        max_upload_bytes: positive("AURORA_KB_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)?,
+        stuck_secs: positive("AURORA_KB_STUCK_SECS", 180)?,
+        sweep_secs: positive("AURORA_KB_SWEEP_SECS", 180)?,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod cache;
 mod db;
 pub mod entities;
 mod error;
+pub mod knowledge;
 pub mod migration;
 pub mod objects;
 pub mod policies;

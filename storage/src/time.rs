@@ -10,6 +10,14 @@ pub fn rfc3339<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Erro
     s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::Micros, true))
 }
 
+/// [`rfc3339`] for an optional timestamp (`null` when absent).
+pub fn rfc3339_opt<S: Serializer>(ts: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match ts {
+        Some(ts) => rfc3339(ts, s),
+        None => s.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,8 +6,9 @@
 //! failure stop its siblings.
 
 mod backoff;
+pub mod ingest;
 pub mod node;
 pub mod sessions;
 
 pub use backoff::Backoff;
-pub use node::{Child, NodeArgs, NodeMsg, NodeSupervisor, SessionsHandle};
+pub use node::{Child, IngestHandle, NodeArgs, NodeMsg, NodeSupervisor, SessionsHandle};

@@ -1,6 +1,6 @@
 //! `NodeSupervisor`: the root of a node's supervision tree. It owns the node-wide children (the
-//! health monitor and, when an LLM provider is configured, the sessions supervisor; the ingest,
-//! integrations, discovery and cluster supervisors join it as they are built), restarts them
+//! health monitor, the sessions supervisor when an LLM provider is configured, and the ingest
+//! supervisor when an embedding model is loaded; the integrations, discovery and cluster supervisors join it as they are built), restarts them
 //! with backoff, and reports the tree on request. The edges reach the sessions supervisor through
 //! a watch channel the node supervisor updates on every restart, so they never hold a dead ref.
 
@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::watch;
 
+use crate::ingest::{IngestArgs, IngestMsg, IngestSupervisor};
 use crate::sessions::{SessionsArgs, SessionsMsg, SessionsSupervisor};
 use crate::Backoff;
 
@@ -26,6 +27,10 @@ pub(crate) const CHILDREN_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Where the edges find the current sessions supervisor (`None` while it restarts).
 pub type SessionsHandle = watch::Receiver<Option<Counted<SessionsMsg>>>;
 
+/// Where the edges find the current ingest supervisor (`None` while it restarts, or on a node
+/// without a knowledge base).
+pub type IngestHandle = watch::Receiver<Option<ActorRef<IngestMsg>>>;
+
 pub struct NodeArgs {
     pub node_name: String,
     pub db: Db,
@@ -35,6 +40,9 @@ pub struct NodeArgs {
     /// What the sessions supervisor is started with; `None` on a node without an LLM provider.
     pub sessions: Option<SessionsArgs>,
     pub sessions_handle: Arc<watch::Sender<Option<Counted<SessionsMsg>>>>,
+    /// What the ingest supervisor is started with; `None` on a node without a knowledge base.
+    pub ingest: Option<IngestArgs>,
+    pub ingest_handle: Arc<watch::Sender<Option<ActorRef<IngestMsg>>>>,
     pub backoff: Backoff,
 }
 
@@ -43,6 +51,7 @@ pub struct NodeArgs {
 pub enum Child {
     Health,
     Sessions,
+    Ingest,
 }
 
 impl Child {
@@ -50,6 +59,7 @@ impl Child {
         match self {
             Child::Health => "health",
             Child::Sessions => "sessions",
+            Child::Ingest => "ingest",
         }
     }
 }
@@ -72,6 +82,7 @@ pub struct NodeState {
     started_at: DateTime<Utc>,
     health: Slot,
     sessions: Slot,
+    ingest: Slot,
 }
 
 impl NodeState {
@@ -79,6 +90,7 @@ impl NodeState {
         match child {
             Child::Health => &mut self.health,
             Child::Sessions => &mut self.sessions,
+            Child::Ingest => &mut self.ingest,
         }
     }
 
@@ -92,6 +104,8 @@ impl NodeState {
             Some(Child::Health)
         } else if is(&self.sessions) {
             Some(Child::Sessions)
+        } else if is(&self.ingest) {
+            Some(Child::Ingest)
         } else {
             None
         }
@@ -132,6 +146,16 @@ impl NodeSupervisor {
                     .send_replace(Some(Counted::new(sessions, mailbox)));
                 cell
             }
+            Child::Ingest => {
+                let Some(args) = state.args.ingest.clone() else {
+                    return Ok(());
+                };
+                let (ingest, _) =
+                    Actor::spawn_linked(None, IngestSupervisor, args, myself.get_cell()).await?;
+                let cell = ingest.get_cell();
+                state.args.ingest_handle.send_replace(Some(ingest));
+                cell
+            }
         };
         state.slot(child).cell = Some(cell);
         Ok(())
@@ -143,8 +167,14 @@ impl NodeSupervisor {
         child: Child,
         reason: &str,
     ) {
-        if child == Child::Sessions {
-            state.args.sessions_handle.send_replace(None);
+        match child {
+            Child::Sessions => {
+                state.args.sessions_handle.send_replace(None);
+            }
+            Child::Ingest => {
+                state.args.ingest_handle.send_replace(None);
+            }
+            Child::Health => {}
         }
         let backoff = state.args.backoff;
         let slot = state.slot(child);
@@ -184,6 +214,15 @@ impl NodeSupervisor {
                 children.push(snap);
             }
         }
+        if let Some(cell) = &state.ingest.cell {
+            let ingest: ActorRef<IngestMsg> = cell.clone().into();
+            if let Ok(mut snap) =
+                ractor::call_t!(ingest, IngestMsg::Status, STATUS_TIMEOUT.as_millis() as u64)
+            {
+                snap.restarts = state.ingest.restarts;
+                children.push(snap);
+            }
+        }
         ActorSnapshot {
             kind: "node".into(),
             id: state.args.node_name.clone(),
@@ -217,9 +256,14 @@ impl Actor for NodeSupervisor {
                 cell: None,
                 restarts: 0,
             },
+            ingest: Slot {
+                cell: None,
+                restarts: 0,
+            },
         };
         Self::spawn(&myself, &mut state, Child::Health).await?;
         Self::spawn(&myself, &mut state, Child::Sessions).await?;
+        Self::spawn(&myself, &mut state, Child::Ingest).await?;
         Ok(state)
     }
 
@@ -252,6 +296,7 @@ impl Actor for NodeSupervisor {
         state: &mut NodeState,
     ) -> Result<(), ActorProcessingErr> {
         state.args.sessions_handle.send_replace(None);
+        state.args.ingest_handle.send_replace(None);
         myself
             .stop_children_and_wait(Some("shutdown".into()), Some(CHILDREN_STOP_TIMEOUT))
             .await;

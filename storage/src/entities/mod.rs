@@ -6,6 +6,10 @@ pub mod audit_log;
 pub mod chat_messages;
 pub mod chat_sessions;
 pub mod command_policies;
+pub mod kb_chunks;
+pub mod kb_documents;
+pub mod kb_index_versions;
+pub mod kb_memory;
 pub mod llm_usage;
 pub mod llm_usage_totals;
 pub mod organizations;
@@ -41,6 +45,10 @@ org_scoped!(
     llm_usage_totals => OrgId,
     audit_log => OrgId,
     command_policies => OrgId,
+    kb_documents => OrgId,
+    kb_chunks => OrgId,
+    kb_memory => OrgId,
+    kb_index_versions => OrgId,
 );
 
 /// The org-scoped tables, as named in SQL: each has row-level security on PostgreSQL.
@@ -55,4 +63,8 @@ pub const ORG_SCOPED_TABLES: &[(&str, &str)] = &[
     ("llm_usage_totals", "org_id"),
     ("audit_log", "org_id"),
     ("command_policies", "org_id"),
+    ("kb_documents", "org_id"),
+    ("kb_chunks", "org_id"),
+    ("kb_memory", "org_id"),
+    ("kb_index_versions", "org_id"),
 ];

@@ -6,6 +6,7 @@ mod m0001_foundation;
 mod m0002_command_policies;
 mod m0003_usage_totals;
 mod m0004_chat_messages;
+mod m0005_knowledge_base;
 
 use sea_orm_migration::prelude::*;
 pub use sea_orm_migration::MigratorTrait;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_command_policies::Migration),
             Box::new(m0003_usage_totals::Migration),
             Box::new(m0004_chat_messages::Migration),
+            Box::new(m0005_knowledge_base::Migration),
         ]
     }
 }

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod health;
+mod knowledge;
 mod llm_config;
 mod policies;
 mod preferences;
@@ -33,7 +34,9 @@ pub fn all(
         .unify()
         .or(llm_config::routes(state.clone()))
         .unify()
-        .or(policies::routes(state))
+        .or(policies::routes(state.clone()))
+        .unify()
+        .or(knowledge::routes(state))
         .unify()
 }
 

@@ -1,0 +1,204 @@
+//! `IngestSupervisor`: owns one `KbIngestActor` per document being ingested, and runs the
+//! stuck-document sweep. A crashed ingest actor leaves its document `failed` with the reason,
+//! never stuck in `processing`; documents whose ingestion died with a node (no progress for
+//! `stuck_after`) are failed by the periodic sweep of whichever node runs it first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aurora_actors::kb_ingest::{KbIngestActor, KbIngestArgs};
+use aurora_actors::knowledge::KnowledgeBase;
+use aurora_actors::ActorSnapshot;
+use aurora_storage::knowledge::DocStatus;
+use chrono::{DateTime, Utc};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use uuid::Uuid;
+
+#[derive(Clone)]
+pub struct IngestArgs {
+    pub kb: Arc<KnowledgeBase>,
+    /// A document with no progress for this long is failed by the sweep (the seed: 3 min).
+    pub stuck_after: Duration,
+    /// How often the sweep runs.
+    pub sweep_every: Duration,
+}
+
+pub enum IngestMsg {
+    /// Ingest a document the edge accepted (state `processing`).
+    Ingest {
+        org_id: Uuid,
+        document_id: Uuid,
+    },
+    /// Fail documents stuck in `uploading` or `processing`.
+    Sweep,
+    Status(RpcReplyPort<ActorSnapshot>),
+}
+
+struct Running {
+    org_id: Uuid,
+    document_id: Uuid,
+    started_at: DateTime<Utc>,
+}
+
+pub struct IngestState {
+    args: IngestArgs,
+    started_at: DateTime<Utc>,
+    running: HashMap<ActorId, Running>,
+    sweeper: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub struct IngestSupervisor;
+
+impl IngestSupervisor {
+    async fn fail(state: &IngestState, org_id: Uuid, document_id: Uuid, reason: &str) {
+        if let Err(e) = state
+            .args
+            .kb
+            .knowledge
+            .mark(org_id, document_id, DocStatus::Failed, Some(reason))
+            .await
+        {
+            tracing::error!(document = %document_id, error = %e, "cannot record the ingestion failure");
+        }
+    }
+}
+
+impl Actor for IngestSupervisor {
+    type Msg = IngestMsg;
+    type State = IngestState;
+    type Arguments = IngestArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<IngestMsg>,
+        args: IngestArgs,
+    ) -> Result<IngestState, ActorProcessingErr> {
+        let sweeper = myself.send_interval(args.sweep_every, || IngestMsg::Sweep);
+        Ok(IngestState {
+            args,
+            started_at: Utc::now(),
+            running: HashMap::new(),
+            sweeper: Some(sweeper),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<IngestMsg>,
+        msg: IngestMsg,
+        state: &mut IngestState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            IngestMsg::Ingest {
+                org_id,
+                document_id,
+            } => {
+                if state.running.values().any(|r| r.document_id == document_id) {
+                    return Ok(());
+                }
+                let args = KbIngestArgs {
+                    kb: state.args.kb.clone(),
+                    org_id,
+                    document_id,
+                };
+                match Actor::spawn_linked(None, KbIngestActor, args, myself.get_cell()).await {
+                    Ok((actor, _)) => {
+                        state.running.insert(
+                            actor.get_id(),
+                            Running {
+                                org_id,
+                                document_id,
+                                started_at: Utc::now(),
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        let reason = format!("ingestion could not start: {e}");
+                        Self::fail(state, org_id, document_id, &reason).await;
+                    }
+                }
+            }
+            IngestMsg::Sweep => {
+                match state
+                    .args
+                    .kb
+                    .knowledge
+                    .fail_stuck(state.args.stuck_after)
+                    .await
+                {
+                    Ok(failed) if !failed.is_empty() => {
+                        tracing::warn!(count = failed.len(), "stuck documents marked failed")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "stuck-document sweep failed"),
+                }
+            }
+            IngestMsg::Status(reply) => {
+                let children = state
+                    .running
+                    .values()
+                    .map(|r| ActorSnapshot {
+                        kind: "kb_ingest".into(),
+                        id: r.document_id.to_string(),
+                        state: "ingesting".into(),
+                        mailbox: 0,
+                        restarts: 0,
+                        started_at: r.started_at,
+                        children: Vec::new(),
+                    })
+                    .collect();
+                let _ = reply.send(ActorSnapshot {
+                    kind: "ingest_supervisor".into(),
+                    id: "ingest".into(),
+                    state: "running".into(),
+                    mailbox: 0,
+                    restarts: 0,
+                    started_at: state.started_at,
+                    children,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<IngestMsg>,
+        state: &mut IngestState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(sweeper) = state.sweeper.take() {
+            sweeper.abort();
+        }
+        // Documents still processing are failed by a later sweep (here or on another node).
+        myself
+            .stop_children_and_wait(
+                Some("shutdown".into()),
+                Some(crate::node::CHILDREN_STOP_TIMEOUT),
+            )
+            .await;
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<IngestMsg>,
+        evt: SupervisionEvent,
+        state: &mut IngestState,
+    ) -> Result<(), ActorProcessingErr> {
+        match evt {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                if let Some(r) = state.running.remove(&cell.get_id()) {
+                    tracing::error!(document = %r.document_id, error = %err, "ingest actor crashed");
+                    let reason = format!("ingestion crashed: {err}");
+                    Self::fail(state, r.org_id, r.document_id, &reason).await;
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                state.running.remove(&cell.get_id());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
