@@ -6,6 +6,7 @@ mod common;
 use aurora_config::DatabaseConfig;
 use aurora_storage::cache::Cache;
 use aurora_storage::entities::{chat_sessions, ORG_SCOPED_TABLES};
+use aurora_storage::knowledge::{DocStatus, Knowledge, NewChunk, NewDocument};
 use aurora_storage::turns::{TurnWrite, TurnWriter};
 use aurora_storage::usage::UsageRecord;
 use aurora_storage::Db;
@@ -65,6 +66,30 @@ async fn two_orgs(t: &TestNode) -> (Uuid, Uuid) {
             .save(write)
             .await
             .unwrap();
+        // A knowledge-base document with one chunk, and the org's memory text.
+        let who = t.principal(&token).await;
+        let kb = Knowledge::new(t.node().db().clone());
+        let doc = kb
+            .create(
+                &who,
+                NewDocument {
+                    title: org,
+                    filename: "runbook.md",
+                    content_type: "text/markdown",
+                    size_bytes: 10,
+                },
+            )
+            .await
+            .unwrap();
+        kb.mark(org_id, doc.id, DocStatus::Processing, None)
+            .await
+            .unwrap();
+        let chunk = NewChunk {
+            content: format!("{org} runbook"),
+            vector: vec![1.0, 0.0],
+        };
+        kb.complete(org_id, doc.id, vec![chunk]).await.unwrap();
+        kb.set_memory(&who, &format!("{org} notes")).await.unwrap();
         orgs.push(org_id);
     }
     (orgs[0], orgs[1])
