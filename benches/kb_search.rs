@@ -1,7 +1,7 @@
 //! Knowledge-base search at scale: top-10 hybrid search (exact vector similarity fused with
 //! BM25) over CHUNKS synthetic chunks (default 100 000) of one org, through the real path:
 //! the org's generation read, the in-memory index, and the chunk rows fetched for the results.
-//! Also the recall@10 of the vector ranking against an exact f64 scan, and the time to build
+//! Also the recall@10 of the vector ranking (int8 scan, f32 re-scoring) against an exact f64 scan, and the time to build
 //! the index from the database (a node's first search after start).
 //!
 //!   cargo bench --bench kb_search                       # SQLite
@@ -148,13 +148,17 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // Recall@10 of the vector ranking the index uses, against an exact f64 scan.
-    let flat: Vec<f32> = all_vectors.iter().flatten().copied().collect();
+    let mut store = vectors::VectorStore::new(DIMS);
+    for v in &all_vectors {
+        store.push(v);
+    }
     let live = vec![true; all_vectors.len()];
     let sample = 100.min(queries);
     let mut found = 0usize;
     for _ in 0..sample {
         let q = query_vector(&mut rng);
-        let got: Vec<usize> = vectors::nearest(&flat, DIMS, &live, &q, 10)
+        let got: Vec<usize> = store
+            .nearest(&live, &q, 10)
             .iter()
             .map(|s| s.index)
             .collect();

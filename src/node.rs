@@ -28,6 +28,7 @@ use aurora_storage::tickets::Tickets;
 use aurora_storage::turns::TurnWriter;
 use aurora_storage::usage::LlmUsage;
 use aurora_storage::Db;
+use aurora_supervisors::embeddings::EmbeddingArgs;
 use aurora_supervisors::ingest::IngestArgs;
 use aurora_supervisors::sessions::{SessionsArgs, SessionsMsg};
 use aurora_supervisors::{Backoff, NodeArgs, NodeMsg, NodeSupervisor, SessionsHandle};
@@ -188,12 +189,13 @@ async fn open_objects(config: &Config) -> anyhow::Result<ObjectStore> {
 
 /// The knowledge base, when an embedding model can be had: a bad `EMBEDDING_MODEL_DIR` stops
 /// the node (it was asked for explicitly); a model missing from the hub cache with no way to
-/// download it only disables the knowledge base, with a warning.
+/// download it only disables the knowledge base, with a warning. Returns the knowledge base
+/// and what the embedding pool's supervised workers are started with.
 async fn open_knowledge(
     config: &Config,
     db: &Db,
     objects: &ObjectStore,
-) -> anyhow::Result<Option<Arc<KnowledgeBase>>> {
+) -> anyhow::Result<Option<(Arc<KnowledgeBase>, EmbeddingArgs)>> {
     let source = ModelSource {
         dir: config.embedding_model_dir.clone(),
         repo: config.kb.model_repo.clone(),
@@ -220,13 +222,21 @@ async fn open_knowledge(
         ms = started.elapsed().as_millis() as u64,
         "embedding model loaded"
     );
-    let pool = EmbeddingPool::start(Arc::new(embedder), PoolConfig::default());
-    Ok(Some(KnowledgeBase::new(
+    let pool_config = PoolConfig::default();
+    let (pool, source) = EmbeddingPool::new(pool_config);
+    let workers = EmbeddingArgs {
+        embedder: Arc::new(embedder),
+        source,
+        workers: pool_config.workers,
+        backoff: Backoff::DEFAULT,
+    };
+    let kb = KnowledgeBase::new(
         Knowledge::new(db.clone()),
         pool,
         objects.clone(),
         config.kb.max_upload_bytes,
-    )))
+    );
+    Ok(Some((kb, workers)))
 }
 
 impl Node {
@@ -252,7 +262,10 @@ impl Node {
             ),
             None => None,
         };
-        let knowledge = open_knowledge(&config, &db, &objects).await?;
+        let (knowledge, embeddings) = match open_knowledge(&config, &db, &objects).await? {
+            Some((kb, workers)) => (Some(kb), Some(workers)),
+            None => (None, None),
+        };
         let (health_tx, health_rx) = watch::channel(HealthReport::starting());
         let sessions_args = match &llm {
             Some(llm) => Some(sessions_args(
@@ -285,6 +298,7 @@ impl Node {
                 health: Arc::new(health_tx),
                 sessions: sessions_args,
                 sessions_handle: Arc::new(sessions_tx),
+                embeddings,
                 ingest: ingest_args,
                 ingest_handle: Arc::new(ingest_tx),
                 backoff: Backoff::DEFAULT,

@@ -1,7 +1,7 @@
 //! The knowledge base end to end on a whole node with the real embedding model: upload a PDF and
 //! a Markdown runbook, watch them become ready, search with a question worded unlike the text,
 //! find it through the agent's tool in a chat turn, delete it without a trace; org isolation;
-//! bad uploads; a crashing ingest actor; stuck documents.
+//! bad uploads; a crashing ingest actor and embedding worker; stuck documents.
 
 mod common;
 
@@ -440,7 +440,7 @@ async fn a_node_without_a_model_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crashing_ingest_actor_fails_its_document_and_stuck_ones_are_swept() {
+async fn crashes_in_ingestion_and_embedding_are_contained_and_stuck_documents_swept() {
     let model = model_dir();
     let t = TestNode::start_with(
         Backend::Sqlite,
@@ -461,6 +461,53 @@ async fn a_crashing_ingest_actor_fails_its_document_and_stuck_ones_are_swept() {
     // The next upload is ingested normally: the supervisor and the pool are intact.
     let id = upload_ok(&t, &token, "runbook.md", RUNBOOK.as_bytes().to_vec()).await;
     assert_eq!(settled(&t, &token, &id).await["status"], "ready");
+
+    // A worker of the embedding pool that crashes mid-batch: its callers get an error, the
+    // supervisor starts a new worker, and the next search works.
+    fail::cfg("embedding-worker", "1*panic(injected embedding panic)").unwrap();
+    let (status, body) = t
+        .post(
+            "/api/knowledge-base/search",
+            Some(&token),
+            json!({ "query": "redis" }),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "EMBEDDING_UNAVAILABLE",
+    );
+    let mut recovered = false;
+    for _ in 0..50 {
+        let (status, _) = t
+            .post(
+                "/api/knowledge-base/search",
+                Some(&token),
+                json!({ "query": "redis maxmemory" }),
+            )
+            .await;
+        if status == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "search works again after the worker restarted");
+    let tree = serde_json::to_value(t.node().actor_tree().await.unwrap()).unwrap();
+    let pool = tree["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "embedding_pool")
+        .unwrap_or_else(|| panic!("no embedding pool in {tree}"));
+    assert_eq!(pool["children"][0]["kind"], "embedding_worker");
+    assert_eq!(pool["children"][0]["restarts"], 1, "{pool}");
+    assert!(tree["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["kind"] == "ingest_supervisor"));
 
     // A document left `processing` by a node that died is failed by the sweep.
     let who: Principal = t.principal(&token).await;

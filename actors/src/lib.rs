@@ -4,6 +4,7 @@
 //! into the node's actor tree for the admin API.
 
 pub mod agent_run;
+pub mod embedding_worker;
 pub mod health;
 pub mod kb_ingest;
 pub mod knowledge;

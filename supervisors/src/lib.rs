@@ -6,6 +6,7 @@
 //! failure stop its siblings.
 
 mod backoff;
+pub mod embeddings;
 pub mod ingest;
 pub mod node;
 pub mod sessions;

@@ -1,6 +1,6 @@
 //! `NodeSupervisor`: the root of a node's supervision tree. It owns the node-wide children (the
 //! health monitor, the sessions supervisor when an LLM provider is configured, and the ingest
-//! supervisor when an embedding model is loaded; the integrations, discovery and cluster supervisors join it as they are built), restarts them
+//! supervisor and the embedding pool when an embedding model is loaded; the integrations, discovery and cluster supervisors join it as they are built), restarts them
 //! with backoff, and reports the tree on request. The edges reach the sessions supervisor through
 //! a watch channel the node supervisor updates on every restart, so they never hold a dead ref.
 
@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::watch;
 
+use crate::embeddings::{EmbeddingArgs, EmbeddingMsg, EmbeddingSupervisor};
 use crate::ingest::{IngestArgs, IngestMsg, IngestSupervisor};
 use crate::sessions::{SessionsArgs, SessionsMsg, SessionsSupervisor};
 use crate::Backoff;
@@ -40,6 +41,8 @@ pub struct NodeArgs {
     /// What the sessions supervisor is started with; `None` on a node without an LLM provider.
     pub sessions: Option<SessionsArgs>,
     pub sessions_handle: Arc<watch::Sender<Option<Counted<SessionsMsg>>>>,
+    /// The embedding pool's workers; `None` on a node without an embedding model.
+    pub embeddings: Option<EmbeddingArgs>,
     /// What the ingest supervisor is started with; `None` on a node without a knowledge base.
     pub ingest: Option<IngestArgs>,
     pub ingest_handle: Arc<watch::Sender<Option<ActorRef<IngestMsg>>>>,
@@ -51,6 +54,7 @@ pub struct NodeArgs {
 pub enum Child {
     Health,
     Sessions,
+    Embeddings,
     Ingest,
 }
 
@@ -59,6 +63,7 @@ impl Child {
         match self {
             Child::Health => "health",
             Child::Sessions => "sessions",
+            Child::Embeddings => "embeddings",
             Child::Ingest => "ingest",
         }
     }
@@ -82,6 +87,7 @@ pub struct NodeState {
     started_at: DateTime<Utc>,
     health: Slot,
     sessions: Slot,
+    embeddings: Slot,
     ingest: Slot,
 }
 
@@ -90,6 +96,7 @@ impl NodeState {
         match child {
             Child::Health => &mut self.health,
             Child::Sessions => &mut self.sessions,
+            Child::Embeddings => &mut self.embeddings,
             Child::Ingest => &mut self.ingest,
         }
     }
@@ -104,6 +111,8 @@ impl NodeState {
             Some(Child::Health)
         } else if is(&self.sessions) {
             Some(Child::Sessions)
+        } else if is(&self.embeddings) {
+            Some(Child::Embeddings)
         } else if is(&self.ingest) {
             Some(Child::Ingest)
         } else {
@@ -146,6 +155,14 @@ impl NodeSupervisor {
                     .send_replace(Some(Counted::new(sessions, mailbox)));
                 cell
             }
+            Child::Embeddings => {
+                let Some(args) = state.args.embeddings.clone() else {
+                    return Ok(());
+                };
+                let (pool, _) =
+                    Actor::spawn_linked(None, EmbeddingSupervisor, args, myself.get_cell()).await?;
+                pool.get_cell()
+            }
             Child::Ingest => {
                 let Some(args) = state.args.ingest.clone() else {
                     return Ok(());
@@ -174,7 +191,7 @@ impl NodeSupervisor {
             Child::Ingest => {
                 state.args.ingest_handle.send_replace(None);
             }
-            Child::Health => {}
+            Child::Health | Child::Embeddings => {}
         }
         let backoff = state.args.backoff;
         let slot = state.slot(child);
@@ -211,6 +228,17 @@ impl NodeSupervisor {
             // The sessions supervisor asks each session in turn: give it longer.
             if let Ok(mut snap) = ractor::call_t!(sessions, SessionsMsg::Status, 2000) {
                 snap.restarts = state.sessions.restarts;
+                children.push(snap);
+            }
+        }
+        if let Some(cell) = &state.embeddings.cell {
+            let pool: ActorRef<EmbeddingMsg> = cell.clone().into();
+            if let Ok(mut snap) = ractor::call_t!(
+                pool,
+                EmbeddingMsg::Status,
+                STATUS_TIMEOUT.as_millis() as u64
+            ) {
+                snap.restarts = state.embeddings.restarts;
                 children.push(snap);
             }
         }
@@ -256,6 +284,10 @@ impl Actor for NodeSupervisor {
                 cell: None,
                 restarts: 0,
             },
+            embeddings: Slot {
+                cell: None,
+                restarts: 0,
+            },
             ingest: Slot {
                 cell: None,
                 restarts: 0,
@@ -263,6 +295,7 @@ impl Actor for NodeSupervisor {
         };
         Self::spawn(&myself, &mut state, Child::Health).await?;
         Self::spawn(&myself, &mut state, Child::Sessions).await?;
+        Self::spawn(&myself, &mut state, Child::Embeddings).await?;
         Self::spawn(&myself, &mut state, Child::Ingest).await?;
         Ok(state)
     }

@@ -10,7 +10,7 @@
 mod pool;
 mod source;
 
-pub use pool::{EmbeddingPool, PoolConfig, PoolError};
+pub use pool::{Batch, BatchSource, EmbeddingPool, PoolConfig, PoolError};
 pub use source::{ModelSource, MODEL_FILES};
 
 use std::path::Path;

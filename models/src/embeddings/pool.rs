@@ -1,7 +1,12 @@
-//! The embedding pool: workers holding the model, fed by one bounded queue. A worker takes the
-//! first waiting request, then whatever else arrives within a short window, up to a batch size,
-//! and embeds them together on the blocking pool (one forward pass for many callers). When the
-//! queue is full, `embed` fails at once with `Busy` instead of letting work pile up.
+//! The embedding pool: one bounded queue of requests, drained by workers that hold the model.
+//! A worker takes the first waiting request, then whatever else arrives within a short window,
+//! up to a batch size, and embeds them together on the blocking pool (one forward pass for many
+//! callers). When the queue is full, `embed` fails at once with `Busy` instead of letting work
+//! pile up.
+//!
+//! The queue outlives its workers: on a node the workers are supervised actors
+//! (`aurora_actors::embedding_worker`), restarted after a crash while callers keep queueing;
+//! [`EmbeddingPool::start`] runs plain tasks instead, for library users without an actor system.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +17,7 @@ use super::{EmbedError, Embedder};
 
 #[derive(Clone, Copy, Debug)]
 pub struct PoolConfig {
-    /// Worker tasks (each runs one batch at a time on the blocking pool).
+    /// Workers (each runs one batch at a time on the blocking pool).
     pub workers: usize,
     /// Most texts in one forward pass.
     pub max_batch: usize,
@@ -57,14 +62,44 @@ pub struct EmbeddingPool {
     queue: mpsc::Sender<Request>,
 }
 
+/// The workers' end of the queue; cheap to clone (workers share it).
+#[derive(Clone)]
+pub struct BatchSource {
+    rx: Arc<Mutex<mpsc::Receiver<Request>>>,
+    config: PoolConfig,
+}
+
+/// Requests taken from the queue together.
+pub struct Batch {
+    requests: Vec<Request>,
+    max_batch: usize,
+}
+
 impl EmbeddingPool {
-    pub fn start(embedder: Arc<Embedder>, config: PoolConfig) -> EmbeddingPool {
+    /// The pool's handle and the queue end its workers read.
+    pub fn new(config: PoolConfig) -> (EmbeddingPool, BatchSource) {
         let (queue, rx) = mpsc::channel(config.queue.max(1));
-        let rx = Arc::new(Mutex::new(rx));
+        let source = BatchSource {
+            rx: Arc::new(Mutex::new(rx)),
+            config,
+        };
+        (EmbeddingPool { queue }, source)
+    }
+
+    /// A pool served by `config.workers` plain tasks.
+    pub fn start(embedder: Arc<Embedder>, config: PoolConfig) -> EmbeddingPool {
+        let (pool, source) = EmbeddingPool::new(config);
         for _ in 0..config.workers.max(1) {
-            tokio::spawn(worker(embedder.clone(), rx.clone(), config));
+            let (embedder, source) = (embedder.clone(), source.clone());
+            tokio::spawn(async move {
+                while let Some(batch) = source.next_batch().await {
+                    if let Err(panic) = batch.run(embedder.clone()).await {
+                        tracing::error!(error = %panic, "embedding batch panicked");
+                    }
+                }
+            });
         }
-        EmbeddingPool { queue }
+        pool
     }
 
     /// One unit vector per text, in order.
@@ -79,42 +114,54 @@ impl EmbeddingPool {
                 mpsc::error::TrySendError::Full(_) => PoolError::Busy,
                 mpsc::error::TrySendError::Closed(_) => PoolError::Stopped,
             })?;
+        // A dropped reply means the worker holding the request died mid-batch.
         answer
             .await
-            .map_err(|_| PoolError::Stopped)?
+            .map_err(|_| PoolError::Failed("the embedding worker stopped before answering".into()))?
             .map_err(PoolError::Failed)
     }
 }
 
-async fn worker(
-    embedder: Arc<Embedder>,
-    rx: Arc<Mutex<mpsc::Receiver<Request>>>,
-    config: PoolConfig,
-) {
-    loop {
+impl BatchSource {
+    /// Waits for the next batch; `None` once every handle is gone and the queue is empty.
+    pub async fn next_batch(&self) -> Option<Batch> {
         // Collect one batch while holding the queue; other workers wait their turn to collect.
-        let batch = {
-            let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else {
-                return;
-            };
-            let mut size = first.texts.len();
-            let mut batch = vec![first];
-            let deadline = tokio::time::Instant::now() + config.window;
-            while size < config.max_batch {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(req)) => {
-                        size += req.texts.len();
-                        batch.push(req);
-                    }
-                    _ => break,
+        let mut rx = self.rx.lock().await;
+        let first = rx.recv().await?;
+        let mut size = first.texts.len();
+        let mut requests = vec![first];
+        let deadline = tokio::time::Instant::now() + self.config.window;
+        while size < self.config.max_batch {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(req)) => {
+                    size += req.texts.len();
+                    requests.push(req);
                 }
+                _ => break,
             }
-            batch
-        };
-        let embedder = embedder.clone();
-        let texts: Vec<String> = batch.iter().flat_map(|r| r.texts.clone()).collect();
-        let max_batch = config.max_batch.max(1);
+        }
+        Some(Batch {
+            requests,
+            max_batch: self.config.max_batch.max(1),
+        })
+    }
+}
+
+impl Batch {
+    /// Texts in the batch.
+    pub fn len(&self) -> usize {
+        self.requests.iter().map(|r| r.texts.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Embeds the batch on the blocking pool and answers every caller. A panic in the model is
+    /// answered as a failure to the callers and returned, for the worker to report.
+    pub async fn run(self, embedder: Arc<Embedder>) -> Result<(), String> {
+        let texts: Vec<String> = self.requests.iter().flat_map(|r| r.texts.clone()).collect();
+        let max_batch = self.max_batch;
         let result = tokio::task::spawn_blocking(move || {
             let mut out = Vec::with_capacity(texts.len());
             for chunk in texts.chunks(max_batch) {
@@ -127,22 +174,27 @@ async fn worker(
         match result {
             Ok(Ok(vectors)) => {
                 let mut vectors = vectors.into_iter();
-                for req in batch {
+                for req in self.requests {
                     let mine: Vec<Vec<f32>> = vectors.by_ref().take(req.texts.len()).collect();
                     let _ = req.reply.send(Ok(mine));
                 }
+                Ok(())
             }
             Ok(Err(e)) => {
-                for req in batch {
-                    let _ = req.reply.send(Err(e.to_string()));
-                }
+                self.fail(&e.to_string());
+                Ok(())
             }
             Err(panic) => {
-                tracing::error!(error = %panic, "embedding batch panicked");
-                for req in batch {
-                    let _ = req.reply.send(Err("the embedding batch failed".into()));
-                }
+                self.fail("the embedding batch failed");
+                Err(panic.to_string())
             }
+        }
+    }
+
+    /// Answers every caller with `error`.
+    pub fn fail(self, error: &str) {
+        for req in self.requests {
+            let _ = req.reply.send(Err(error.to_string()));
         }
     }
 }

@@ -70,7 +70,9 @@ impl Bm25 {
         let mut query_terms = terms(query);
         query_terms.sort();
         query_terms.dedup();
-        let mut scores: HashMap<u32, f32> = HashMap::new();
+        // Dense accumulators: a common term touches most rows, and a flat array beats a map.
+        let mut scores = vec![0f32; n];
+        let mut touched: Vec<u32> = Vec::new();
         for term in &query_terms {
             let Some(&id) = self.ids.get(term) else {
                 continue;
@@ -79,18 +81,22 @@ impl Bm25 {
             let df = postings.len() as f32;
             let idf = ((n as f32 - df + 0.5) / (df + 0.5) + 1.0).ln();
             for &(row, tf) in postings {
-                if !live.get(row as usize).copied().unwrap_or(false) {
+                let r = row as usize;
+                if !live.get(r).copied().unwrap_or(false) {
                     continue;
                 }
                 let tf = tf as f32;
-                let len = self.lengths[row as usize] as f32;
+                let len = self.lengths[r] as f32;
                 let s = idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / avg));
-                *scores.entry(row).or_insert(0.0) += s;
+                if scores[r] == 0.0 {
+                    touched.push(row);
+                }
+                scores[r] += s;
             }
         }
         let mut top = TopK::new(k);
-        for (row, score) in scores {
-            top.push(row as usize, score);
+        for row in touched {
+            top.push(row as usize, scores[row as usize]);
         }
         top.into_sorted()
     }

@@ -1,7 +1,7 @@
 //! The search index of each org, in memory, built from the chunks stored in the database (the
 //! durable copy: a restarted node rebuilds it on the org's first search).
 //!
-//! Hybrid search: exact vector similarity and BM25 keyword relevance each rank candidates, and
+//! Hybrid search: vector similarity (a full int8 scan re-scored in f32) and BM25 keyword relevance each rank candidates, and
 //! reciprocal rank fusion merges the two lists, so a chunk that is good on either side surfaces
 //! and one good on both wins.
 //!
@@ -16,7 +16,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::bm25::Bm25;
-use super::vectors::{self, Scored};
+use super::vectors::{self, Scored, VectorStore};
 use super::{IndexedChunk, Knowledge};
 use crate::StorageError;
 
@@ -50,39 +50,37 @@ pub struct SearchHit {
 /// the next rebuild), and the keyword index over the same rows.
 struct OrgIndex {
     generation: i64,
-    dims: usize,
     ids: Vec<(Uuid, Uuid)>,
-    vectors: Vec<f32>,
+    vectors: VectorStore,
     live: Vec<bool>,
     keywords: Bm25,
 }
 
 impl OrgIndex {
     fn build(generation: i64, chunks: Vec<IndexedChunk>) -> OrgIndex {
+        let dims = chunks.first().map(|c| c.vector.len()).unwrap_or(0);
         let mut index = OrgIndex {
             generation,
-            dims: chunks.first().map(|c| c.vector.len()).unwrap_or(0),
             ids: Vec::with_capacity(chunks.len()),
-            vectors: Vec::new(),
+            vectors: VectorStore::new(dims),
             live: Vec::with_capacity(chunks.len()),
             keywords: Bm25::default(),
         };
-        index.vectors.reserve(chunks.len() * index.dims);
+        index.vectors.reserve(chunks.len());
         index.add(chunks);
         index
     }
 
     fn add(&mut self, chunks: Vec<IndexedChunk>) {
         for c in chunks {
-            if self.dims == 0 {
-                self.dims = c.vector.len();
+            if self.vectors.dims() == 0 && self.vectors.is_empty() {
+                self.vectors = VectorStore::new(c.vector.len());
             }
-            if c.vector.len() != self.dims {
+            if !self.vectors.push(&c.vector) {
                 tracing::warn!(chunk = %c.chunk_id, "chunk vector has the wrong size; not indexed");
                 continue;
             }
             self.ids.push((c.chunk_id, c.document_id));
-            self.vectors.extend_from_slice(&c.vector);
             self.live.push(true);
             self.keywords.add(&c.content);
         }
@@ -104,7 +102,7 @@ impl OrgIndex {
         limit: usize,
     ) -> Vec<(usize, f32, f32)> {
         let depth = (limit * CANDIDATES_PER_RESULT).max(MIN_CANDIDATES);
-        let by_vector = vectors::nearest(&self.vectors, self.dims, &self.live, query_vector, depth);
+        let by_vector = self.vectors.nearest(&self.live, query_vector, depth);
         let by_keyword = self.keywords.search(query_text, &self.live, depth);
         let mut fused: HashMap<usize, f32> = HashMap::new();
         for list in [&by_vector, &by_keyword] {
@@ -118,8 +116,11 @@ impl OrgIndex {
         ranked
             .into_iter()
             .map(|(row, score)| {
-                let v = &self.vectors[row * self.dims..(row + 1) * self.dims];
-                (row, score, vectors::dot(v, query_vector))
+                (
+                    row,
+                    score,
+                    vectors::dot(self.vectors.row(row), query_vector),
+                )
             })
             .collect()
     }

@@ -1,6 +1,8 @@
-//! Exact nearest-neighbour search over unit vectors stored back to back. Every query scores
-//! every live vector (a dot product is the cosine for unit vectors), so recall is exact; with
-//! AVX2 and FMA, picked at run time, 100k 384-dimension vectors take a few milliseconds.
+//! Nearest-neighbour search over unit vectors. A query scans every live row, so nothing is missed
+//! by an approximate graph; the scan reads an int8 copy of the vectors (a quarter of the memory
+//! traffic of f32, which is what bounds a scan of 100k 384-dimension rows), keeps the best
+//! candidates, and re-scores those exactly in f32. The benchmark measures recall@10 against an
+//! exact f64 scan. AVX2 (with FMA) kernels are picked at run time, with portable fallbacks.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -131,25 +133,135 @@ impl TopK {
     }
 }
 
-/// The `k` rows of `vectors` (`dims` floats each) most similar to `query`, skipping rows whose
-/// `live` flag is false. Best first.
-pub fn nearest(
-    vectors: &[f32],
+/// Candidates kept from the int8 scan per result, before exact re-scoring.
+const RERANK_FACTOR: usize = 10;
+const MIN_CANDIDATES: usize = 100;
+
+/// Rows of `dims` floats, with their int8 quantization (one scale per row).
+#[derive(Default)]
+pub struct VectorStore {
     dims: usize,
-    live: &[bool],
-    query: &[f32],
-    k: usize,
-) -> Vec<Scored> {
-    let mut top = TopK::new(k);
-    if dims == 0 || query.len() != dims {
-        return Vec::new();
+    exact: Vec<f32>,
+    quantized: Vec<i8>,
+    scales: Vec<f32>,
+}
+
+/// `v` as int8 with its scale (`v[i] ~= q[i] * scale`).
+fn quantize(v: &[f32]) -> (Vec<i8>, f32) {
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    if max == 0.0 {
+        return (vec![0; v.len()], 0.0);
     }
-    for (index, row) in vectors.chunks_exact(dims).enumerate() {
-        if live.get(index).copied().unwrap_or(false) {
-            top.push(index, dot(row, query));
+    let scale = max / 127.0;
+    (
+        v.iter()
+            .map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8)
+            .collect(),
+        scale,
+    )
+}
+
+impl VectorStore {
+    pub fn new(dims: usize) -> VectorStore {
+        VectorStore {
+            dims,
+            ..VectorStore::default()
         }
     }
-    top.into_sorted()
+
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    pub fn len(&self) -> usize {
+        self.scales.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scales.is_empty()
+    }
+
+    pub fn reserve(&mut self, rows: usize) {
+        self.exact.reserve(rows * self.dims);
+        self.quantized.reserve(rows * self.dims);
+        self.scales.reserve(rows);
+    }
+
+    /// Appends a row; false (and nothing stored) when its size is not `dims`.
+    pub fn push(&mut self, v: &[f32]) -> bool {
+        if v.len() != self.dims || self.dims == 0 {
+            return false;
+        }
+        let (q, scale) = quantize(v);
+        self.exact.extend_from_slice(v);
+        self.quantized.extend_from_slice(&q);
+        self.scales.push(scale);
+        true
+    }
+
+    /// Row `i` in f32.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.exact[i * self.dims..(i + 1) * self.dims]
+    }
+
+    /// The `k` live rows most similar to `query` (cosine, for unit vectors), best first.
+    pub fn nearest(&self, live: &[bool], query: &[f32], k: usize) -> Vec<Scored> {
+        if self.dims == 0 || query.len() != self.dims || k == 0 {
+            return Vec::new();
+        }
+        let (q, q_scale) = quantize(query);
+        let mut candidates = TopK::new((k * RERANK_FACTOR).max(MIN_CANDIDATES));
+        for (index, row) in self.quantized.chunks_exact(self.dims).enumerate() {
+            if live.get(index).copied().unwrap_or(false) {
+                let approx = dot_i8(row, &q) as f32 * self.scales[index] * q_scale;
+                candidates.push(index, approx);
+            }
+        }
+        let mut top = TopK::new(k);
+        for c in candidates.into_sorted() {
+            top.push(c.index, dot(self.row(c.index), query));
+        }
+        top.into_sorted()
+    }
+}
+
+/// `a . b` of int8 rows, accumulated in i32 (exact for 384 dimensions).
+pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU was just checked to have AVX2.
+            return unsafe { dot_i8_avx2(a, b) };
+        }
+    }
+    a.iter().zip(b).map(|(x, y)| *x as i32 * *y as i32).sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
+    use std::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let mut acc = _mm256_setzero_si256();
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n keeps both 16-byte loads inside the slices.
+        unsafe {
+            let x = _mm256_cvtepi8_epi16(_mm_loadu_si128(a.as_ptr().add(i) as *const __m128i));
+            let y = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.as_ptr().add(i) as *const __m128i));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
+        }
+        i += 16;
+    }
+    let mut lanes = [0i32; 8];
+    // SAFETY: `lanes` holds exactly eight i32s.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc) };
+    let mut sum: i32 = lanes.iter().sum();
+    while i < n {
+        sum += a[i] as i32 * b[i] as i32;
+        i += 1;
+    }
+    sum
 }
 
 #[cfg(test)]
@@ -170,14 +282,27 @@ mod tests {
     }
 
     #[test]
-    fn nearest_is_best_first_and_skips_dead_rows() {
-        let dims = 2;
-        let vectors = [1.0, 0.0, 0.0, 1.0, 0.8, 0.6, -1.0, 0.0];
+    fn int8_dots_match_the_portable_sum() {
+        let a: Vec<i8> = (0..389).map(|i| ((i * 37) % 255 - 127) as i8).collect();
+        let b: Vec<i8> = (0..389).map(|i| ((i * 91) % 255 - 127) as i8).collect();
+        let want: i32 = a.iter().zip(&b).map(|(x, y)| *x as i32 * *y as i32).sum();
+        assert_eq!(dot_i8(&a, &b), want);
+    }
+
+    #[test]
+    fn nearest_is_best_first_exact_and_skips_dead_rows() {
+        let mut store = VectorStore::new(2);
+        for v in [[1.0, 0.0], [0.0, 1.0], [0.8, 0.6], [-1.0, 0.0]] {
+            assert!(store.push(&v));
+        }
+        assert!(!store.push(&[1.0]), "wrong size refused");
         let live = [true, true, false, true];
-        let hits = nearest(&vectors, dims, &live, &[0.9, 0.4359], 3);
+        let hits = store.nearest(&live, &[0.9, 0.4359], 3);
         let order: Vec<usize> = hits.iter().map(|h| h.index).collect();
         assert_eq!(order, vec![0, 1, 3]);
+        // Scores are the exact f32 cosines, not the int8 estimates.
+        assert!((hits[0].score - 0.9).abs() < 1e-6);
         assert!(hits[0].score > hits[1].score && hits[1].score > hits[2].score);
-        assert!(nearest(&vectors, dims, &live, &[1.0], 3).is_empty());
+        assert!(store.nearest(&live, &[1.0], 3).is_empty());
     }
 }
