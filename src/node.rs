@@ -318,6 +318,8 @@ impl Node {
             knowledge: knowledge.clone(),
             kb_store: Knowledge::new(db.clone()),
             ingest,
+            node: supervisor.clone(),
+            sessions_handle: sessions.clone(),
             llm: llm.clone(),
             health: health_rx.clone(),
             started,

@@ -225,6 +225,7 @@ impl Actor for AgentRunActor {
                     mailbox: state.mailbox.len(),
                     restarts: 0,
                     started_at: state.started_at,
+                    owner: None,
                     children: vec![],
                 });
             }

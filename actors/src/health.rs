@@ -114,6 +114,7 @@ impl Actor for HealthActor {
                     mailbox: 0,
                     restarts: 0,
                     started_at: state.started_at,
+                    owner: None,
                     children: vec![],
                 });
             }

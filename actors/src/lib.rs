@@ -9,6 +9,7 @@ pub mod health;
 pub mod kb_ingest;
 pub mod knowledge;
 pub mod mailbox;
+pub mod metrics;
 pub mod protocol;
 pub mod session;
 mod snapshot;
@@ -18,4 +19,4 @@ pub mod turn;
 
 pub use health::{DependencyStatus, HealthActor, HealthArgs, HealthMsg, HealthReport};
 pub use mailbox::{Counted, Mailbox};
-pub use snapshot::ActorSnapshot;
+pub use snapshot::{ActorSnapshot, SnapshotOwner};

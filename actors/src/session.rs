@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::agent_run::{AgentRunActor, AgentRunArgs, AgentRunMsg, RUN_CRASHED};
 use crate::protocol::{Decision, ErrorCode, FrameSink, Mode, ServerFrame};
 use crate::turn::{TurnDeps, TurnInput};
-use crate::{ActorSnapshot, Counted, Mailbox};
+use crate::{ActorSnapshot, Counted, Mailbox, SnapshotOwner};
 
 pub struct SessionArgs {
     pub session_id: Uuid,
@@ -71,6 +71,13 @@ struct Run {
 }
 
 pub struct SessionActor;
+
+fn owner_of(who: &Principal) -> SnapshotOwner {
+    SnapshotOwner {
+        org_id: who.org_id,
+        user_id: Some(who.user_id),
+    }
+}
 
 impl SessionActor {
     async fn start_turn(
@@ -233,7 +240,8 @@ impl Actor for SessionActor {
                     let run = run.actor.actor.clone();
                     let call =
                         Box::pin(async move { ractor::call_t!(run, AgentRunMsg::Status, 500) });
-                    if let Ok(snap) = call.await {
+                    if let Ok(mut snap) = call.await {
+                        snap.owner = Some(owner_of(&state.args.who));
                         children.push(snap);
                     }
                 }
@@ -248,6 +256,7 @@ impl Actor for SessionActor {
                     mailbox: state.args.mailbox.len(),
                     restarts: state.runs_failed,
                     started_at: state.started_at,
+                    owner: Some(owner_of(&state.args.who)),
                     children,
                 });
             }

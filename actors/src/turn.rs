@@ -150,6 +150,12 @@ pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> Tu
         usage: Vec::new(),
     };
     let status = turn.run().await;
+    let outcome = match &status {
+        TurnStatus::Completed => "completed",
+        TurnStatus::Cancelled => "cancelled",
+        TurnStatus::Failed { .. } => "failed",
+    };
+    crate::metrics::TURNS.with_label_values(&[outcome]).inc();
     if let TurnStatus::Failed { code, message } = &status {
         turn.send(ServerFrame::error(
             *code,
@@ -443,6 +449,9 @@ impl Turn<'_> {
             ),
             Err(e) => ("error", e.to_string()),
         };
+        crate::metrics::TOOL_CALLS
+            .with_label_values(&[call.name.as_str(), status])
+            .inc();
         self.audit("tool.exec", &command, json!({ "status": status, "exit_code": result.as_ref().ok().and_then(|o| o.exit_code) })).await;
         match result {
             Ok(_) => {

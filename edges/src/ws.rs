@@ -97,6 +97,22 @@ fn close(code: CloseCode, reason: &str) -> Message {
     }))
 }
 
+/// Counts an open connection in `/metrics` for as long as it lives.
+struct OpenConnection;
+
+impl OpenConnection {
+    fn new() -> OpenConnection {
+        aurora_actors::metrics::OPEN_WEBSOCKETS.inc();
+        OpenConnection
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        aurora_actors::metrics::OPEN_WEBSOCKETS.dec();
+    }
+}
+
 // The handshake callback's signature (and its large error type) is tungstenite's.
 #[allow(clippy::result_large_err)]
 async fn connection(state: Arc<WsState>, stream: TcpStream) -> Result<(), WsError> {
@@ -119,6 +135,7 @@ async fn connection(state: Arc<WsState>, stream: TcpStream) -> Result<(), WsErro
     let ws =
         tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await?;
     let (mut sink, mut incoming) = ws.split();
+    let _open = OpenConnection::new();
 
     let token = match url_token {
         Some(t) => Some(t),

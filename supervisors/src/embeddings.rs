@@ -124,6 +124,7 @@ impl Actor for EmbeddingSupervisor {
                         mailbox: 0,
                         restarts: w.restarts,
                         started_at: w.started_at,
+                        owner: None,
                         children: Vec::new(),
                     })
                     .collect();
@@ -134,6 +135,7 @@ impl Actor for EmbeddingSupervisor {
                     mailbox: 0,
                     restarts: 0,
                     started_at: state.started_at,
+                    owner: None,
                     children,
                 });
             }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aurora_actors::kb_ingest::{KbIngestActor, KbIngestArgs};
 use aurora_actors::knowledge::KnowledgeBase;
-use aurora_actors::ActorSnapshot;
+use aurora_actors::{ActorSnapshot, SnapshotOwner};
 use aurora_storage::knowledge::DocStatus;
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -145,6 +145,10 @@ impl Actor for IngestSupervisor {
                         mailbox: 0,
                         restarts: 0,
                         started_at: r.started_at,
+                        owner: Some(SnapshotOwner {
+                            org_id: r.org_id,
+                            user_id: None,
+                        }),
                         children: Vec::new(),
                     })
                     .collect();
@@ -155,6 +159,7 @@ impl Actor for IngestSupervisor {
                     mailbox: 0,
                     restarts: 0,
                     started_at: state.started_at,
+                    owner: None,
                     children,
                 });
             }

@@ -258,6 +258,7 @@ impl NodeSupervisor {
             mailbox: 0,
             restarts: 0,
             started_at: state.started_at,
+            owner: None,
             children,
         }
     }

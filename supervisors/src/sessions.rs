@@ -47,7 +47,32 @@ pub enum SessionsMsg {
     },
     /// Stop session actors idle for longer than `idle_after` (sent to self periodically).
     Sweep,
+    /// An org admin's action on a live session of that org.
+    Admin {
+        session_id: Uuid,
+        org_id: Uuid,
+        action: AdminAction,
+        reply: RpcReplyPort<Result<(), AdminRefusal>>,
+    },
     Status(RpcReplyPort<ActorSnapshot>),
+}
+
+/// What an admin may do to a session from the console.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminAction {
+    /// Stop the session actor (a running turn is cancelled and saves what it has; the session
+    /// is rebuilt from storage on its next message).
+    StopSession,
+    /// Cancel the running turn, keeping the session.
+    CancelRun,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminRefusal {
+    /// No live session with that id in the admin's org.
+    NotFound,
+    /// `CancelRun` on a session with no turn running.
+    NotRunning,
 }
 
 struct Entry {
@@ -176,6 +201,40 @@ impl SessionsSupervisor {
         Ok(())
     }
 
+    async fn admin(
+        state: &mut SessionsState,
+        session_id: Uuid,
+        org_id: Uuid,
+        action: AdminAction,
+    ) -> Result<(), AdminRefusal> {
+        let entry = state
+            .live
+            .get_mut(&session_id)
+            .ok_or(AdminRefusal::NotFound)?;
+        // The org is asked of the session itself: the supervisor keeps no copy per session.
+        let snap = ractor::call_t!(entry.actor.actor, SessionMsg::Status, 500)
+            .map_err(|_| AdminRefusal::NotFound)?;
+        if snap.owner.map(|o| o.org_id) != Some(org_id) {
+            return Err(AdminRefusal::NotFound);
+        }
+        match action {
+            AdminAction::StopSession => {
+                if let Some(entry) = state.remove(session_id) {
+                    tracing::info!(session = %session_id, "session stopped by an admin");
+                    entry.actor.actor.stop(Some("stopped by an admin".into()));
+                }
+            }
+            AdminAction::CancelRun => {
+                if snap.state != "running" {
+                    return Err(AdminRefusal::NotRunning);
+                }
+                tracing::info!(session = %session_id, "turn cancelled by an admin");
+                let _ = Self::deliver(entry, SessionMsg::Cancel);
+            }
+        }
+        Ok(())
+    }
+
     async fn sweep(state: &mut SessionsState) {
         let now = Instant::now();
         let idle: Vec<Uuid> = state
@@ -245,6 +304,14 @@ impl Actor for SessionsSupervisor {
                 Self::route(&myself, state, session_id, who, msg).await?;
             }
             SessionsMsg::Sweep => Self::sweep(state).await,
+            SessionsMsg::Admin {
+                session_id,
+                org_id,
+                action,
+                reply,
+            } => {
+                let _ = reply.send(Self::admin(state, session_id, org_id, action).await);
+            }
             SessionsMsg::Status(reply) => {
                 let mut children = Vec::new();
                 for (id, entry) in &state.live {
@@ -262,6 +329,7 @@ impl Actor for SessionsSupervisor {
                     mailbox: state.args.mailbox.len(),
                     restarts: 0,
                     started_at: state.started_at,
+                    owner: None,
                     children,
                 });
             }

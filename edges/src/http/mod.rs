@@ -21,7 +21,7 @@ use aurora_storage::preferences::Preferences;
 use aurora_storage::sessions::Sessions;
 use aurora_storage::tickets::Tickets;
 use aurora_storage::usage::LlmUsage;
-use aurora_supervisors::IngestHandle;
+use aurora_supervisors::{IngestHandle, NodeMsg, SessionsHandle};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use warp::Filter;
@@ -44,6 +44,10 @@ pub struct HttpState {
     pub kb_store: Knowledge,
     /// Where uploads are sent for ingestion.
     pub ingest: IngestHandle,
+    /// The root of the node's supervision tree (the admin console's actor tree).
+    pub node: ractor::ActorRef<NodeMsg>,
+    /// The sessions supervisor (admin actions on sessions).
+    pub sessions_handle: SessionsHandle,
     /// The configured LLM provider, if any.
     pub llm: Option<Arc<dyn LlmProvider>>,
     pub health: watch::Receiver<HealthReport>,

@@ -3,6 +3,7 @@
 //! a body parse error.
 
 mod accounts;
+mod admin;
 mod health;
 mod knowledge;
 mod llm_config;
@@ -36,7 +37,9 @@ pub fn all(
         .unify()
         .or(policies::routes(state.clone()))
         .unify()
-        .or(knowledge::routes(state))
+        .or(knowledge::routes(state.clone()))
+        .unify()
+        .or(admin::routes(state))
         .unify()
 }
 

@@ -1,0 +1,146 @@
+//! The admin console's API on a whole node: the actor tree (scoped to the admin's org), admin
+//! actions on a session and its running turn, and the Prometheus metrics.
+
+mod common;
+
+use aurora_fakes::Reply;
+use common::ws::{chat_node, is_end, new_session, next, open, query};
+use common::{assert_error, Backend};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn kinds(tree: &Value) -> Vec<String> {
+    let mut out = vec![tree["kind"].as_str().unwrap().to_string()];
+    for c in tree["children"].as_array().unwrap() {
+        out.extend(kinds(c));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_see_their_orgs_actors_stop_them_and_metrics_count_them() {
+    // The turn waits for an approval, so its run stays alive while the console looks at it.
+    let (t, _fake, _dir) = chat_node(
+        vec![Reply::tool_call(
+            "call_1",
+            "cloud_exec",
+            &["{\"command\": \"kubectl delete pod web-1\"}"],
+            (10, 5),
+        )],
+        "#!/bin/sh\necho deleted\n",
+        &[],
+    )
+    .await;
+    assert_eq!(t.backend, Backend::Sqlite);
+    let admin = t.register("admin@one.io", "One").await;
+    let viewer = t.add_user(&admin, "viewer@one.io", "viewer").await;
+    let other = t.register("admin@two.io", "Two").await;
+    let sid = new_session(&t, &admin).await;
+    let mut ws = open(&t, &admin).await;
+    query(&mut ws, &sid, "clean up web-1", "agent").await;
+    loop {
+        let f = next(&mut ws)
+            .await
+            .expect("frames until the approval request");
+        if f["type"] == "execution_confirmation" {
+            break;
+        }
+    }
+
+    let (status, body) = t.get("/api/admin/actors", Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let node = &body["nodes"][0];
+    assert_eq!(node["kind"], "node");
+    let all = kinds(node);
+    for k in ["health", "sessions_supervisor", "session", "agent_run"] {
+        assert!(all.iter().any(|x| x == k), "{k} missing from {all:?}");
+    }
+    assert_eq!(body["counts"]["by_kind"]["session"], 1, "{body}");
+    assert_eq!(
+        body["counts"]["by_node"][node["id"].as_str().unwrap()],
+        all.len()
+    );
+    let (_, filtered) = t.get("/api/admin/actors?kind=session", Some(&admin)).await;
+    let sessions = filtered["actors"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["id"], sid.as_str());
+    assert_eq!(sessions[0]["state"], "running");
+    let me = t.principal(&admin).await;
+    assert_eq!(sessions[0]["owner"]["org_id"], me.org_id.to_string());
+    let (_, none) = t
+        .get("/api/admin/actors?node=aurora@elsewhere", Some(&admin))
+        .await;
+    assert_eq!(none["nodes"], json!([]));
+    let (status, body) = t.get("/api/admin/actors?color=red", Some(&admin)).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+
+    // Another org's admin sees the node but not this org's session or run.
+    let (_, theirs) = t.get("/api/admin/actors", Some(&other)).await;
+    let their_kinds = kinds(&theirs["nodes"][0]);
+    assert!(!their_kinds
+        .iter()
+        .any(|k| k == "session" || k == "agent_run"));
+    assert_eq!(theirs["hidden"], 2, "{theirs}");
+    let (status, body) = t.get("/api/admin/actors", Some(&viewer)).await;
+    assert_error(status, &body, StatusCode::FORBIDDEN, "FORBIDDEN");
+
+    // Actions: refused across orgs, then the run is cancelled and the session stopped.
+    let stop = |token: String, body: Value| {
+        let req = t
+            .client
+            .post(format!("{}/api/admin/actors/stop", t.base))
+            .bearer_auth(token)
+            .json(&body);
+        async move { req.send().await.unwrap() }
+    };
+    let resp = stop(other.clone(), json!({ "kind": "agent_run", "id": sid })).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = stop(admin.clone(), json!({ "kind": "mailbox", "id": sid })).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let resp = stop(admin.clone(), json!({ "kind": "agent_run", "id": sid })).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let mut ended = false;
+    while let Some(f) = next(&mut ws).await {
+        if is_end(&f) {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended, "the client sees the cancelled turn end");
+    let resp = stop(admin.clone(), json!({ "kind": "agent_run", "id": sid })).await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+
+    let (status, metrics) = raw(&t, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let node_name = t.node().name.clone();
+    for line in [
+        format!("aurora_actors{{kind=\"session\",node=\"{node_name}\"}} 1"),
+        format!("aurora_turns_total{{outcome=\"cancelled\",node=\"{node_name}\"}} 1"),
+        format!("aurora_websocket_connections{{node=\"{node_name}\"}} 1"),
+    ] {
+        assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+    }
+    assert!(metrics.contains("aurora_actor_mailbox_depth"));
+    assert!(metrics.contains("aurora_actor_restarts"));
+
+    let resp = stop(admin.clone(), json!({ "kind": "session", "id": sid })).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let (_, after) = t.get("/api/admin/actors?kind=session", Some(&admin)).await;
+    assert_eq!(after["actors"], json!([]));
+    // The history is intact: the session is rebuilt from storage when it is used again.
+    let (status, session) = t
+        .get(&format!("/chat_api/sessions/{sid}"), Some(&admin))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    assert!(session.to_string().contains("clean up web-1"));
+}
+
+async fn raw(t: &common::TestNode, path: &str) -> (StatusCode, String) {
+    let resp = t
+        .client
+        .get(format!("{}{path}", t.base))
+        .send()
+        .await
+        .unwrap();
+    (resp.status(), resp.text().await.unwrap())
+}
