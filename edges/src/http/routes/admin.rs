@@ -5,6 +5,8 @@
 //!   (sessions, runs, ingestion) are left out and only counted as `hidden`.
 //! - `POST /api/admin/actors/stop {kind: "session" | "agent_run", id}` (admin): stop a session
 //!   actor of the admin's org, or cancel its running turn.
+//! - `GET /admin`: the console page (static HTML and script; it logs in through the API and
+//!   polls the tree every two seconds).
 //! - `GET /metrics`: Prometheus text: actors, mailbox depths and restarts by kind (from the same
 //!   tree), turns, tool calls and open WebSockets. Unauthenticated, like most scrape targets:
 //!   the node binds to loopback unless told otherwise.
@@ -51,7 +53,31 @@ pub fn routes(state: Arc<HttpState>) -> Route {
         .and(with_state(state))
         .then(metrics)
         .map(respond);
-    actors.or(stop).unify().or(metrics).unify().boxed()
+    let page = warp::path!("admin").and(warp::get()).map(console_page);
+    actors
+        .or(stop)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(page)
+        .unify()
+        .boxed()
+}
+
+/// The console: one self-contained page, so nothing needs a front-end build.
+const CONSOLE_PAGE: &str = include_str!("../admin.html");
+
+fn console_page() -> warp::reply::Response {
+    warp::http::Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/html; charset=utf-8")
+        .header(
+            "content-security-policy",
+            "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        )
+        .header("x-content-type-options", "nosniff")
+        .body(CONSOLE_PAGE.into())
+        .unwrap_or_else(|_| warp::reply().into_response())
 }
 
 /// This node's whole tree.
