@@ -285,8 +285,20 @@ impl Node {
         });
         let (ingest_tx, ingest) = watch::channel(None);
         let (sessions_tx, sessions) = watch::channel(None);
+        // Bound before anything is named after them: with port 0 the name carries the port
+        // the system chose, so nodes on one machine never share a name.
         let http_addr = SocketAddr::new(config.bind_addr, config.http_port);
-        let node_name = format!("aurora@{http_addr}");
+        let http_listener = tokio::net::TcpListener::bind(http_addr)
+            .await
+            .with_context(|| format!("cannot listen on {http_addr}"))?;
+        let ws_addr = SocketAddr::new(config.bind_addr, config.ws_port);
+        let ws_listener = tokio::net::TcpListener::bind(ws_addr)
+            .await
+            .with_context(|| format!("cannot listen on {ws_addr}"))?;
+        let node_name = match &config.node_name {
+            Some(name) => name.clone(),
+            None => format!("aurora@{}", http_listener.local_addr()?),
+        };
         let (supervisor, supervisor_task) = Actor::spawn(
             None,
             NodeSupervisor,
@@ -325,7 +337,6 @@ impl Node {
             started,
             draining: AtomicBool::new(false),
         };
-        let ws_addr = SocketAddr::new(config.bind_addr, config.ws_port);
         let ws_state = WsState {
             tickets: Tickets::new(&secret, cache.clone(), WS_TICKET_TTL),
             cache: cache.clone(),
@@ -338,12 +349,12 @@ impl Node {
             ),
         };
         let started_edges = async {
-            let ws = serve_ws(ws_state, ws_addr)
+            let ws = serve_ws(ws_state, ws_listener)
                 .await
-                .with_context(|| format!("cannot listen on {ws_addr}"))?;
-            let http = serve_http(state, http_addr)
+                .with_context(|| format!("cannot serve on {ws_addr}"))?;
+            let http = serve_http(state, http_listener)
                 .await
-                .with_context(|| format!("cannot listen on {http_addr}"))?;
+                .with_context(|| format!("cannot serve on {http_addr}"))?;
             anyhow::Ok((ws, http))
         };
         let (ws, http) = match started_edges.await {

@@ -1,6 +1,7 @@
 /// Every configuration key the node knows, by its environment variable name. In a TOML file the
 /// same names are written in lower case.
 pub const KEYS: &[&str] = &[
+    "NODE_NAME",
     "HTTP_PORT",
     "WS_PORT",
     "AURORA_BIND_ADDR",

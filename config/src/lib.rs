@@ -89,6 +89,8 @@ impl std::str::FromStr for LogFormat {
 /// The whole, validated configuration of a node.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// This node's name in the actor tree, logs and metrics (default `aurora@<http address>`).
+    pub node_name: Option<String>,
     pub http_port: u16,
     pub ws_port: u16,
     pub bind_addr: IpAddr,
@@ -276,6 +278,7 @@ impl Config {
         Ok(Config {
             chat,
             kb,
+            node_name: node_name(&src)?,
             http_port: src.get("HTTP_PORT")?.unwrap_or(5080),
             ws_port: src.get("WS_PORT")?.unwrap_or(5006),
             bind_addr: src
@@ -341,6 +344,7 @@ impl Config {
             DatabaseConfig::Postgres { url } => secret::mask_url(url.expose()),
         };
         vec![
+            ("NODE_NAME", opt(&self.node_name)),
             ("HTTP_PORT", self.http_port.to_string()),
             ("WS_PORT", self.ws_port.to_string()),
             ("AURORA_BIND_ADDR", self.bind_addr.to_string()),
@@ -488,6 +492,25 @@ fn chat_config(src: &Sources, data_dir: &Path) -> Result<ChatConfig, ConfigError
         llm_prices: src.get("AURORA_LLM_PRICES")?,
         ws_max_frame_bytes: positive("AURORA_WS_MAX_FRAME_BYTES", 10 * 1024 * 1024)? as usize,
     })
+}
+
+fn node_name(src: &Sources) -> Result<Option<String>, ConfigError> {
+    let Some(name) = src.get::<String>("NODE_NAME")? else {
+        return Ok(None);
+    };
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@:".contains(c));
+    if !ok {
+        return Err(ConfigError::invalid(
+            "NODE_NAME",
+            &name,
+            "1 to 100 letters, digits, '-', '_', '.', '@' or ':'",
+        ));
+    }
+    Ok(Some(name))
 }
 
 fn kb_config(src: &Sources) -> Result<KbConfig, ConfigError> {

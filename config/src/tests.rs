@@ -125,3 +125,17 @@ fn describe_masks_secrets() {
     assert!(text.contains("postgres://aurora:***@db/aurora"), "{text}");
     assert!(!format!("{c:?}").contains("hunter2"));
 }
+
+#[test]
+fn node_names_are_checked() {
+    let c = Config::from_sources(None, env(&[("NODE_NAME", "node-a@10.0.0.1:5080")])).unwrap();
+    assert_eq!(c.node_name.as_deref(), Some("node-a@10.0.0.1:5080"));
+    assert!(Config::from_sources(None, env(&[]))
+        .unwrap()
+        .node_name
+        .is_none());
+    for bad in ["has space", "semi;colon", &"x".repeat(101)] {
+        let err = Config::from_sources(None, env(&[("NODE_NAME", bad)])).unwrap_err();
+        assert!(err.to_string().contains("NODE_NAME"), "{bad:?}: {err}");
+    }
+}

@@ -55,8 +55,7 @@ impl WsServer {
     }
 }
 
-pub async fn serve_ws(state: WsState, addr: SocketAddr) -> std::io::Result<WsServer> {
-    let listener = TcpListener::bind(addr).await?;
+pub async fn serve_ws(state: WsState, listener: TcpListener) -> std::io::Result<WsServer> {
     let addr = listener.local_addr()?;
     let state = Arc::new(state);
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();

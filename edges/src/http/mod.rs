@@ -75,10 +75,13 @@ impl HttpServer {
     }
 }
 
-/// Binds `addr` and serves the API until [`HttpServer::shutdown`].
-pub async fn serve_http(state: HttpState, addr: SocketAddr) -> std::io::Result<HttpServer> {
+/// Serves the API on `listener` until [`HttpServer::shutdown`]. The node binds first, so its
+/// name can carry the port actually bound.
+pub async fn serve_http(
+    state: HttpState,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<HttpServer> {
     let state = Arc::new(state);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
     let filter = api(state.clone());
