@@ -32,6 +32,21 @@ pub struct SnapshotOwner {
 }
 
 impl ActorSnapshot {
+    /// A snapshot with an empty mailbox, no restarts, no owner and no children: what most
+    /// fill in, then override with struct-update syntax.
+    pub fn new(kind: &str, id: impl Into<String>, state: &str, started_at: DateTime<Utc>) -> Self {
+        ActorSnapshot {
+            kind: kind.into(),
+            id: id.into(),
+            state: state.into(),
+            mailbox: 0,
+            restarts: 0,
+            started_at,
+            owner: None,
+            children: Vec::new(),
+        }
+    }
+
     /// This actor and all below it, depth first.
     pub fn walk(&self) -> Vec<&ActorSnapshot> {
         let mut out = vec![self];

@@ -113,30 +113,31 @@ impl Actor for EmbeddingSupervisor {
                     .workers
                     .iter()
                     .enumerate()
-                    .map(|(n, w)| ActorSnapshot {
-                        kind: "embedding_worker".into(),
-                        id: format!("worker-{n}"),
-                        state: match (&w.cell, w.gauge.busy.load(Ordering::Relaxed)) {
-                            (None, _) => "restarting".into(),
-                            (Some(_), true) => "embedding".into(),
-                            (Some(_), false) => "idle".into(),
-                        },
-                        mailbox: 0,
-                        restarts: w.restarts,
-                        started_at: w.started_at,
-                        owner: None,
-                        children: Vec::new(),
+                    .map(|(n, w)| {
+                        let now = match (&w.cell, w.gauge.busy.load(Ordering::Relaxed)) {
+                            (None, _) => "restarting",
+                            (Some(_), true) => "embedding",
+                            (Some(_), false) => "idle",
+                        };
+                        ActorSnapshot {
+                            restarts: w.restarts,
+                            ..ActorSnapshot::new(
+                                "embedding_worker",
+                                format!("worker-{n}"),
+                                now,
+                                w.started_at,
+                            )
+                        }
                     })
                     .collect();
                 let _ = reply.send(ActorSnapshot {
-                    kind: "embedding_pool".into(),
-                    id: "embeddings".into(),
-                    state: "running".into(),
-                    mailbox: 0,
-                    restarts: 0,
-                    started_at: state.started_at,
-                    owner: None,
                     children,
+                    ..ActorSnapshot::new(
+                        "embedding_pool",
+                        "embeddings",
+                        "running",
+                        state.started_at,
+                    )
                 });
             }
         }

@@ -139,28 +139,21 @@ impl Actor for IngestSupervisor {
                     .running
                     .values()
                     .map(|r| ActorSnapshot {
-                        kind: "kb_ingest".into(),
-                        id: r.document_id.to_string(),
-                        state: "ingesting".into(),
-                        mailbox: 0,
-                        restarts: 0,
-                        started_at: r.started_at,
                         owner: Some(SnapshotOwner {
                             org_id: r.org_id,
                             user_id: None,
                         }),
-                        children: Vec::new(),
+                        ..ActorSnapshot::new(
+                            "kb_ingest",
+                            r.document_id.to_string(),
+                            "ingesting",
+                            r.started_at,
+                        )
                     })
                     .collect();
                 let _ = reply.send(ActorSnapshot {
-                    kind: "ingest_supervisor".into(),
-                    id: "ingest".into(),
-                    state: "running".into(),
-                    mailbox: 0,
-                    restarts: 0,
-                    started_at: state.started_at,
-                    owner: None,
                     children,
+                    ..ActorSnapshot::new("ingest_supervisor", "ingest", "running", state.started_at)
                 });
             }
         }
