@@ -340,6 +340,33 @@ async fn bad_uploads_and_searches_are_refused_clearly() {
         .unwrap();
     let (status, body) = common::read(resp).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+    for form in [
+        reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(b"hi".to_vec()).file_name("a.md"),
+            )
+            .text("color", "red"),
+        reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(b"hi".to_vec()).file_name("a.md"),
+            )
+            .text("title", "t".repeat(2000)),
+        reqwest::multipart::Form::new()
+            .part("file", reqwest::multipart::Part::bytes(b"hi".to_vec())),
+    ] {
+        let resp = t
+            .client
+            .post(format!("{}/api/knowledge-base/upload", t.base))
+            .bearer_auth(&admin)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = common::read(resp).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+    }
     let (status, body) = upload(&t, &viewer, "notes.txt", b"hello".to_vec()).await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "FORBIDDEN");
     let resp = t
