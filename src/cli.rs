@@ -27,8 +27,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a node: migrate storage, start the supervision tree and the HTTP edge.
-    Serve,
+    /// Run a node: migrate storage, start the supervision tree, the edges and (with a cluster
+    /// port) the cluster listener.
+    Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Inspect the configuration.
@@ -37,6 +38,39 @@ enum Command {
     /// Administrative tasks against the database.
     #[command(subcommand)]
     Admin(AdminCommand),
+}
+
+/// Flags of `serve`; each overrides its environment variable.
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// This node's name in the cluster, logs and metrics (NODE_NAME).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Port of the cluster listener; setting it makes the node join a cluster (CLUSTER_PORT).
+    #[arg(long)]
+    cluster_port: Option<u16>,
+    /// Cluster listeners of other nodes, host:port,... (CLUSTER_SEEDS).
+    #[arg(long)]
+    seeds: Option<String>,
+    /// The secret shared by the nodes of the cluster (CLUSTER_COOKIE).
+    #[arg(long)]
+    cookie: Option<String>,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut put = |key: &str, value: Option<String>| {
+            if let Some(v) = value {
+                out.push((key.to_string(), v));
+            }
+        };
+        put("NODE_NAME", self.node_name.clone());
+        put("CLUSTER_PORT", self.cluster_port.map(|p| p.to_string()));
+        put("CLUSTER_SEEDS", self.seeds.clone());
+        put("CLUSTER_COOKIE", self.cookie.clone());
+        out
+    }
 }
 
 #[derive(Subcommand)]
@@ -70,7 +104,11 @@ enum AdminCommand {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref()) {
+    let overrides = match &cli.command {
+        Command::Serve(args) => args.overrides(),
+        _ => Vec::new(),
+    };
+    let config = match Config::load_with(cli.config.as_deref(), overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -96,7 +134,7 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Serve => serve(config).await,
+        Command::Serve(_) => serve(config).await,
         Command::Migrate => {
             let db = open_database(&config).await?;
             db.close().await?;

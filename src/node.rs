@@ -10,6 +10,7 @@ use aurora_actors::tools::terraform::Terraform;
 use aurora_actors::turn::TurnDeps;
 use aurora_actors::Mailbox;
 use aurora_actors::{ActorSnapshot, HealthReport};
+use aurora_cluster::{Cluster, ClusterArgs};
 use aurora_config::{Config, DatabaseConfig, LogFormat};
 use aurora_edges::{serve_http, serve_ws, HttpServer, HttpState, WsServer, WsState};
 use aurora_models::embeddings::{Embedder, EmbeddingPool, ModelSource, PoolConfig};
@@ -31,7 +32,7 @@ use aurora_storage::Db;
 use aurora_supervisors::embeddings::EmbeddingArgs;
 use aurora_supervisors::ingest::IngestArgs;
 use aurora_supervisors::sessions::{SessionsArgs, SessionsMsg};
-use aurora_supervisors::{Backoff, NodeArgs, NodeMsg, NodeSupervisor, SessionsHandle};
+use aurora_supervisors::{Backoff, NodeArgs, NodeMsg, NodeSupervisor, Placement, SessionsHandle};
 use ractor::{Actor, ActorRef};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -43,6 +44,7 @@ pub struct Node {
     http: HttpServer,
     ws: WsServer,
     sessions: SessionsHandle,
+    cluster: Cluster,
     supervisor: ActorRef<NodeMsg>,
     supervisor_task: JoinHandle<()>,
     db: Db,
@@ -62,6 +64,7 @@ fn sessions_args(
     objects: &ObjectStore,
     llm: Arc<dyn llm::LlmProvider>,
     knowledge: Option<Arc<KnowledgeBase>>,
+    placement: watch::Receiver<Placement>,
 ) -> anyhow::Result<SessionsArgs> {
     let chat = &config.chat;
     let prices = PriceTable::with_overrides(chat.llm_prices.as_deref().unwrap_or(""))
@@ -101,6 +104,7 @@ fn sessions_args(
         idle_after: Duration::from_secs(chat.session_idle_secs),
         backoff: Backoff::DEFAULT,
         mailbox: Mailbox::new(),
+        placement,
     };
     Ok(args)
 }
@@ -267,6 +271,8 @@ impl Node {
             None => (None, None),
         };
         let (health_tx, health_rx) = watch::channel(HealthReport::starting());
+        // The cluster publishes who owns which session here once it starts (below).
+        let (placement_tx, placement_rx) = watch::channel(Placement::alone("starting"));
         let sessions_args = match &llm {
             Some(llm) => Some(sessions_args(
                 &config,
@@ -275,6 +281,7 @@ impl Node {
                 &objects,
                 llm.clone(),
                 knowledge.clone(),
+                placement_rx,
             )?),
             None => None,
         };
@@ -318,6 +325,24 @@ impl Node {
         )
         .await
         .context("cannot start the node supervisor")?;
+        let cluster = match Cluster::start(
+            ClusterArgs {
+                name: node_name.clone(),
+                sessions: sessions.clone(),
+                node: supervisor.clone(),
+                placement: placement_tx,
+            },
+            &config.cluster,
+            config.bind_addr,
+        )
+        .await
+        {
+            Ok(cluster) => cluster,
+            Err(e) => {
+                supervisor.stop(Some("the cluster failed to start".into()));
+                return Err(e).context("cannot join the cluster");
+            }
+        };
         let state = HttpState {
             config: config.clone(),
             node_name: node_name.clone(),
@@ -331,7 +356,7 @@ impl Node {
             kb_store: Knowledge::new(db.clone()),
             ingest,
             node: supervisor.clone(),
-            sessions_handle: sessions.clone(),
+            cluster: cluster.clone(),
             llm: llm.clone(),
             health: health_rx.clone(),
             started,
@@ -340,7 +365,7 @@ impl Node {
         let ws_state = WsState {
             tickets: Tickets::new(&secret, cache.clone(), WS_TICKET_TTL),
             cache: cache.clone(),
-            sessions: sessions.clone(),
+            cluster: cluster.clone(),
             chat_enabled: llm.is_some(),
             max_frame_bytes: config.chat.ws_max_frame_bytes,
             rate_limit: (
@@ -360,6 +385,7 @@ impl Node {
         let (ws, http) = match started_edges.await {
             Ok(edges) => edges,
             Err(e) => {
+                cluster.shutdown().await;
                 supervisor.stop(Some("an edge failed to start".into()));
                 return Err(e);
             }
@@ -371,6 +397,7 @@ impl Node {
             http,
             ws,
             sessions,
+            cluster,
             supervisor,
             supervisor_task,
             db,
@@ -393,6 +420,11 @@ impl Node {
     /// The latest dependency health report.
     pub fn health(&self) -> HealthReport {
         self.health.borrow().clone()
+    }
+
+    /// This node's view of the cluster.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
     }
 
     /// The root of the supervision tree (tests use it to inject failures into children).
@@ -424,6 +456,27 @@ impl Node {
             tracing::warn!("http edge did not drain before the deadline");
         }
         self.ws.shutdown().await;
+        if self.cluster.clustered() {
+            // Hand the sessions to the other members, and let the turns running here finish
+            // (their clients keep receiving frames) while the deadline allows.
+            self.cluster.leave();
+            let drain_until = deadline.saturating_sub(Duration::from_secs(2));
+            loop {
+                let running = self.cluster.running_turns().await;
+                if running == 0 {
+                    break;
+                }
+                if start.elapsed() >= drain_until {
+                    tracing::warn!(
+                        running,
+                        "turns still running at the shutdown deadline are cancelled"
+                    );
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        self.cluster.shutdown().await;
         let left = deadline
             .saturating_sub(start.elapsed())
             .max(Duration::from_millis(100));

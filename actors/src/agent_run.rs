@@ -45,6 +45,10 @@ pub enum AgentRunMsg {
     Status(RpcReplyPort<ActorSnapshot>),
 }
 
+// Local only: never sent to another node (ractor's `cluster` feature asks every message
+// type to say so).
+impl ractor::Message for AgentRunMsg {}
+
 pub struct AgentRunState {
     decisions: mpsc::Sender<(String, Decision)>,
     cancel: Arc<watch::Sender<bool>>,

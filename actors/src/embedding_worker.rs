@@ -28,6 +28,10 @@ pub enum EmbeddingWorkerMsg {
     Next,
 }
 
+// Local only: never sent to another node (ractor's `cluster` feature asks every message
+// type to say so).
+impl ractor::Message for EmbeddingWorkerMsg {}
+
 pub struct EmbeddingWorkerActor;
 
 impl Actor for EmbeddingWorkerActor {

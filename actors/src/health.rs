@@ -67,6 +67,10 @@ pub enum HealthMsg {
     Status(RpcReplyPort<ActorSnapshot>),
 }
 
+// Local only: never sent to another node (ractor's `cluster` feature asks every message
+// type to say so).
+impl ractor::Message for HealthMsg {}
+
 pub struct HealthState {
     args: HealthArgs,
     started_at: DateTime<Utc>,

@@ -22,6 +22,10 @@ pub enum KbIngestMsg {
     Run,
 }
 
+// Local only: never sent to another node (ractor's `cluster` feature asks every message
+// type to say so).
+impl ractor::Message for KbIngestMsg {}
+
 pub struct KbIngestState {
     args: KbIngestArgs,
 }

@@ -52,6 +52,10 @@ pub enum SessionMsg {
     Status(RpcReplyPort<ActorSnapshot>),
 }
 
+// Local only: never sent to another node (ractor's `cluster` feature asks every message
+// type to say so).
+impl ractor::Message for SessionMsg {}
+
 pub struct SessionState {
     args: SessionArgs,
     run: Option<Run>,

@@ -24,6 +24,10 @@ pub enum ToolExecutionMsg {
     Run,
 }
 
+// Local only: never sent to another node (ractor's `cluster` feature asks every message
+// type to say so).
+impl ractor::Message for ToolExecutionMsg {}
+
 pub struct ToolExecutionState {
     job: Option<(ToolJob, oneshot::Sender<Result<ToolOutput, ToolError>>)>,
     tool_call_id: String,

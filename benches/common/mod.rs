@@ -132,6 +132,7 @@ impl Bench {
             idle_after: Duration::from_secs(3600),
             backoff: Backoff::DEFAULT,
             mailbox: Mailbox::new(),
+            placement: tokio::sync::watch::channel(aurora_supervisors::Placement::alone("bench")).1,
         }
     }
 }

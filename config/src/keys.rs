@@ -2,6 +2,9 @@
 /// same names are written in lower case.
 pub const KEYS: &[&str] = &[
     "NODE_NAME",
+    "CLUSTER_PORT",
+    "CLUSTER_SEEDS",
+    "CLUSTER_COOKIE",
     "HTTP_PORT",
     "WS_PORT",
     "AURORA_BIND_ADDR",

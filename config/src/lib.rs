@@ -124,6 +124,25 @@ pub struct Config {
     pub log_format: LogFormat,
     pub chat: ChatConfig,
     pub kb: KbConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// Clustering: this node's cluster listener, its peers and the shared cookie. A node with no
+/// `CLUSTER_PORT` runs alone.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterConfig {
+    /// Port of this node's cluster listener (0 = any free port); `None` = not clustered.
+    pub port: Option<u16>,
+    /// `host:port` cluster listeners of other nodes to join (any one live seed is enough).
+    pub seeds: Vec<String>,
+    /// The secret every node of the cluster shares; required when clustered.
+    pub cookie: Option<Secret>,
+}
+
+impl ClusterConfig {
+    pub fn enabled(&self) -> bool {
+        self.port.is_some()
+    }
 }
 
 /// The knowledge base: where the embedding model comes from, and ingestion limits.
@@ -166,6 +185,15 @@ pub struct ChatConfig {
 impl Config {
     /// Loads the configuration from `file` (if given) and the process environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with(file, Vec::new())
+    }
+
+    /// Like [`Config::load`], with `overrides` (from command-line flags) taking precedence over
+    /// the environment.
+    pub fn load_with(
+        file: Option<&Path>,
+        overrides: Vec<(String, String)>,
+    ) -> Result<Config, ConfigError> {
         let text = match file {
             Some(path) => Some((
                 std::fs::read_to_string(path).map_err(|e| ConfigError::File {
@@ -178,7 +206,7 @@ impl Config {
         };
         Self::from_sources(
             text.as_ref().map(|(t, p)| (t.as_str(), p.as_path())),
-            std::env::vars(),
+            std::env::vars().chain(overrides),
         )
     }
 
@@ -266,6 +294,7 @@ impl Config {
         }
         let chat = chat_config(&src, &data_dir)?;
         let kb = kb_config(&src)?;
+        let cluster = cluster_config(&src)?;
         let llm_provider: Option<LlmProvider> = src.get("LLM_PROVIDER")?;
         let llm_model: Option<String> = src.get("LLM_MODEL")?;
         if llm_provider.is_some() && llm_model.is_none() {
@@ -278,6 +307,7 @@ impl Config {
         Ok(Config {
             chat,
             kb,
+            cluster,
             node_name: node_name(&src)?,
             http_port: src.get("HTTP_PORT")?.unwrap_or(5080),
             ws_port: src.get("WS_PORT")?.unwrap_or(5006),
@@ -345,6 +375,9 @@ impl Config {
         };
         vec![
             ("NODE_NAME", opt(&self.node_name)),
+            ("CLUSTER_PORT", opt(&self.cluster.port)),
+            ("CLUSTER_SEEDS", self.cluster.seeds.join(",")),
+            ("CLUSTER_COOKIE", opt(&self.cluster.cookie)),
             ("HTTP_PORT", self.http_port.to_string()),
             ("WS_PORT", self.ws_port.to_string()),
             ("AURORA_BIND_ADDR", self.bind_addr.to_string()),
@@ -491,6 +524,64 @@ fn chat_config(src: &Sources, data_dir: &Path) -> Result<ChatConfig, ConfigError
         rate_limit_window_secs: positive("AURORA_RATE_LIMIT_WINDOW_SECS", 60)?,
         llm_prices: src.get("AURORA_LLM_PRICES")?,
         ws_max_frame_bytes: positive("AURORA_WS_MAX_FRAME_BYTES", 10 * 1024 * 1024)? as usize,
+    })
+}
+
+fn cluster_config(src: &Sources) -> Result<ClusterConfig, ConfigError> {
+    let port: Option<u16> = src.get("CLUSTER_PORT")?;
+    let seeds: Vec<String> = src
+        .get::<String>("CLUSTER_SEEDS")?
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    for seed in &seeds {
+        let ok = seed.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !ok {
+            return Err(ConfigError::invalid(
+                "CLUSTER_SEEDS",
+                seed,
+                "each seed is host:port",
+            ));
+        }
+    }
+    let cookie: Option<String> = src.get("CLUSTER_COOKIE")?;
+    if port.is_none() && !seeds.is_empty() {
+        return Err(ConfigError::invalid(
+            "CLUSTER_SEEDS",
+            &seeds.join(","),
+            "needs CLUSTER_PORT: a node joins a cluster with its own cluster listener",
+        ));
+    }
+    if port.is_some() {
+        match &cookie {
+            None => {
+                return Err(ConfigError::invalid(
+                    "CLUSTER_COOKIE",
+                    "",
+                    "required when CLUSTER_PORT is set: peers authenticate with it",
+                ))
+            }
+            Some(c) if c.len() < 8 => {
+                return Err(ConfigError::invalid(
+                    "CLUSTER_COOKIE",
+                    "(hidden)",
+                    "must be at least 8 characters",
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(ClusterConfig {
+        port,
+        seeds,
+        cookie: cookie.map(Secret::new),
     })
 }
 

@@ -139,3 +139,47 @@ fn node_names_are_checked() {
         assert!(err.to_string().contains("NODE_NAME"), "{bad:?}: {err}");
     }
 }
+
+#[test]
+fn clustering_needs_a_cookie_and_well_formed_seeds() {
+    let c = Config::from_sources(
+        None,
+        env(&[
+            ("CLUSTER_PORT", "7101"),
+            ("CLUSTER_SEEDS", "127.0.0.1:7102, node-c:7103"),
+            ("CLUSTER_COOKIE", "s3cret-cookie"),
+        ]),
+    )
+    .unwrap();
+    assert!(c.cluster.enabled());
+    assert_eq!(c.cluster.port, Some(7101));
+    assert_eq!(c.cluster.seeds, vec!["127.0.0.1:7102", "node-c:7103"]);
+    let described = format!("{:?}", c.describe());
+    assert!(!described.contains("s3cret-cookie"), "{described}");
+    assert!(!Config::from_sources(None, env(&[]))
+        .unwrap()
+        .cluster
+        .enabled());
+
+    let refused = [
+        (vec![("CLUSTER_PORT", "7101")], "CLUSTER_COOKIE"),
+        (
+            vec![("CLUSTER_PORT", "7101"), ("CLUSTER_COOKIE", "short")],
+            "CLUSTER_COOKIE",
+        ),
+        (vec![("CLUSTER_SEEDS", "127.0.0.1:7102")], "CLUSTER_SEEDS"),
+        (
+            vec![
+                ("CLUSTER_PORT", "7101"),
+                ("CLUSTER_COOKIE", "s3cret-cookie"),
+                ("CLUSTER_SEEDS", "no-port"),
+            ],
+            "CLUSTER_SEEDS",
+        ),
+        (vec![("CLUSTER_PORT", "70000")], "CLUSTER_PORT"),
+    ];
+    for (vars, key) in refused {
+        let err = Config::from_sources(None, env(&vars)).unwrap_err();
+        assert!(err.to_string().contains(key), "{vars:?}: {err}");
+    }
+}

@@ -1,5 +1,6 @@
 //! The WebSocket chat edge (PROTOCOL.md). One task per connection: it authenticates the
-//! ticket, then relays client frames to the sessions supervisor and the sessions' frames back,
+//! ticket, then relays client frames to the session's owner (this node's sessions supervisor or
+//! another node's, through the cluster) and the sessions' frames back,
 //! pings every 20 s and drops a peer silent for 30 s. A dropped socket does not stop a turn.
 
 use std::net::SocketAddr;
@@ -7,12 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aurora_actors::protocol::{ClientFrame, ErrorCode, ServerFrame};
-use aurora_actors::session::SessionMsg;
+use aurora_cluster::{Cluster, Conn, Forward};
 use aurora_storage::auth::Principal;
 use aurora_storage::cache::{Cache, RateDecision};
 use aurora_storage::tickets::Tickets;
-use aurora_supervisors::sessions::SessionsMsg;
-use aurora_supervisors::SessionsHandle;
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -30,9 +29,8 @@ const INIT_WAIT: Duration = Duration::from_secs(10);
 pub struct WsState {
     pub tickets: Tickets,
     pub cache: Cache,
-    /// `None` when no LLM provider is configured: queries get `LLM_UNAVAILABLE`.
-    /// The current sessions supervisor (it changes when the node supervisor restarts it).
-    pub sessions: SessionsHandle,
+    /// Where a session's messages go: this node's sessions or the owner node's.
+    pub cluster: Cluster,
     /// Whether this node has an LLM provider, i.e. takes queries at all.
     pub chat_enabled: bool,
     pub max_frame_bytes: usize,
@@ -164,6 +162,7 @@ async fn connection(state: Arc<WsState>, stream: TcpStream) -> Result<(), WsErro
         }
     };
     let (frames_tx, mut frames_rx) = mpsc::channel::<ServerFrame>(1024);
+    let conn = state.cluster.open(frames_tx);
     sink.send(text(&ServerFrame::start())).await?;
     let mut ticker = tokio::time::interval(PING_EVERY);
     ticker.tick().await;
@@ -174,7 +173,7 @@ async fn connection(state: Arc<WsState>, stream: TcpStream) -> Result<(), WsErro
                 last_seen = Instant::now();
                 match msg {
                     Some(Ok(Message::Text(t))) => {
-                        if let Some(reply) = client_frame(&state, &who, &t, &frames_tx).await {
+                        if let Some(reply) = client_frame(&state, &who, &t, &conn).await {
                             sink.send(text(&reply)).await?;
                         }
                     }
@@ -208,7 +207,7 @@ async fn client_frame(
     state: &WsState,
     who: &Principal,
     raw: &str,
-    frames: &mpsc::Sender<ServerFrame>,
+    conn: &Conn,
 ) -> Option<ServerFrame> {
     let frame = match ClientFrame::parse(raw) {
         Ok(f) => f,
@@ -262,16 +261,7 @@ async fn client_frame(
                     ))
                 }
             }
-            (
-                session_id,
-                SessionMsg::Query {
-                    query,
-                    mode,
-                    model,
-                    interactive: true,
-                    frames: frames.clone(),
-                },
-            )
+            (session_id, Forward::Query { query, mode, model })
         }
         ClientFrame::ConfirmationResponse {
             confirmation_id,
@@ -279,42 +269,13 @@ async fn client_frame(
             session_id,
         } => (
             session_id,
-            SessionMsg::Decision {
+            Forward::Decision {
                 confirmation_id,
                 decision,
             },
         ),
-        ClientFrame::Control { session_id, .. } => (session_id, SessionMsg::Cancel),
+        ClientFrame::Control { session_id, .. } => (session_id, Forward::Cancel),
     };
-    // Whatever this connection sends for a session attaches it: a client that reconnected
-    // receives the running turn's frames from now on.
-    let attach = SessionMsg::Attach(frames.clone());
-    let sessions = state.sessions.borrow().clone();
-    let Some(sessions) = sessions else {
-        return Some(ServerFrame::error(
-            ErrorCode::Internal,
-            "the sessions supervisor is restarting; try again shortly",
-            Some(session_id),
-        ));
-    };
-    let _ = sessions.cast(SessionsMsg::Route {
-        session_id,
-        who: who.clone(),
-        msg: attach,
-    });
-    if sessions
-        .cast(SessionsMsg::Route {
-            session_id,
-            who: who.clone(),
-            msg,
-        })
-        .is_err()
-    {
-        return Some(ServerFrame::error(
-            ErrorCode::Internal,
-            "the sessions supervisor is not running",
-            Some(session_id),
-        ));
-    }
-    None
+    // The session's owner may be another node: the cluster forwards there and relays back.
+    state.cluster.route(conn, session_id, who, msg).err()
 }

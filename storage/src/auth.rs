@@ -58,7 +58,8 @@ impl FromStr for Role {
 }
 
 /// The authenticated caller of a request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+// Deserialize: a forwarded chat message carries its caller to the node that owns the session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     pub user_id: Uuid,
     pub org_id: Uuid,

@@ -27,6 +27,10 @@ pub enum EmbeddingMsg {
     Status(RpcReplyPort<ActorSnapshot>),
 }
 
+// Local only: never sent to another node (ractor's `cluster` feature asks every message
+// type to say so).
+impl ractor::Message for EmbeddingMsg {}
+
 struct Worker {
     cell: Option<ActorCell>,
     restarts: u32,

@@ -35,6 +35,10 @@ pub enum IngestMsg {
     Status(RpcReplyPort<ActorSnapshot>),
 }
 
+// Local only: never sent to another node (ractor's `cluster` feature asks every message
+// type to say so).
+impl ractor::Message for IngestMsg {}
+
 struct Running {
     org_id: Uuid,
     document_id: Uuid,

@@ -9,7 +9,9 @@ mod backoff;
 pub mod embeddings;
 pub mod ingest;
 pub mod node;
+pub mod placement;
 pub mod sessions;
 
 pub use backoff::Backoff;
 pub use node::{Child, IngestHandle, NodeArgs, NodeMsg, NodeSupervisor, SessionsHandle};
+pub use placement::Placement;

@@ -76,6 +76,10 @@ pub enum NodeMsg {
     Restart(Child),
 }
 
+// Local only: never sent to another node (ractor's `cluster` feature asks every message
+// type to say so).
+impl ractor::Message for NodeMsg {}
+
 /// One supervised child: its live actor, if any, and how often it was restarted.
 struct Slot {
     cell: Option<ActorCell>,

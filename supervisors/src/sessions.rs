@@ -20,10 +20,13 @@ use ractor::{
     Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, MessagingErr, RpcReplyPort,
     SupervisionEvent,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use crate::Backoff;
+use crate::{Backoff, Placement};
+
+/// How soon a session that must move but is running a turn is looked at again.
+const REHOME_RETRY: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
 pub struct SessionsArgs {
@@ -36,6 +39,9 @@ pub struct SessionsArgs {
     pub backoff: Backoff,
     /// Counts what the edges send here (shared with their [`Counted`] reference).
     pub mailbox: Mailbox,
+    /// Which sessions this node owns in the cluster; when it changes, sessions owned elsewhere
+    /// now are stopped here (a running turn first finishes) and rebuilt on their new owner.
+    pub placement: watch::Receiver<Placement>,
 }
 
 pub enum SessionsMsg {
@@ -55,10 +61,17 @@ pub enum SessionsMsg {
         reply: RpcReplyPort<Result<(), AdminRefusal>>,
     },
     Status(RpcReplyPort<ActorSnapshot>),
+    /// The placement changed, or sessions that must move were still running a turn: stop the
+    /// sessions this node no longer owns.
+    Rehome,
 }
 
+// Local only: never sent to another node (ractor's `cluster` feature asks every message
+// type to say so).
+impl ractor::Message for SessionsMsg {}
+
 /// What an admin may do to a session from the console.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AdminAction {
     /// Stop the session actor (a running turn is cancelled and saves what it has; the session
     /// is rebuilt from storage on its next message).
@@ -67,7 +80,7 @@ pub enum AdminAction {
     CancelRun,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AdminRefusal {
     /// No live session with that id in the admin's org.
     NotFound,
@@ -235,6 +248,36 @@ impl SessionsSupervisor {
         Ok(())
     }
 
+    /// Stops the live sessions another node owns now. One with a turn running keeps it to the
+    /// end (a move must not cost the user a turn) and is looked at again shortly.
+    async fn rehome(myself: &ActorRef<SessionsMsg>, state: &mut SessionsState) {
+        let placement = state.args.placement.borrow().clone();
+        let foreign: Vec<Uuid> = state
+            .live
+            .keys()
+            .copied()
+            .filter(|id| !placement.is_local(*id))
+            .collect();
+        let mut waiting = false;
+        for id in foreign {
+            let Some(entry) = state.live.get(&id) else {
+                continue;
+            };
+            let running = ractor::call_t!(entry.actor.actor, SessionMsg::Status, 500)
+                .map(|s| s.state == "running")
+                .unwrap_or(false);
+            if running {
+                waiting = true;
+            } else if let Some(entry) = state.remove(id) {
+                tracing::info!(session_id = %id, owner = placement.owner(id), "session moves to its new owner");
+                entry.actor.actor.stop(Some("moved to another node".into()));
+            }
+        }
+        if waiting {
+            myself.send_after(REHOME_RETRY, || SessionsMsg::Rehome);
+        }
+    }
+
     async fn sweep(state: &mut SessionsState) {
         let now = Instant::now();
         let idle: Vec<Uuid> = state
@@ -272,6 +315,16 @@ impl Actor for SessionsSupervisor {
     ) -> Result<SessionsState, ActorProcessingErr> {
         let every = (args.idle_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(60));
         myself.send_interval(every, || SessionsMsg::Sweep);
+        // Placement changes arrive as messages, so they are handled in order with the routes.
+        let mut placement = args.placement.clone();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            while placement.changed().await.is_ok() {
+                if me.cast(SessionsMsg::Rehome).is_err() {
+                    break;
+                }
+            }
+        });
         let shared = Arc::new(SessionShared {
             deps: args.deps.clone(),
             sessions: args.sessions.clone(),
@@ -304,6 +357,7 @@ impl Actor for SessionsSupervisor {
                 Self::route(&myself, state, session_id, who, msg).await?;
             }
             SessionsMsg::Sweep => Self::sweep(state).await,
+            SessionsMsg::Rehome => Self::rehome(&myself, state).await,
             SessionsMsg::Admin {
                 session_id,
                 org_id,

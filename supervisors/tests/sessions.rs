@@ -13,12 +13,21 @@ use aurora_fakes::Reply;
 use aurora_storage::auth::Principal;
 use aurora_storage::sessions::Sessions;
 use aurora_supervisors::sessions::{SessionsArgs, SessionsMsg, SessionsSupervisor};
-use aurora_supervisors::Backoff;
+use aurora_supervisors::{Backoff, Placement};
 use common::{harness, Harness};
 use ractor::{Actor, ActorRef};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 async fn supervisor(h: &Harness, idle_after: Duration) -> ActorRef<SessionsMsg> {
+    let (_, placement) = watch::channel(Placement::alone("test"));
+    placed_supervisor(h, idle_after, placement).await
+}
+
+async fn placed_supervisor(
+    h: &Harness,
+    idle_after: Duration,
+    placement: watch::Receiver<Placement>,
+) -> ActorRef<SessionsMsg> {
     let args = SessionsArgs {
         deps: Arc::new(h.deps.clone()),
         sessions: Sessions::new(h.db.clone()),
@@ -30,6 +39,7 @@ async fn supervisor(h: &Harness, idle_after: Duration) -> ActorRef<SessionsMsg> 
             max: Duration::from_secs(2),
         },
         mailbox: Mailbox::new(),
+        placement,
     };
     Actor::spawn(None, SessionsSupervisor, args)
         .await
@@ -155,5 +165,55 @@ async fn a_killed_session_is_rebuilt_on_its_next_message() {
         "{frames:?}"
     );
     assert_eq!(h.fake.requests()[1]["messages"][2]["content"], "one");
+    sup.stop(None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_owned_elsewhere_stop_when_the_placement_changes() {
+    let h = harness(vec![
+        Reply::text(&["one"], (1, 1)),
+        Reply::text(&["two"], (1, 1)),
+    ])
+    .await;
+    let (placement_tx, placement) = watch::channel(Placement::alone("me"));
+    let sup = placed_supervisor(&h, Duration::from_secs(600), placement).await;
+    let sessions = Sessions::new(h.db.clone());
+    // Two sessions: with a second node, one of them is (with overwhelming odds among a few
+    // tries) owned there and the other here.
+    let two = Placement::new("me", ["other".to_string()]);
+    let mut mine = None;
+    let mut theirs = None;
+    while mine.is_none() || theirs.is_none() {
+        let id = sessions.create(&h.who, None).await.unwrap().id;
+        if two.is_local(id) {
+            mine.get_or_insert(id);
+        } else {
+            theirs.get_or_insert(id);
+        }
+    }
+    let (mine, theirs) = (mine.unwrap(), theirs.unwrap());
+    ask(&sup, &h.who, mine, "q1").await;
+    ask(&sup, &h.who, theirs, "q2").await;
+    assert_eq!(live_sessions(&sup).await, 2);
+
+    placement_tx.send(two).unwrap();
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        left = ractor::call_t!(sup, SessionsMsg::Status, 2000)
+            .unwrap()
+            .children
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        if left.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        left,
+        vec![mine.to_string()],
+        "only the session owned here stays"
+    );
     sup.stop(None);
 }

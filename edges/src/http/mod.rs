@@ -21,7 +21,7 @@ use aurora_storage::preferences::Preferences;
 use aurora_storage::sessions::Sessions;
 use aurora_storage::tickets::Tickets;
 use aurora_storage::usage::LlmUsage;
-use aurora_supervisors::{IngestHandle, NodeMsg, SessionsHandle};
+use aurora_supervisors::{IngestHandle, NodeMsg};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use warp::Filter;
@@ -46,8 +46,8 @@ pub struct HttpState {
     pub ingest: IngestHandle,
     /// The root of the node's supervision tree (the admin console's actor tree).
     pub node: ractor::ActorRef<NodeMsg>,
-    /// The sessions supervisor (admin actions on sessions).
-    pub sessions_handle: SessionsHandle,
+    /// This node's view of the cluster (the actor trees of all nodes, admin actions).
+    pub cluster: aurora_cluster::Cluster,
     /// The configured LLM provider, if any.
     pub llm: Option<Arc<dyn LlmProvider>>,
     pub health: watch::Receiver<HealthReport>,

@@ -1,14 +1,16 @@
 //! The admin console's API and the node's metrics.
 //!
-//! - `GET /api/admin/actors[?kind=&node=]` (admin): this node's actor tree from the actors'
-//!   own status snapshots, with counts per kind and per node. Actors owned by other orgs
+//! - `GET /api/admin/actors[?kind=&node=]` (admin): the actor tree of every node of the
+//!   cluster, from the actors' own status snapshots (each node asked through its gateway), with
+//!   counts per kind and per node; a node that does not answer is listed as `unreachable`. Actors owned by other orgs
 //!   (sessions, runs, ingestion) are left out and only counted as `hidden`.
 //! - `POST /api/admin/actors/stop {kind: "session" | "agent_run", id}` (admin): stop a session
-//!   actor of the admin's org, or cancel its running turn.
+//!   actor of the admin's org, or cancel its running turn, on whichever node it is live.
 //! - `GET /admin`: the console page (static HTML and script; it logs in through the API and
 //!   polls the tree every two seconds).
 //! - `GET /metrics`: Prometheus text: actors, mailbox depths and restarts by kind (from the same
-//!   tree), turns, tool calls and open WebSockets. Unauthenticated, like most scrape targets:
+//!   tree), turns, tool calls, open WebSockets and cluster members, labelled with this node
+//!   (each node is its own scrape target). Unauthenticated, like most scrape targets:
 //!   the node binds to loopback unless told otherwise.
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,9 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aurora_actors::ActorSnapshot;
+use aurora_cluster::NodeTree;
 use aurora_storage::auth::{Principal, Role};
-use aurora_supervisors::sessions::{AdminAction, AdminRefusal, SessionsMsg};
+use aurora_supervisors::sessions::{AdminAction, AdminRefusal};
 use aurora_supervisors::NodeMsg;
+use chrono::Utc;
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -103,8 +107,24 @@ async fn actors(
             )));
         }
     }
-    let (tree, hidden) = tree(&state).await?.visible_to(who.org_id);
-    let mut nodes = vec![tree];
+    // Every member's tree, asked at once; a member that does not answer is shown as such
+    // rather than failing the whole console.
+    let mut nodes = Vec::new();
+    let mut hidden = 0;
+    let mut unreachable = BTreeMap::new();
+    for NodeTree { node, tree } in state.cluster.trees(TREE_TIMEOUT).await {
+        match tree {
+            Ok(tree) => {
+                let (tree, h) = tree.visible_to(who.org_id);
+                hidden += h;
+                nodes.push(tree);
+            }
+            Err(e) => {
+                unreachable.insert(node.clone(), e.to_string());
+                nodes.push(ActorSnapshot::new("node", node, "unreachable", Utc::now()));
+            }
+        }
+    }
     if let Some(node) = q.get("node") {
         nodes.retain(|n| &n.id == node);
     }
@@ -121,6 +141,7 @@ async fn actors(
         "nodes": nodes,
         "counts": { "by_kind": by_kind, "by_node": by_node },
         "hidden": hidden,
+        "unreachable": unreachable,
     });
     if let Some(kind) = q.get("kind") {
         let matching: Vec<&ActorSnapshot> = nodes
@@ -156,35 +177,18 @@ async fn stop(
     };
     let not_found = || ApiError::not_found(format!("no live {} {}", body.kind, body.id));
     let session_id = Uuid::parse_str(&body.id).map_err(|_| not_found())?;
-    let sessions = state
-        .sessions_handle
-        .borrow()
-        .as_ref()
-        .map(|c| c.actor.clone());
-    let sessions = sessions.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            "the chat runtime is not running on this node",
-        )
-    })?;
-    let result = ractor::call_t!(
-        sessions,
-        |reply| SessionsMsg::Admin {
-            session_id,
-            org_id: who.org_id,
-            action,
-            reply,
-        },
-        TREE_TIMEOUT.as_millis() as u64
-    )
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            format!("the sessions supervisor did not answer: {e}"),
-        )
-    })?;
+    // Broadcast: the session may be live on any node while it moves between owners.
+    let result = state
+        .cluster
+        .admin(session_id, who.org_id, action, TREE_TIMEOUT)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                format!("the cluster did not answer: {e}"),
+            )
+        })?;
     match result {
         Ok(()) => {
             Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
@@ -229,6 +233,13 @@ async fn metrics(state: Arc<HttpState>) -> Result<warp::reply::Response, ApiErro
         mailbox.with_label_values(&kind).add(a.mailbox as i64);
         restarts.with_label_values(&kind).add(a.restarts as i64);
     }
+    let members = prometheus::IntGauge::new(
+        "aurora_cluster_members",
+        "Live members of the cluster as this node sees them (itself included)",
+    )
+    .map_err(internal)?;
+    members.set(state.cluster.members().len() as i64);
+    registry.register(Box::new(members)).map_err(internal)?;
     use aurora_actors::metrics::{OPEN_WEBSOCKETS, TOOL_CALLS, TURNS};
     registry
         .register(Box::new(TURNS.clone()))

@@ -1,0 +1,132 @@
+//! The WebSocket connections of this node, as the gateway sees them: frames that other nodes
+//! send back for a connection are delivered here, and turns forwarded to another node are
+//! remembered until their END so that a node dying mid-turn never leaves a client waiting.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use aurora_actors::protocol::{ErrorCode, RunStatus, ServerFrame};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// What the client of a turn lost with its node is told.
+pub const TURN_LOST: &str =
+    "the node running this turn stopped; the turn was lost (your history up to it is saved): ask again";
+
+#[derive(Default)]
+pub(crate) struct Conns {
+    next: AtomicU64,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    open: HashMap<u64, mpsc::Sender<ServerFrame>>,
+    /// (connection, session) -> the node running that session's turn.
+    in_flight: HashMap<(u64, Uuid), String>,
+}
+
+fn is_end(frame: &ServerFrame) -> Option<Uuid> {
+    match frame {
+        ServerFrame::Status {
+            data,
+            session_id: Some(id),
+        } if data.status == RunStatus::End => Some(*id),
+        _ => None,
+    }
+}
+
+impl Conns {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Nothing panics while holding the lock; a poisoned one still holds consistent maps.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn open(&self, frames: mpsc::Sender<ServerFrame>) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.lock().open.insert(id, frames);
+        id
+    }
+
+    pub(crate) fn close(&self, conn: u64) {
+        let mut inner = self.lock();
+        inner.open.remove(&conn);
+        inner.in_flight.retain(|(c, _), _| *c != conn);
+    }
+
+    /// A query of `conn` for `session_id` went to `node`.
+    pub(crate) fn started(&self, conn: u64, session_id: Uuid, node: &str) {
+        self.lock()
+            .in_flight
+            .insert((conn, session_id), node.to_string());
+    }
+
+    /// Frames from another node for `conn`. A client too slow to take them loses frames, not
+    /// the node's gateway: the turn itself is saved whatever the client saw.
+    pub(crate) fn deliver(&self, conn: u64, frames: Vec<ServerFrame>) {
+        let mut inner = self.lock();
+        let Some(tx) = inner.open.get(&conn).cloned() else {
+            return;
+        };
+        for frame in frames {
+            if let Some(session_id) = is_end(&frame) {
+                inner.in_flight.remove(&(conn, session_id));
+            }
+            if tx.try_send(frame).is_err() {
+                tracing::warn!(conn, "client too slow: a relayed frame was dropped");
+            }
+        }
+    }
+
+    /// `node` left the cluster: every turn it was running for a client here ends with an error.
+    pub(crate) fn lost(&self, node: &str) -> usize {
+        let mut inner = self.lock();
+        let lost: Vec<(u64, Uuid)> = inner
+            .in_flight
+            .iter()
+            .filter(|(_, n)| n.as_str() == node)
+            .map(|(k, _)| *k)
+            .collect();
+        for (conn, session_id) in &lost {
+            inner.in_flight.remove(&(*conn, *session_id));
+            if let Some(tx) = inner.open.get(conn) {
+                let _ = tx.try_send(ServerFrame::error(
+                    ErrorCode::Internal,
+                    TURN_LOST,
+                    Some(*session_id),
+                ));
+                let _ = tx.try_send(ServerFrame::end(*session_id));
+            }
+        }
+        lost.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_node_ends_its_turns_and_only_those() {
+        let conns = Conns::default();
+        let (tx, mut rx) = mpsc::channel(16);
+        let conn = conns.open(tx);
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        conns.started(conn, a, "node-b");
+        conns.started(conn, b, "node-c");
+        // b's turn ends normally.
+        conns.deliver(conn, vec![ServerFrame::end(b)]);
+        assert_eq!(rx.try_recv().unwrap(), ServerFrame::end(b));
+        assert_eq!(conns.lost("node-c"), 0);
+        assert_eq!(conns.lost("node-b"), 1);
+        assert!(
+            matches!(rx.try_recv().unwrap(), ServerFrame::Error { data, session_id } if data.code == ErrorCode::Internal && session_id == Some(a))
+        );
+        assert_eq!(rx.try_recv().unwrap(), ServerFrame::end(a));
+        assert_eq!(conns.lost("node-b"), 0, "told once");
+        conns.close(conn);
+        conns.deliver(conn, vec![ServerFrame::end(a)]);
+        assert!(rx.try_recv().is_err());
+    }
+}

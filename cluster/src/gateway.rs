@@ -1,0 +1,367 @@
+//! `GatewayActor`: one per node, the only actor other nodes talk to. It is a member of the
+//! process group named after its node (scope [`SCOPE`]), so every node finds every other
+//! node's gateway through ractor_cluster's synchronised groups. It
+//! - delivers messages forwarded by other nodes to the local sessions, relaying the sessions'
+//!   frames back to the connection they came from;
+//! - hands frames relayed from other nodes to local connections;
+//! - answers calls (liveness, this node's actor tree, admin actions);
+//! - keeps the membership: a node is a member while its gateway is in the [`MEMBERS`] groups
+//!   *and* it answered a ping within [`SUSPECT_AFTER`] (a node that hangs with its TCP link
+//!   open stops answering pings). Each change is published as a new [`Placement`].
+//!
+//! Two scopes, so that a node can leave (stop being given sessions) while its gateway still
+//! relays the frames of turns that clients connected to it are waiting for.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aurora_actors::protocol::ServerFrame;
+use aurora_supervisors::sessions::SessionsMsg;
+use aurora_supervisors::{NodeMsg, Placement, SessionsHandle};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor_cluster::RactorClusterMessage;
+use tokio::sync::{mpsc, watch};
+
+use crate::conns::Conns;
+use crate::wire::{self, Answer, Call, Cast, ConnAddr};
+
+/// The process-group scope the gateways join, each under its node's name: how a node's
+/// gateway is found.
+pub const SCOPE: &str = "aurora.gateways";
+/// The scope of the members: a gateway joins it when its node starts and leaves it when the
+/// node starts to shut down.
+pub const MEMBERS: &str = "aurora.members";
+/// How often peers are pinged and the membership recomputed.
+pub(crate) const TICK: Duration = Duration::from_millis(500);
+/// A peer that has not answered a ping for this long is no longer a member.
+pub(crate) const SUSPECT_AFTER: Duration = Duration::from_secs(2);
+const PING_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long the gateway waits for a local actor when answering a call.
+const LOCAL_CALL_MS: u64 = 3000;
+
+#[derive(RactorClusterMessage)]
+pub enum GatewayMsg {
+    /// A JSON [`Cast`].
+    Cast(Vec<u8>),
+    /// A JSON [`Call`], answered with a JSON [`Answer`].
+    #[rpc]
+    Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// Ping the peers and recompute the membership (sent to self).
+    Tick(u8),
+    /// The named peer answered a ping (sent to self).
+    Alive(String),
+    /// This node is shutting down: leave the members, keep relaying (empty payload).
+    Leave(u8),
+}
+
+/// What the gateway and the node's [`crate::Cluster`] handle share.
+pub(crate) struct Shared {
+    pub name: String,
+    pub sessions: SessionsHandle,
+    pub node: ActorRef<NodeMsg>,
+    pub placement: watch::Sender<Placement>,
+    pub conns: Conns,
+    /// Relays of frames to connections on other nodes, by connection.
+    pub relays: Mutex<HashMap<ConnAddr, mpsc::WeakSender<ServerFrame>>>,
+}
+
+pub(crate) struct GatewayActor;
+
+pub(crate) struct GatewayState {
+    shared: Arc<Shared>,
+    /// Peers in the groups, with when each last answered (or joined).
+    peers: HashMap<String, Instant>,
+    leaving: bool,
+}
+
+/// The members other than `me` whose gateway can be reached.
+fn grouped_peers(me: &str) -> HashSet<String> {
+    ractor::pg::which_scoped_groups(&MEMBERS.to_string())
+        .into_iter()
+        .filter(|g| g != me && gateway_of(g).is_some())
+        .collect()
+}
+
+/// The gateway of `node`, if it is in the groups.
+pub(crate) fn gateway_of(node: &str) -> Option<ActorRef<GatewayMsg>> {
+    ractor::pg::get_scoped_members(&SCOPE.to_string(), &node.to_string())
+        .into_iter()
+        .next()
+        .map(ActorRef::from)
+}
+
+impl GatewayActor {
+    fn cast(state: &GatewayState, bytes: &[u8]) {
+        let cast: Cast = match wire::decode(bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "undecodable message from another node dropped");
+                return;
+            }
+        };
+        match cast {
+            Cast::Route {
+                session_id,
+                who,
+                msg,
+                reply_to,
+            } => {
+                let frames = relay(&state.shared, reply_to);
+                if let Err(frame) =
+                    crate::local::deliver(&state.shared.sessions, session_id, &who, msg, &frames)
+                {
+                    let _ = frames.try_send(frame);
+                }
+            }
+            Cast::Frames { conn, frames } => state.shared.conns.deliver(conn, frames),
+        }
+    }
+
+    /// Answers a call without holding up the gateway: slow parts run in a task.
+    fn call(state: &GatewayState, bytes: &[u8], reply: RpcReplyPort<Vec<u8>>) {
+        let call: Call = match wire::decode(bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = reply.send(wire::encode(&Answer::Failed(format!(
+                    "undecodable call: {e}"
+                ))));
+                return;
+            }
+        };
+        let shared = state.shared.clone();
+        match call {
+            Call::Ping => {
+                let _ = reply.send(wire::encode(&Answer::Pong));
+            }
+            Call::Tree => {
+                tokio::spawn(async move {
+                    let answer = match ractor::call_t!(shared.node, NodeMsg::Status, LOCAL_CALL_MS)
+                    {
+                        Ok(tree) => Answer::Tree(Box::new(tree)),
+                        Err(e) => {
+                            Answer::Failed(format!("the actor tree could not be collected: {e}"))
+                        }
+                    };
+                    let _ = reply.send(wire::encode(&answer));
+                });
+            }
+            Call::Admin {
+                session_id,
+                org_id,
+                action,
+            } => {
+                let sessions = shared.sessions.borrow().as_ref().map(|c| c.actor.clone());
+                tokio::spawn(async move {
+                    let answer = match sessions {
+                        None => Answer::Failed("the chat runtime is not running".into()),
+                        Some(sessions) => match ractor::call_t!(
+                            sessions,
+                            |reply| SessionsMsg::Admin {
+                                session_id,
+                                org_id,
+                                action,
+                                reply,
+                            },
+                            LOCAL_CALL_MS
+                        ) {
+                            Ok(result) => Answer::Admin(result),
+                            Err(e) => Answer::Failed(format!(
+                                "the sessions supervisor did not answer: {e}"
+                            )),
+                        },
+                    };
+                    let _ = reply.send(wire::encode(&answer));
+                });
+            }
+        }
+    }
+
+    /// Pings every peer in the groups (answers come back as [`GatewayMsg::Alive`]).
+    fn ping(myself: &ActorRef<GatewayMsg>, state: &mut GatewayState) {
+        let grouped = grouped_peers(&state.shared.name);
+        let now = Instant::now();
+        state.peers.retain(|p, _| grouped.contains(p));
+        for peer in grouped {
+            state.peers.entry(peer.clone()).or_insert(now);
+            let Some(gateway) = gateway_of(&peer) else {
+                continue;
+            };
+            let me = myself.clone();
+            tokio::spawn(async move {
+                let ping = wire::encode(&Call::Ping);
+                if let Ok(ractor::rpc::CallResult::Success(_)) = gateway
+                    .call(|reply| GatewayMsg::Call(ping, reply), Some(PING_TIMEOUT))
+                    .await
+                {
+                    let _ = me.cast(GatewayMsg::Alive(peer));
+                }
+            });
+        }
+    }
+
+    /// Recomputes the members and publishes a new placement when they changed; turns that
+    /// clients here were waiting on from a node that left end with an error.
+    fn refresh(state: &mut GatewayState) {
+        let shared = &state.shared;
+        let grouped = grouped_peers(&shared.name);
+        state.peers.retain(|p, _| grouped.contains(p));
+        let live: Vec<String> = state
+            .peers
+            .iter()
+            .filter(|(_, seen)| seen.elapsed() < SUSPECT_AFTER)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let next = if state.leaving {
+            Placement::leaving(shared.name.clone(), live)
+        } else {
+            Placement::new(shared.name.clone(), live)
+        };
+        let previous = shared.placement.borrow().clone();
+        if next.nodes() == previous.nodes() {
+            return;
+        }
+        let gone: Vec<&String> = previous
+            .nodes()
+            .iter()
+            .filter(|n| !next.nodes().contains(n))
+            .collect();
+        let joined: Vec<&String> = next
+            .nodes()
+            .iter()
+            .filter(|n| !previous.nodes().contains(n))
+            .collect();
+        tracing::info!(members = ?next.nodes(), ?joined, left = ?gone, "cluster membership changed");
+        for node in gone {
+            let lost = shared.conns.lost(node);
+            if lost > 0 {
+                tracing::warn!(node = %node, turns = lost, "turns lost with a node that left");
+            }
+        }
+        shared.placement.send_replace(next);
+    }
+}
+
+/// The sender that relays a session's frames to connection `addr` on another node, made on
+/// first use and shared by every message from that connection.
+fn relay(shared: &Shared, addr: ConnAddr) -> mpsc::Sender<ServerFrame> {
+    let mut relays = shared.relays.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(tx) = relays.get(&addr).and_then(mpsc::WeakSender::upgrade) {
+        return tx;
+    }
+    relays.retain(|_, weak| weak.upgrade().is_some());
+    let (tx, mut rx) = mpsc::channel::<ServerFrame>(1024);
+    relays.insert(addr.clone(), tx.downgrade());
+    tokio::spawn(async move {
+        // Frames go in batches: one cluster message per burst of stream deltas.
+        let mut batch = Vec::with_capacity(64);
+        while rx.recv_many(&mut batch, 64).await > 0 {
+            let Some(gateway) = gateway_of(&addr.node) else {
+                break;
+            };
+            let cast = Cast::Frames {
+                conn: addr.conn,
+                frames: std::mem::take(&mut batch),
+            };
+            if gateway.cast(GatewayMsg::Cast(wire::encode(&cast))).is_err() {
+                break;
+            }
+        }
+    });
+    tx
+}
+
+impl Actor for GatewayActor {
+    type Msg = GatewayMsg;
+    type State = GatewayState;
+    type Arguments = Arc<Shared>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<GatewayMsg>,
+        shared: Arc<Shared>,
+    ) -> Result<GatewayState, ActorProcessingErr> {
+        for scope in [SCOPE, MEMBERS] {
+            ractor::pg::join_scoped(
+                scope.to_string(),
+                shared.name.clone(),
+                vec![myself.get_cell()],
+            );
+        }
+        ractor::pg::monitor_scope(MEMBERS.to_string(), myself.get_cell());
+        myself.send_interval(TICK, || GatewayMsg::Tick(0));
+        Ok(GatewayState {
+            shared,
+            peers: HashMap::new(),
+            leaving: false,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<GatewayMsg>,
+        state: &mut GatewayState,
+    ) -> Result<(), ActorProcessingErr> {
+        ractor::pg::demonitor_scope(MEMBERS.to_string(), myself.get_id());
+        for scope in [SCOPE, MEMBERS] {
+            ractor::pg::leave_scoped(
+                scope.to_string(),
+                state.shared.name.clone(),
+                vec![myself.get_cell()],
+            );
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<GatewayMsg>,
+        msg: GatewayMsg,
+        state: &mut GatewayState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            GatewayMsg::Cast(bytes) => Self::cast(state, &bytes),
+            GatewayMsg::Call(bytes, reply) => Self::call(state, &bytes, reply),
+            GatewayMsg::Tick(_) => {
+                Self::ping(&myself, state);
+                Self::refresh(state);
+            }
+            GatewayMsg::Leave(_) => {
+                ractor::pg::leave_scoped(
+                    MEMBERS.to_string(),
+                    state.shared.name.clone(),
+                    vec![myself.get_cell()],
+                );
+                state.leaving = true;
+                tracing::info!("leaving the cluster: new sessions go to the other members");
+                Self::refresh(state);
+            }
+            GatewayMsg::Alive(peer) => {
+                if let Some(seen) = state.peers.get_mut(&peer) {
+                    *seen = Instant::now();
+                }
+                Self::refresh(state);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<GatewayMsg>,
+        evt: SupervisionEvent,
+        state: &mut GatewayState,
+    ) -> Result<(), ActorProcessingErr> {
+        // A gateway joining or leaving the groups (a node connecting, or its link breaking):
+        // a new node counts as alive from now until its pings say otherwise.
+        if let SupervisionEvent::ProcessGroupChanged(change) = evt {
+            if let ractor::pg::GroupChangeMessage::Join(_, group, _) = &change {
+                if group != &state.shared.name {
+                    state.peers.insert(group.clone(), Instant::now());
+                }
+            }
+            Self::refresh(state);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,67 @@
+//! Delivery to this node's sessions supervisor: what the WebSocket edge used to do itself, now
+//! shared by the edge (for sessions owned here) and the gateway (for messages forwarded here).
+
+use aurora_actors::protocol::{ErrorCode, ServerFrame};
+use aurora_actors::session::SessionMsg;
+use aurora_storage::auth::Principal;
+use aurora_supervisors::sessions::SessionsMsg;
+use aurora_supervisors::SessionsHandle;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::wire::Forward;
+
+/// Sends `msg` to the session on this node, attaching `frames` first: whatever a connection
+/// sends for a session attaches it, so a client that reconnected receives the running turn's
+/// frames from then on. Returns the error frame to answer with when it cannot be delivered.
+pub(crate) fn deliver(
+    sessions: &SessionsHandle,
+    session_id: Uuid,
+    who: &Principal,
+    msg: Forward,
+    frames: &mpsc::Sender<ServerFrame>,
+) -> Result<(), ServerFrame> {
+    let msg = match msg {
+        Forward::Query { query, mode, model } => SessionMsg::Query {
+            query,
+            mode,
+            model,
+            interactive: true,
+            frames: frames.clone(),
+        },
+        Forward::Decision {
+            confirmation_id,
+            decision,
+        } => SessionMsg::Decision {
+            confirmation_id,
+            decision,
+        },
+        Forward::Cancel => SessionMsg::Cancel,
+    };
+    let sessions = sessions.borrow().clone();
+    let Some(sessions) = sessions else {
+        return Err(ServerFrame::error(
+            ErrorCode::Internal,
+            "the sessions supervisor is restarting; try again shortly",
+            Some(session_id),
+        ));
+    };
+    let _ = sessions.cast(SessionsMsg::Route {
+        session_id,
+        who: who.clone(),
+        msg: SessionMsg::Attach(frames.clone()),
+    });
+    sessions
+        .cast(SessionsMsg::Route {
+            session_id,
+            who: who.clone(),
+            msg,
+        })
+        .map_err(|_| {
+            ServerFrame::error(
+                ErrorCode::Internal,
+                "the sessions supervisor is not running",
+                Some(session_id),
+            )
+        })
+}
