@@ -455,14 +455,16 @@ impl Node {
         {
             tracing::warn!("http edge did not drain before the deadline");
         }
-        self.ws.shutdown().await;
+        let mut ws = self.ws;
+        ws.stop_accepting().await;
         if self.cluster.clustered() {
-            // Hand the sessions to the other members, and let the turns running here finish
-            // (their clients keep receiving frames) while the deadline allows.
+            // Hand the sessions to the other members, and let the turns running here, and
+            // those elsewhere that clients connected here wait for, finish while the deadline
+            // allows.
             self.cluster.leave();
             let drain_until = deadline.saturating_sub(Duration::from_secs(2));
             loop {
-                let running = self.cluster.running_turns().await;
+                let running = self.cluster.turns_in_flight().await;
                 if running == 0 {
                     break;
                 }
@@ -476,6 +478,7 @@ impl Node {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+        ws.close_all();
         self.cluster.shutdown().await;
         let left = deadline
             .saturating_sub(start.elapsed())

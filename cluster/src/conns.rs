@@ -79,13 +79,18 @@ impl Conns {
         }
     }
 
-    /// `node` left the cluster: every turn it was running for a client here ends with an error.
-    pub(crate) fn lost(&self, node: &str) -> usize {
+    /// Turns that clients here wait for from other nodes.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.lock().in_flight.len()
+    }
+
+    /// Every turn run for a client here by a node that fails `alive` ends with an error.
+    pub(crate) fn lost_unless(&self, alive: impl Fn(&str) -> bool) -> usize {
         let mut inner = self.lock();
         let lost: Vec<(u64, Uuid)> = inner
             .in_flight
             .iter()
-            .filter(|(_, n)| n.as_str() == node)
+            .filter(|(_, n)| !alive(n))
             .map(|(k, _)| *k)
             .collect();
         for (conn, session_id) in &lost {
@@ -118,13 +123,13 @@ mod tests {
         // b's turn ends normally.
         conns.deliver(conn, vec![ServerFrame::end(b)]);
         assert_eq!(rx.try_recv().unwrap(), ServerFrame::end(b));
-        assert_eq!(conns.lost("node-c"), 0);
-        assert_eq!(conns.lost("node-b"), 1);
+        assert_eq!(conns.lost_unless(|n| n != "node-c"), 0);
+        assert_eq!(conns.lost_unless(|n| n != "node-b"), 1);
         assert!(
             matches!(rx.try_recv().unwrap(), ServerFrame::Error { data, session_id } if data.code == ErrorCode::Internal && session_id == Some(a))
         );
         assert_eq!(rx.try_recv().unwrap(), ServerFrame::end(a));
-        assert_eq!(conns.lost("node-b"), 0, "told once");
+        assert_eq!(conns.lost_unless(|n| n != "node-b"), 0, "told once");
         conns.close(conn);
         conns.deliver(conn, vec![ServerFrame::end(a)]);
         assert!(rx.try_recv().is_err());

@@ -75,20 +75,20 @@ pub(crate) struct GatewayState {
     leaving: bool,
 }
 
-/// The members other than `me` whose gateway can be reached.
-fn grouped_peers(me: &str) -> HashSet<String> {
-    ractor::pg::which_scoped_groups(&MEMBERS.to_string())
-        .into_iter()
-        .filter(|g| g != me && gateway_of(g).is_some())
-        .collect()
-}
-
 /// The gateway of `node`, if it is in the groups.
 pub(crate) fn gateway_of(node: &str) -> Option<ActorRef<GatewayMsg>> {
     ractor::pg::get_scoped_members(&SCOPE.to_string(), &node.to_string())
         .into_iter()
         .next()
         .map(ActorRef::from)
+}
+
+/// The nodes other than `me` whose gateway is in the groups (members or leaving).
+fn gateways(me: &str) -> HashSet<String> {
+    ractor::pg::which_scoped_groups(&SCOPE.to_string())
+        .into_iter()
+        .filter(|g| g != me && gateway_of(g).is_some())
+        .collect()
 }
 
 impl GatewayActor {
@@ -179,7 +179,7 @@ impl GatewayActor {
 
     /// Pings every peer in the groups (answers come back as [`GatewayMsg::Alive`]).
     fn ping(myself: &ActorRef<GatewayMsg>, state: &mut GatewayState) {
-        let grouped = grouped_peers(&state.shared.name);
+        let grouped = gateways(&state.shared.name);
         let now = Instant::now();
         state.peers.retain(|p, _| grouped.contains(p));
         for peer in grouped {
@@ -204,13 +204,25 @@ impl GatewayActor {
     /// clients here were waiting on from a node that left end with an error.
     fn refresh(state: &mut GatewayState) {
         let shared = &state.shared;
-        let grouped = grouped_peers(&shared.name);
+        let grouped = gateways(&shared.name);
         state.peers.retain(|p, _| grouped.contains(p));
-        let live: Vec<String> = state
+        let reachable: HashSet<&String> = state
             .peers
             .iter()
             .filter(|(_, seen)| seen.elapsed() < SUSPECT_AFTER)
-            .map(|(p, _)| p.clone())
+            .map(|(p, _)| p)
+            .collect();
+        // A node whose gateway is gone or silent will not finish the turns it runs for
+        // clients here (a node that is only leaving still does).
+        let lost = shared
+            .conns
+            .lost_unless(|node| reachable.contains(&node.to_string()));
+        if lost > 0 {
+            tracing::warn!(turns = lost, "turns lost with a node that stopped");
+        }
+        let live: Vec<String> = ractor::pg::which_scoped_groups(&MEMBERS.to_string())
+            .into_iter()
+            .filter(|m| reachable.contains(m))
             .collect();
         let next = if state.leaving {
             Placement::leaving(shared.name.clone(), live)
@@ -232,12 +244,6 @@ impl GatewayActor {
             .filter(|n| !previous.nodes().contains(n))
             .collect();
         tracing::info!(members = ?next.nodes(), ?joined, left = ?gone, "cluster membership changed");
-        for node in gone {
-            let lost = shared.conns.lost(node);
-            if lost > 0 {
-                tracing::warn!(node = %node, turns = lost, "turns lost with a node that left");
-            }
-        }
         shared.placement.send_replace(next);
     }
 }
@@ -288,7 +294,9 @@ impl Actor for GatewayActor {
                 vec![myself.get_cell()],
             );
         }
-        ractor::pg::monitor_scope(MEMBERS.to_string(), myself.get_cell());
+        for scope in [SCOPE, MEMBERS] {
+            ractor::pg::monitor_scope(scope.to_string(), myself.get_cell());
+        }
         myself.send_interval(TICK, || GatewayMsg::Tick(0));
         Ok(GatewayState {
             shared,
@@ -302,7 +310,9 @@ impl Actor for GatewayActor {
         myself: ActorRef<GatewayMsg>,
         state: &mut GatewayState,
     ) -> Result<(), ActorProcessingErr> {
-        ractor::pg::demonitor_scope(MEMBERS.to_string(), myself.get_id());
+        for scope in [SCOPE, MEMBERS] {
+            ractor::pg::demonitor_scope(scope.to_string(), myself.get_id());
+        }
         for scope in [SCOPE, MEMBERS] {
             ractor::pg::leave_scoped(
                 scope.to_string(),
@@ -355,8 +365,8 @@ impl Actor for GatewayActor {
         // A gateway joining or leaving the groups (a node connecting, or its link breaking):
         // a new node counts as alive from now until its pings say otherwise.
         if let SupervisionEvent::ProcessGroupChanged(change) = evt {
-            if let ractor::pg::GroupChangeMessage::Join(_, group, _) = &change {
-                if group != &state.shared.name {
+            if let ractor::pg::GroupChangeMessage::Join(scope, group, _) = &change {
+                if scope == SCOPE && group != &state.shared.name {
                     state.peers.insert(group.clone(), Instant::now());
                 }
             }

@@ -342,7 +342,13 @@ impl Cluster {
         let _ = self.inner.gateway.cast(GatewayMsg::Leave(0));
     }
 
-    /// How many turns run on this node now (for draining before shutdown).
+    /// How many turns this node still has a part in: those running here, and those running
+    /// elsewhere for clients connected here (for draining before shutdown).
+    pub async fn turns_in_flight(&self) -> usize {
+        self.running_turns().await + self.inner.shared.conns.in_flight()
+    }
+
+    /// How many turns run on this node now.
     pub async fn running_turns(&self) -> usize {
         let sessions = self
             .inner

@@ -14,7 +14,7 @@ use aurora_storage::cache::{Cache, RateDecision};
 use aurora_storage::tickets::Tickets;
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -40,16 +40,31 @@ pub struct WsState {
 pub struct WsServer {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
+    /// Tells every open connection to close.
+    closing: watch::Sender<bool>,
 }
 
 impl WsServer {
-    /// Stops accepting; open connections end with the process.
-    pub async fn shutdown(mut self) {
+    /// Stops accepting new connections; open ones go on (see [`WsServer::close_all`]).
+    pub async fn stop_accepting(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = self.task.await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Closes every open connection with `1001 going away` (clients reconnect to another node).
+    pub fn close_all(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Stops accepting and closes the open connections.
+    pub async fn shutdown(mut self) {
+        self.stop_accepting().await;
+        self.close_all();
     }
 }
 
@@ -57,14 +72,16 @@ pub async fn serve_ws(state: WsState, listener: TcpListener) -> std::io::Result<
     let addr = listener.local_addr()?;
     let state = Arc::new(state);
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+    let (closing, closing_rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let state = state.clone();
+                        let closing = closing_rx.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = connection(state, stream).await {
+                            if let Err(e) = connection(state, stream, closing).await {
                                 tracing::debug!(%peer, error = %e, "websocket connection ended with an error");
                             }
                         });
@@ -79,7 +96,8 @@ pub async fn serve_ws(state: WsState, listener: TcpListener) -> std::io::Result<
     Ok(WsServer {
         addr,
         stop: Some(stop_tx),
-        task,
+        task: Some(task),
+        closing,
     })
 }
 
@@ -112,7 +130,11 @@ impl Drop for OpenConnection {
 
 // The handshake callback's signature (and its large error type) is tungstenite's.
 #[allow(clippy::result_large_err)]
-async fn connection(state: Arc<WsState>, stream: TcpStream) -> Result<(), WsError> {
+async fn connection(
+    state: Arc<WsState>,
+    stream: TcpStream,
+    mut closing: watch::Receiver<bool>,
+) -> Result<(), WsError> {
     let mut url_token: Option<String> = None;
     let callback = |req: &Request, resp: Response| {
         url_token = req.uri().query().and_then(|q| {
@@ -190,6 +212,13 @@ async fn connection(state: Arc<WsState>, stream: TcpStream) -> Result<(), WsErro
                 }
             }
             Some(frame) = frames_rx.recv() => sink.send(text(&frame)).await?,
+            changed = closing.changed() => {
+                // Told to close, or the server itself is gone.
+                if changed.is_err() || *closing.borrow() {
+                    let _ = sink.send(close(CloseCode::Away, "the node is shutting down")).await;
+                    break;
+                }
+            }
             _ = ticker.tick() => {
                 if last_seen.elapsed() > SILENT_LIMIT {
                     let _ = sink.send(close(CloseCode::Away, "no answer to pings")).await;

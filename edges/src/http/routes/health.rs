@@ -28,6 +28,7 @@ pub fn routes(state: Arc<HttpState>) -> Route {
                 &json!({
                     "status": report.status,
                     "node": s.node_name,
+                    "members": s.cluster.members(),
                     "version": env!("CARGO_PKG_VERSION"),
                     "uptime_s": s.started.elapsed().as_secs(),
                     "checked_at": report.checked_at,
