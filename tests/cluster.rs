@@ -288,13 +288,12 @@ async fn restarting_every_node_in_turn_under_load_loses_no_turn() {
             })
         })
         .collect();
-    let c = TestCluster::start(3, script).await;
+    let mut c = TestCluster::start(3, script).await;
     let token = c.register(0, "ops@rolling.test").await;
     let mut sids = Vec::new();
     for _ in 0..6 {
         sids.push(c.new_session(0, &token).await);
     }
-    let mut c = c;
     // The load only needs where the nodes are (a restarted node comes back on its ports).
     let endpoints = Arc::new(c.endpoints());
     let stop = Arc::new(AtomicBool::new(false));

@@ -40,6 +40,12 @@ impl Proc {
     pub fn running(&self) -> bool {
         self.child.is_some()
     }
+
+    /// How the process ended, if it was running and has exited.
+    fn exited(&mut self) -> Option<String> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        Some(status.to_string())
+    }
 }
 
 /// Where a client reaches node: its HTTP base URL and WebSocket port.
@@ -118,6 +124,10 @@ impl TestCluster {
             .args(["--cluster-port", &p.cluster.to_string()])
             .args(["--seeds", &seeds.join(",")])
             .args(["--cookie", COOKIE])
+            // Only what is set here: the test runner's own AURORA_TEST_* variables are not
+            // node configuration (a node refuses unknown AURORA_ keys).
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("DATABASE_URL", &self.db.url)
             .env("REDIS_URL", redis_url())
             .env("SECRET_KEY", "cluster-test-secret-key-0123456789")
@@ -125,7 +135,6 @@ impl TestCluster {
             .env("WS_PORT", p.ws.to_string())
             .env("AURORA_DATA_DIR", &data)
             .env("HF_HUB_OFFLINE", "1")
-            .env_remove("EMBEDDING_MODEL_DIR")
             .env("LLM_PROVIDER", "openai")
             .env("LLM_BASE_URL", self.fake.base_url())
             .env("LLM_MODEL", "gpt-4o")
@@ -186,7 +195,7 @@ impl TestCluster {
     }
 
     /// Waits until every running node sees exactly the `n` running nodes.
-    pub async fn wait_members(&self, n: usize) {
+    pub async fn wait_members(&mut self, n: usize) {
         let want: Vec<String> = {
             let mut v: Vec<String> = self
                 .nodes
@@ -200,6 +209,11 @@ impl TestCluster {
         assert_eq!(want.len(), n);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
+            for i in 0..self.nodes.len() {
+                if let Some(code) = self.nodes[i].exited() {
+                    panic!("{} exited ({code})\n{}", self.nodes[i].name, self.logs());
+                }
+            }
             let mut all = true;
             for (i, p) in self.nodes.iter().enumerate() {
                 if p.running() && self.members(i).await.as_ref() != Some(&want) {
