@@ -37,6 +37,10 @@ impl Proc {
         format!("http://127.0.0.1:{}", self.http)
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn running(&self) -> bool {
         self.child.is_some()
     }
