@@ -11,7 +11,6 @@
 //!   CLIENTS=48 TURNS=50 cargo bench --bench cluster
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod tcommon;
 
 use std::time::{Duration, Instant};
@@ -72,7 +71,10 @@ async fn throughput(nodes: usize, clients: usize, turns: usize) {
     let mut sockets = Vec::new();
     for k in 0..clients {
         let sid = c.new_session(k % nodes, &token).await;
-        let ws = c.open(k % nodes, k % nodes, &token).await.expect("connects");
+        let ws = c
+            .open(k % nodes, k % nodes, &token)
+            .await
+            .expect("connects");
         sockets.push((sid, ws));
     }
     let started = Instant::now();

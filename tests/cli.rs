@@ -221,6 +221,27 @@ fn bad_configuration_stops_start_up_naming_the_key() {
             vec!["migrate"],
             "AURORA_MAX_BODY_BYTES",
         ),
+        // Clustered without a cookie: refused, whether the port comes from a flag or the env.
+        (
+            vec![],
+            vec!["serve", "--cluster-port", "7999"],
+            "CLUSTER_COOKIE",
+        ),
+        (
+            vec![("CLUSTER_PORT", "7999")],
+            vec!["serve"],
+            "CLUSTER_COOKIE",
+        ),
+        (
+            vec![],
+            vec!["serve", "--seeds", "127.0.0.1:7998"],
+            "CLUSTER_SEEDS",
+        ),
+        (
+            vec![("CLUSTER_COOKIE", "long-enough-cookie")],
+            vec!["serve", "--cluster-port", "7999", "--seeds", "nohostport"],
+            "CLUSTER_SEEDS",
+        ),
     ] {
         let out = run(dir.path(), &env, &args);
         assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}");

@@ -193,6 +193,17 @@ async fn a_node_killed_mid_turn_loses_only_that_turn_and_its_sessions_come_back(
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stops_answering_is_removed_and_comes_back() {
+    let mut c = TestCluster::start(3, Vec::new()).await;
+    // Frozen: its TCP links stay open, only the pings go unanswered.
+    c.signal(2, "STOP");
+    let took = c.wait_seen(&[0, 1], &["node1", "node2"]).await;
+    println!("a frozen node was dropped after {took:?}");
+    c.signal(2, "CONT");
+    c.wait_members(3).await;
+}
+
 #[derive(Default)]
 struct Tally {
     completed: usize,

@@ -27,12 +27,19 @@ struct Inner {
     in_flight: HashMap<(u64, Uuid), String>,
 }
 
-fn is_end(frame: &ServerFrame) -> Option<Uuid> {
+/// The session whose forwarded query `frame` settles: its END, or an error that refuses the
+/// query outright (those come without an END). SESSION_BUSY refuses only the new query: the
+/// running turn it collided with is still in flight.
+fn settles(frame: &ServerFrame) -> Option<Uuid> {
     match frame {
         ServerFrame::Status {
             data,
             session_id: Some(id),
         } if data.status == RunStatus::End => Some(*id),
+        ServerFrame::Error {
+            data,
+            session_id: Some(id),
+        } if data.code != ErrorCode::SessionBusy => Some(*id),
         _ => None,
     }
 }
@@ -55,11 +62,17 @@ impl Conns {
         inner.in_flight.retain(|(c, _), _| *c != conn);
     }
 
-    /// A query of `conn` for `session_id` went to `node`.
+    /// A query of `conn` for `session_id` goes to `node` (called before it is sent, so that
+    /// its END cannot arrive first).
     pub(crate) fn started(&self, conn: u64, session_id: Uuid, node: &str) {
         self.lock()
             .in_flight
             .insert((conn, session_id), node.to_string());
+    }
+
+    /// The query recorded by [`Conns::started`] could not be sent after all.
+    pub(crate) fn not_started(&self, conn: u64, session_id: Uuid) {
+        self.lock().in_flight.remove(&(conn, session_id));
     }
 
     /// Frames from another node for `conn`. A client too slow to take them loses frames, not
@@ -70,7 +83,7 @@ impl Conns {
             return;
         };
         for frame in frames {
-            if let Some(session_id) = is_end(&frame) {
+            if let Some(session_id) = settles(&frame) {
                 inner.in_flight.remove(&(conn, session_id));
             }
             if tx.try_send(frame).is_err() {
@@ -123,6 +136,16 @@ mod tests {
         // b's turn ends normally.
         conns.deliver(conn, vec![ServerFrame::end(b)]);
         assert_eq!(rx.try_recv().unwrap(), ServerFrame::end(b));
+        // A refused query settles too; SESSION_BUSY leaves the running turn in flight.
+        let c = Uuid::new_v4();
+        conns.started(conn, c, "node-c");
+        let busy = ServerFrame::error(ErrorCode::SessionBusy, "busy", Some(c));
+        conns.deliver(conn, vec![busy]);
+        assert_eq!(conns.in_flight(), 2);
+        let gone = ServerFrame::error(ErrorCode::NotFound, "gone", Some(c));
+        conns.deliver(conn, vec![gone]);
+        assert_eq!(conns.in_flight(), 1);
+        while rx.try_recv().is_ok() {}
         assert_eq!(conns.lost_unless(|n| n != "node-c"), 0);
         assert_eq!(conns.lost_unless(|n| n != "node-b"), 1);
         assert!(

@@ -111,7 +111,7 @@ impl GatewayActor {
                 if let Err(frame) =
                     crate::local::deliver(&state.shared.sessions, session_id, &who, msg, &frames)
                 {
-                    let _ = frames.try_send(frame);
+                    let _ = frames.try_send(*frame);
                 }
             }
             Cast::Frames { conn, frames } => state.shared.conns.deliver(conn, frames),

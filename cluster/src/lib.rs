@@ -181,7 +181,7 @@ impl Cluster {
         session_id: Uuid,
         who: &Principal,
         msg: Forward,
-    ) -> Result<(), ServerFrame> {
+    ) -> Result<(), Box<ServerFrame>> {
         let shared = &self.inner.shared;
         let placement = self.placement();
         let owner = placement.owner(session_id);
@@ -193,22 +193,20 @@ impl Cluster {
                 let cast = Cast::Route {
                     session_id,
                     who: who.clone(),
-                    msg,
+                    msg: msg.clone(),
                     reply_to: ConnAddr {
                         node: shared.name.clone(),
                         conn: conn.id,
                     },
                 };
+                // Recorded before it is sent, so that its END cannot arrive first.
+                if query {
+                    shared.conns.started(conn.id, session_id, owner);
+                }
                 if gateway.cast(GatewayMsg::Cast(wire::encode(&cast))).is_ok() {
-                    if query {
-                        shared.conns.started(conn.id, session_id, owner);
-                    }
                     return Ok(());
                 }
-                let Cast::Route { msg, .. } = cast else {
-                    unreachable!("built above as a route")
-                };
-                return local::deliver(&shared.sessions, session_id, who, msg, &conn.frames);
+                shared.conns.not_started(conn.id, session_id);
             }
         }
         local::deliver(&shared.sessions, session_id, who, msg, &conn.frames)

@@ -20,7 +20,7 @@ pub(crate) fn deliver(
     who: &Principal,
     msg: Forward,
     frames: &mpsc::Sender<ServerFrame>,
-) -> Result<(), ServerFrame> {
+) -> Result<(), Box<ServerFrame>> {
     let msg = match msg {
         Forward::Query { query, mode, model } => SessionMsg::Query {
             query,
@@ -40,11 +40,11 @@ pub(crate) fn deliver(
     };
     let sessions = sessions.borrow().clone();
     let Some(sessions) = sessions else {
-        return Err(ServerFrame::error(
+        return Err(Box::new(ServerFrame::error(
             ErrorCode::Internal,
             "the sessions supervisor is restarting; try again shortly",
             Some(session_id),
-        ));
+        )));
     };
     let _ = sessions.cast(SessionsMsg::Route {
         session_id,
@@ -58,10 +58,10 @@ pub(crate) fn deliver(
             msg,
         })
         .map_err(|_| {
-            ServerFrame::error(
+            Box::new(ServerFrame::error(
                 ErrorCode::Internal,
                 "the sessions supervisor is not running",
                 Some(session_id),
-            )
+            ))
         })
 }

@@ -78,6 +78,12 @@ pub async fn serve_ws(state: WsState, listener: TcpListener) -> std::io::Result<
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        // Frames are small and each is flushed as sent: without this, Nagle
+                        // holds the second of two quick frames until the client's delayed ACK
+                        // (about 40 ms a turn).
+                        if let Err(e) = stream.set_nodelay(true) {
+                            tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+                        }
                         let state = state.clone();
                         let closing = closing_rx.clone();
                         tokio::spawn(async move {
@@ -306,5 +312,9 @@ async fn client_frame(
         ClientFrame::Control { session_id, .. } => (session_id, Forward::Cancel),
     };
     // The session's owner may be another node: the cluster forwards there and relays back.
-    state.cluster.route(conn, session_id, who, msg).err()
+    state
+        .cluster
+        .route(conn, session_id, who, msg)
+        .err()
+        .map(|f| *f)
 }

@@ -110,6 +110,8 @@ pub struct SessionsState {
     by_actor: HashMap<ActorId, Uuid>,
     crashes: HashMap<Uuid, Crashes>,
     started_at: DateTime<Utc>,
+    /// A `Rehome` retry is already scheduled.
+    rehome_pending: bool,
 }
 
 pub struct SessionsSupervisor;
@@ -273,7 +275,8 @@ impl SessionsSupervisor {
                 entry.actor.actor.stop(Some("moved to another node".into()));
             }
         }
-        if waiting {
+        if waiting && !state.rehome_pending {
+            state.rehome_pending = true;
             myself.send_after(REHOME_RETRY, || SessionsMsg::Rehome);
         }
     }
@@ -338,6 +341,7 @@ impl Actor for SessionsSupervisor {
             by_actor: HashMap::new(),
             crashes: HashMap::new(),
             started_at: Utc::now(),
+            rehome_pending: false,
         })
     }
 
@@ -356,8 +360,16 @@ impl Actor for SessionsSupervisor {
                 state.args.mailbox.taken();
                 Self::route(&myself, state, session_id, who, msg).await?;
             }
-            SessionsMsg::Sweep => Self::sweep(state).await,
-            SessionsMsg::Rehome => Self::rehome(&myself, state).await,
+            SessionsMsg::Sweep => {
+                Self::sweep(state).await;
+                // A session started here for a message sent on an out-of-date view of the
+                // members is moved to its owner too.
+                Self::rehome(&myself, state).await;
+            }
+            SessionsMsg::Rehome => {
+                state.rehome_pending = false;
+                Self::rehome(&myself, state).await;
+            }
             SessionsMsg::Admin {
                 session_id,
                 org_id,

@@ -185,6 +185,39 @@ impl TestCluster {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, ...) to node `i`.
+    pub fn signal(&self, i: usize, signal: &str) {
+        let pid = self.nodes[i].pid().expect("running");
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{signal} {pid}");
+    }
+
+    /// Waits until each of `observers` sees exactly `want` as the members.
+    pub async fn wait_seen(&self, observers: &[usize], want: &[&str]) -> Duration {
+        let started = Instant::now();
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        loop {
+            let mut all = true;
+            for &i in observers {
+                if self.members(i).await.as_ref() != Some(&want) {
+                    all = false;
+                }
+            }
+            if all {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{observers:?} did not see {want:?} within 30 s\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The members node `i` sees, if it answers.
     pub async fn members(&self, i: usize) -> Option<Vec<String>> {
         let resp = self
