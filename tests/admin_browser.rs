@@ -1,6 +1,6 @@
 //! The admin console in a real browser: headless Chromium (Debian's `chromium`, driven through
-//! `chromedriver` by fantoccini) logs in on `/admin` and sees the node and the session actor a
-//! chat turn created, live.
+//! `chromedriver` by fantoccini) logs in on `/admin` of one node of a three-node cluster and sees
+//! all three nodes and the session actor a chat turn created (on whichever node owns it), live.
 
 mod common;
 
@@ -8,7 +8,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use aurora_fakes::Reply;
-use common::ws::{chat_node, new_session, open, query, turn};
+use common::cluster::TestCluster;
+use common::ws::{query, turn};
 use fantoccini::{ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
@@ -51,15 +52,10 @@ async fn chromedriver() -> (tokio::process::Child, u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_sees_the_live_actor_tree_in_a_browser() {
-    let (t, _fake, _dir) = chat_node(
-        vec![Reply::text(&["All quiet."], (5, 2))],
-        "#!/bin/sh\necho ok\n",
-        &[],
-    )
-    .await;
-    let admin = t.register("admin@acme.io", "Acme").await;
-    let sid = new_session(&t, &admin).await;
-    let mut ws = open(&t, &admin).await;
+    let c = TestCluster::start(3, vec![Reply::text(&["All quiet."], (5, 2))]).await;
+    let admin = c.register(0, "admin@acme.io").await;
+    let sid = c.new_session(0, &admin).await;
+    let mut ws = c.open(0, 0, &admin).await.expect("connects");
     query(&mut ws, &sid, "anything on fire?", "agent").await;
     turn(&mut ws, "cancel").await;
 
@@ -81,7 +77,9 @@ async fn an_admin_sees_the_live_actor_tree_in_a_browser() {
         .await
         .expect("a Chromium session");
     let result = async {
-        browser.goto(&format!("{}/admin", t.base)).await?;
+        browser
+            .goto(&format!("{}/admin", c.nodes[0].base()))
+            .await?;
         browser
             .find(Locator::Css("#email"))
             .await?
@@ -90,7 +88,7 @@ async fn an_admin_sees_the_live_actor_tree_in_a_browser() {
         browser
             .find(Locator::Css("#password"))
             .await?
-            .send_keys("correct horse battery")
+            .send_keys(common::cluster::PASSWORD)
             .await?;
         browser
             .find(Locator::Css("#login-button"))
@@ -105,12 +103,14 @@ async fn an_admin_sees_the_live_actor_tree_in_a_browser() {
             )))
             .await?;
         assert!(session.text().await?.contains("session"));
-        let node = browser.find(Locator::Css("[data-kind='node']")).await?;
-        assert!(node.text().await?.contains(&t.node().name));
+        let nodes = browser.find_all(Locator::Css("[data-kind='node']")).await?;
+        assert_eq!(nodes.len(), 3);
         let counts = browser.find(Locator::Css("#by-kind")).await?.text().await?;
         assert!(counts.contains("session"), "{counts}");
-        let nodes = browser.find(Locator::Css("#by-node")).await?.text().await?;
-        assert!(nodes.contains(&t.node().name), "{nodes}");
+        let by_node = browser.find(Locator::Css("#by-node")).await?.text().await?;
+        for p in &c.nodes {
+            assert!(by_node.contains(&p.name), "{by_node}");
+        }
         Ok::<_, fantoccini::error::CmdError>(())
     }
     .await;

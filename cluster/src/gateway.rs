@@ -13,6 +13,7 @@
 //! relays the frames of turns that clients connected to it are waiting for.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,8 +52,6 @@ pub enum GatewayMsg {
     Tick(u8),
     /// The named peer answered a ping (sent to self).
     Alive(String),
-    /// This node is shutting down: leave the members, keep relaying (empty payload).
-    Leave(u8),
 }
 
 /// What the gateway and the node's [`crate::Cluster`] handle share.
@@ -64,6 +63,8 @@ pub(crate) struct Shared {
     pub conns: Conns,
     /// Relays of frames to connections on other nodes, by connection.
     pub relays: Mutex<HashMap<ConnAddr, mpsc::WeakSender<ServerFrame>>>,
+    /// Set once when the node starts to shut down: it takes no more sessions.
+    pub leaving: AtomicBool,
 }
 
 pub(crate) struct GatewayActor;
@@ -72,7 +73,6 @@ pub(crate) struct GatewayState {
     shared: Arc<Shared>,
     /// Peers in the groups, with when each last answered (or joined).
     peers: HashMap<String, Instant>,
-    leaving: bool,
 }
 
 /// The gateway of `node`, if it is in the groups.
@@ -224,7 +224,7 @@ impl GatewayActor {
             .into_iter()
             .filter(|m| reachable.contains(m))
             .collect();
-        let next = if state.leaving {
+        let next = if shared.leaving.load(Ordering::SeqCst) {
             Placement::leaving(shared.name.clone(), live)
         } else {
             Placement::new(shared.name.clone(), live)
@@ -301,7 +301,6 @@ impl Actor for GatewayActor {
         Ok(GatewayState {
             shared,
             peers: HashMap::new(),
-            leaving: false,
         })
     }
 
@@ -334,16 +333,6 @@ impl Actor for GatewayActor {
             GatewayMsg::Call(bytes, reply) => Self::call(state, &bytes, reply),
             GatewayMsg::Tick(_) => {
                 Self::ping(&myself, state);
-                Self::refresh(state);
-            }
-            GatewayMsg::Leave(_) => {
-                ractor::pg::leave_scoped(
-                    MEMBERS.to_string(),
-                    state.shared.name.clone(),
-                    vec![myself.get_cell()],
-                );
-                state.leaving = true;
-                tracing::info!("leaving the cluster: new sessions go to the other members");
                 Self::refresh(state);
             }
             GatewayMsg::Alive(peer) => {

@@ -95,6 +95,7 @@ impl Cluster {
             placement: args.placement,
             conns: Default::default(),
             relays: Mutex::new(Default::default()),
+            leaving: Default::default(),
         });
         shared
             .placement
@@ -335,9 +336,28 @@ impl Cluster {
 
     /// Stops taking sessions: the other members take them over (this node's sessions
     /// supervisor lets the turns running here finish), while frames still flow to and from
-    /// this node's connections. Returns at once; see [`Cluster::running_turns`].
+    /// this node's connections. Returns once this node's own placement says so; see
+    /// [`Cluster::turns_in_flight`].
     pub fn leave(&self) {
-        let _ = self.inner.gateway.cast(GatewayMsg::Leave(0));
+        let shared = &self.inner.shared;
+        if shared
+            .leaving
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        // Done here rather than by a message to the gateway: a stop right after would
+        // overtake the message (ractor handles stops first).
+        ractor::pg::leave_scoped(
+            MEMBERS.to_string(),
+            shared.name.clone(),
+            vec![self.inner.gateway.get_cell()],
+        );
+        let others: Vec<String> = self.members();
+        shared
+            .placement
+            .send_replace(Placement::leaving(shared.name.clone(), others));
+        tracing::info!("leaving the cluster: new sessions go to the other members");
     }
 
     /// How many turns this node still has a part in: those running here, and those running

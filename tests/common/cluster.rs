@@ -13,6 +13,8 @@ use super::ws::Ws;
 use super::{redis_url, TestDb};
 
 pub const COOKIE: &str = "test-cluster-cookie";
+/// The password of every user [`TestCluster::register`] creates.
+pub const PASSWORD: &str = "correct-horse-battery";
 
 /// A free port on loopback (bound, then released for the node to take).
 fn free_port() -> u16 {
@@ -322,7 +324,7 @@ impl TestCluster {
                 i,
                 "/api/auth/register",
                 None,
-                json!({ "email": email, "password": "correct-horse-battery", "org_name": format!("org of {email}") }),
+                json!({ "email": email, "password": PASSWORD, "org_name": format!("org of {email}") }),
             )
             .await;
         assert!(status.is_success(), "{status} {body}");
