@@ -460,12 +460,14 @@ impl Node {
         if self.cluster.clustered() {
             // Hand the sessions to the other members, and let the turns running here, and
             // those elsewhere that clients connected here wait for, finish while the deadline
-            // allows.
+            // allows; each connection closes (1001) once it waits for no turn, so its client
+            // moves to another node between turns.
             self.cluster.leave();
+            ws.drain();
             let drain_until = deadline.saturating_sub(Duration::from_secs(2));
             loop {
                 let running = self.cluster.turns_in_flight().await;
-                if running == 0 {
+                if running == 0 && ws.open_connections() == 0 {
                     break;
                 }
                 if start.elapsed() >= drain_until {

@@ -12,7 +12,9 @@ use aurora_fakes::{Completion, Reply};
 use aurora_supervisors::Placement;
 use common::cluster::{Endpoint, TestCluster};
 use common::ws::{is_end, next, query, Ws};
-use serde_json::Value;
+use futures::SinkExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 fn placement(c: &TestCluster) -> Placement {
@@ -211,6 +213,8 @@ struct Tally {
     errored: Vec<String>,
     /// Turns whose connection closed before END: (session, query), checked against storage.
     interrupted: Vec<(String, String)>,
+    /// Queries the node closed the connection on before reading them (sent again elsewhere).
+    resent: usize,
 }
 
 /// One user's session driven turn after turn, through node after node, until `stop`.
@@ -225,36 +229,63 @@ async fn drive(
     let n = c.len();
     let client = reqwest::Client::new();
     let mut k = 0;
+    let mut reconnects = 0;
+    // One connection, kept across turns like a browser's; when its node goes away, the next
+    // node in turn takes over.
+    let mut ws: Option<Ws> = None;
     while !stop.load(Ordering::Relaxed) {
-        // Each turn through the next node; a node that is down is skipped.
-        let mut ws = None;
-        for attempt in 0..n * 4 {
-            let i = (start + k + attempt) % n;
-            if let Some(w) = try_open(&client, &c[i], &token).await {
-                ws = Some(w);
-                break;
+        if ws.is_none() {
+            for attempt in 0..n * 4 {
+                let i = (start + reconnects + attempt) % n;
+                if let Some(w) = try_open(&client, &c[i], &token).await {
+                    ws = Some(w);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            reconnects += 1;
         }
-        let mut ws = ws.expect("some node accepts a connection");
+        let socket = ws.as_mut().expect("some node accepts a connection");
         let q = format!("turn {k} of {sid}");
-        query(&mut ws, &sid, &q, "agent").await;
-        match turn(&mut ws).await {
-            Some(frames) => {
-                let errs = errors(&frames);
-                let mut t = tally.lock().unwrap();
-                if errs.is_empty() {
-                    t.completed += 1;
-                } else {
-                    t.errored.push(format!("{q}: {errs:?}"));
+        let sent = socket
+            .send(Message::Text(
+                json!({ "type": "query", "query": q, "session_id": sid, "mode": "agent" })
+                    .to_string()
+                    .into(),
+            ))
+            .await
+            .is_ok();
+        let mut frames = Vec::new();
+        let mut ended = false;
+        if sent {
+            while let Some(f) = next(socket).await {
+                ended = is_end(&f);
+                frames.push(f);
+                if ended {
+                    break;
                 }
             }
-            None => {
-                tally.lock().unwrap().interrupted.push((sid.clone(), q));
-                // Let the interrupted turn finish where it runs before asking again.
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
         }
+        if !ended {
+            ws = None;
+        }
+        let mut t = tally.lock().unwrap();
+        if ended {
+            let errs = errors(&frames);
+            if errs.is_empty() {
+                t.completed += 1;
+            } else {
+                t.errored.push(format!("{q}: {errs:?}"));
+            }
+        } else if frames.is_empty() {
+            // Closed (1001) before the node read the query: it was never taken; ask again
+            // elsewhere.
+            t.resent += 1;
+            continue;
+        } else {
+            t.interrupted.push((sid.clone(), q));
+        }
+        drop(t);
         k += 1;
     }
 }
@@ -334,10 +365,11 @@ async fn restarting_every_node_in_turn_under_load_loses_no_turn() {
     }
     let tally = std::mem::take(&mut *tally.lock().unwrap());
     println!(
-        "rolling restart: {} turns completed, {} errored, {} interrupted",
+        "rolling restart: {} turns completed, {} errored, {} interrupted, {} queries sent again",
         tally.completed,
         tally.errored.len(),
-        tally.interrupted.len()
+        tally.interrupted.len(),
+        tally.resent
     );
     assert!(
         tally.errored.is_empty(),

@@ -273,6 +273,23 @@ impl ServerFrame {
         }
     }
 
+    /// The session whose query this frame settles: its END, or a `NOT_FOUND` refusal (the
+    /// one answer to a query that comes without an END; SESSION_BUSY refuses only the new
+    /// query, the running turn goes on to its own END).
+    pub fn settles(&self) -> Option<Uuid> {
+        match self {
+            ServerFrame::Status {
+                data,
+                session_id: Some(id),
+            } if data.status == RunStatus::End => Some(*id),
+            ServerFrame::Error {
+                data,
+                session_id: Some(id),
+            } if data.code == ErrorCode::NotFound => Some(*id),
+            _ => None,
+        }
+    }
+
     /// `status` END with `isComplete`, closing every turn however it ended.
     pub fn end(session_id: Uuid) -> ServerFrame {
         ServerFrame::Status {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use aurora_actors::protocol::{ErrorCode, RunStatus, ServerFrame};
+use aurora_actors::protocol::{ErrorCode, ServerFrame};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -25,23 +25,6 @@ struct Inner {
     open: HashMap<u64, mpsc::Sender<ServerFrame>>,
     /// (connection, session) -> the node running that session's turn.
     in_flight: HashMap<(u64, Uuid), String>,
-}
-
-/// The session whose forwarded query `frame` settles: its END, or an error that refuses the
-/// query outright (those come without an END). SESSION_BUSY refuses only the new query: the
-/// running turn it collided with is still in flight.
-fn settles(frame: &ServerFrame) -> Option<Uuid> {
-    match frame {
-        ServerFrame::Status {
-            data,
-            session_id: Some(id),
-        } if data.status == RunStatus::End => Some(*id),
-        ServerFrame::Error {
-            data,
-            session_id: Some(id),
-        } if data.code != ErrorCode::SessionBusy => Some(*id),
-        _ => None,
-    }
 }
 
 impl Conns {
@@ -83,7 +66,7 @@ impl Conns {
             return;
         };
         for frame in frames {
-            if let Some(session_id) = settles(&frame) {
+            if let Some(session_id) = frame.settles() {
                 inner.in_flight.remove(&(conn, session_id));
             }
             if tx.try_send(frame).is_err() {
@@ -136,11 +119,13 @@ mod tests {
         // b's turn ends normally.
         conns.deliver(conn, vec![ServerFrame::end(b)]);
         assert_eq!(rx.try_recv().unwrap(), ServerFrame::end(b));
-        // A refused query settles too; SESSION_BUSY leaves the running turn in flight.
+        // A refused query settles too; SESSION_BUSY leaves the running turn in flight, and a
+        // failed turn's error waits for its END.
         let c = Uuid::new_v4();
         conns.started(conn, c, "node-c");
         let busy = ServerFrame::error(ErrorCode::SessionBusy, "busy", Some(c));
-        conns.deliver(conn, vec![busy]);
+        let failed = ServerFrame::error(ErrorCode::LlmUnavailable, "down", Some(c));
+        conns.deliver(conn, vec![busy, failed]);
         assert_eq!(conns.in_flight(), 2);
         let gone = ServerFrame::error(ErrorCode::NotFound, "gone", Some(c));
         conns.deliver(conn, vec![gone]);

@@ -3,7 +3,9 @@
 //! another node's, through the cluster) and the sessions' frames back,
 //! pings every 20 s and drops a peer silent for 30 s. A dropped socket does not stop a turn.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use uuid::Uuid;
 
 const PING_EVERY: Duration = Duration::from_secs(20);
 const SILENT_LIMIT: Duration = Duration::from_secs(30);
@@ -41,8 +44,19 @@ pub struct WsServer {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
-    /// Tells every open connection to close.
-    closing: watch::Sender<bool>,
+    /// Tells the open connections to close: when idle ([`Closing::Drain`]) or at once.
+    closing: watch::Sender<Closing>,
+    /// Connections open now.
+    open: Arc<AtomicUsize>,
+}
+
+/// What the open connections are told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Closing {
+    Open,
+    /// Close as soon as no query of the connection waits for its END.
+    Drain,
+    Now,
 }
 
 impl WsServer {
@@ -56,9 +70,20 @@ impl WsServer {
         }
     }
 
+    /// Closes each open connection with `1001 going away` as soon as none of its queries waits
+    /// for an END: clients move to another node between turns, never in the middle of one.
+    pub fn drain(&self) {
+        self.closing.send_replace(Closing::Drain);
+    }
+
+    /// Connections still open.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
     /// Closes every open connection with `1001 going away` (clients reconnect to another node).
     pub fn close_all(&self) {
-        self.closing.send_replace(true);
+        self.closing.send_replace(Closing::Now);
     }
 
     /// Stops accepting and closes the open connections.
@@ -72,7 +97,9 @@ pub async fn serve_ws(state: WsState, listener: TcpListener) -> std::io::Result<
     let addr = listener.local_addr()?;
     let state = Arc::new(state);
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-    let (closing, closing_rx) = watch::channel(false);
+    let (closing, closing_rx) = watch::channel(Closing::Open);
+    let open = Arc::new(AtomicUsize::new(0));
+    let counted = open.clone();
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -86,7 +113,9 @@ pub async fn serve_ws(state: WsState, listener: TcpListener) -> std::io::Result<
                         }
                         let state = state.clone();
                         let closing = closing_rx.clone();
+                        let open = OpenConnection::new(counted.clone());
                         tokio::spawn(async move {
+                            let _open = open;
                             if let Err(e) = connection(state, stream, closing).await {
                                 tracing::debug!(%peer, error = %e, "websocket connection ended with an error");
                             }
@@ -104,6 +133,7 @@ pub async fn serve_ws(state: WsState, listener: TcpListener) -> std::io::Result<
         stop: Some(stop_tx),
         task: Some(task),
         closing,
+        open,
     })
 }
 
@@ -118,19 +148,21 @@ fn close(code: CloseCode, reason: &str) -> Message {
     }))
 }
 
-/// Counts an open connection in `/metrics` for as long as it lives.
-struct OpenConnection;
+/// Counts an open connection (in `/metrics` and for the server) for as long as it lives.
+struct OpenConnection(Arc<AtomicUsize>);
 
 impl OpenConnection {
-    fn new() -> OpenConnection {
+    fn new(count: Arc<AtomicUsize>) -> OpenConnection {
         aurora_actors::metrics::OPEN_WEBSOCKETS.inc();
-        OpenConnection
+        count.fetch_add(1, Ordering::SeqCst);
+        OpenConnection(count)
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         aurora_actors::metrics::OPEN_WEBSOCKETS.dec();
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -139,7 +171,7 @@ impl Drop for OpenConnection {
 async fn connection(
     state: Arc<WsState>,
     stream: TcpStream,
-    mut closing: watch::Receiver<bool>,
+    mut closing: watch::Receiver<Closing>,
 ) -> Result<(), WsError> {
     let mut url_token: Option<String> = None;
     let callback = |req: &Request, resp: Response| {
@@ -160,7 +192,6 @@ async fn connection(
     let ws =
         tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await?;
     let (mut sink, mut incoming) = ws.split();
-    let _open = OpenConnection::new();
 
     let token = match url_token {
         Some(t) => Some(t),
@@ -195,14 +226,27 @@ async fn connection(
     let mut ticker = tokio::time::interval(PING_EVERY);
     ticker.tick().await;
     let mut last_seen = Instant::now();
+    // Sessions with a query of this connection waiting for its END.
+    let mut waiting: HashSet<Uuid> = HashSet::new();
     loop {
+        let idle = waiting.is_empty();
+        if *closing.borrow() == Closing::Now || (idle && *closing.borrow() == Closing::Drain) {
+            let _ = sink
+                .send(close(CloseCode::Away, "the node is shutting down"))
+                .await;
+            break;
+        }
         tokio::select! {
             msg = incoming.next() => {
                 last_seen = Instant::now();
                 match msg {
                     Some(Ok(Message::Text(t))) => {
-                        if let Some(reply) = client_frame(&state, &who, &t, &conn).await {
-                            sink.send(text(&reply)).await?;
+                        match client_frame(&state, &who, &t, &conn).await {
+                            Ok(Some(session_id)) => {
+                                waiting.insert(session_id);
+                            }
+                            Ok(None) => {}
+                            Err(reply) => sink.send(text(&reply)).await?,
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
@@ -217,10 +261,15 @@ async fn connection(
                     Some(Err(e)) => return Err(e),
                 }
             }
-            Some(frame) = frames_rx.recv() => sink.send(text(&frame)).await?,
+            Some(frame) = frames_rx.recv() => {
+                if let Some(session_id) = frame.settles() {
+                    waiting.remove(&session_id);
+                }
+                sink.send(text(&frame)).await?;
+            }
             changed = closing.changed() => {
-                // Told to close, or the server itself is gone.
-                if changed.is_err() || *closing.borrow() {
+                // The server itself is gone: close now (a change is looked at above).
+                if changed.is_err() {
                     let _ = sink.send(close(CloseCode::Away, "the node is shutting down")).await;
                     break;
                 }
@@ -237,19 +286,20 @@ async fn connection(
     Ok(())
 }
 
-/// Handles one client frame; returns a frame to answer with directly, if any.
+/// Handles one client frame: `Ok(Some(session))` when a query went to that session (its END
+/// is awaited), `Err(frame)` to answer with directly.
 async fn client_frame(
     state: &WsState,
     who: &Principal,
     raw: &str,
     conn: &Conn,
-) -> Option<ServerFrame> {
+) -> Result<Option<Uuid>, ServerFrame> {
     let frame = match ClientFrame::parse(raw) {
         Ok(f) => f,
-        Err(e) => return Some(ServerFrame::error(e.code, e.message, None)),
+        Err(e) => return Err(ServerFrame::error(e.code, e.message, None)),
     };
     if !state.chat_enabled {
-        return Some(ServerFrame::error(
+        return Err(ServerFrame::error(
             ErrorCode::LlmUnavailable,
             "no LLM provider is configured on this server",
             None,
@@ -257,7 +307,7 @@ async fn client_frame(
     }
     let (session_id, msg) = match frame {
         ClientFrame::Init { .. } => {
-            return Some(ServerFrame::error(
+            return Err(ServerFrame::error(
                 ErrorCode::BadMessage,
                 "already authenticated",
                 None,
@@ -282,14 +332,14 @@ async fn client_frame(
                         window.as_secs(),
                         retry_after.as_secs().max(1)
                     );
-                    return Some(ServerFrame::error(
+                    return Err(ServerFrame::error(
                         ErrorCode::RateLimited,
                         text,
                         Some(session_id),
                     ));
                 }
                 Err(e) => {
-                    return Some(ServerFrame::error(
+                    return Err(ServerFrame::error(
                         ErrorCode::Internal,
                         e.to_string(),
                         Some(session_id),
@@ -311,10 +361,11 @@ async fn client_frame(
         ),
         ClientFrame::Control { session_id, .. } => (session_id, Forward::Cancel),
     };
+    let query = matches!(msg, Forward::Query { .. });
     // The session's owner may be another node: the cluster forwards there and relays back.
     state
         .cluster
         .route(conn, session_id, who, msg)
-        .err()
-        .map(|f| *f)
+        .map_err(|f| *f)?;
+    Ok(query.then_some(session_id))
 }
