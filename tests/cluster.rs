@@ -115,6 +115,29 @@ async fn sessions_spread_over_three_nodes_and_any_node_serves_any_client() {
     let history = c.history(1, &token, sid).await;
     assert_eq!(history.len(), 2);
     assert_eq!(history[1]["content"], "answer number 5");
+
+    // Deleting a session through any node stops its live actor wherever it runs; asking it
+    // again is NOT_FOUND, with no model call.
+    let (victim, owner) = &sessions[2];
+    let resp = c
+        .client
+        .delete(format!("{}/chat_api/sessions/{victim}", c.nodes[1].base()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let homes = session_homes(&c, 0, &token).await;
+    assert!(
+        !homes.iter().any(|(s, _)| s == victim),
+        "{victim} still live on {owner}: {homes:?}"
+    );
+    let calls = c.fake.requests().len();
+    query(&mut ws, victim, "still there?", "agent").await;
+    let f = next(&mut ws).await.unwrap();
+    assert_eq!(f["type"], "error", "{f}");
+    assert_eq!(f["data"]["code"], "NOT_FOUND", "{f}");
+    assert_eq!(c.fake.requests().len(), calls);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

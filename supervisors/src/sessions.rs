@@ -235,7 +235,7 @@ impl SessionsSupervisor {
         match action {
             AdminAction::StopSession => {
                 if let Some(entry) = state.remove(session_id) {
-                    tracing::info!(session = %session_id, "session stopped by an admin");
+                    tracing::info!(session = %session_id, "session stopped on request");
                     entry.actor.actor.stop(Some("stopped by an admin".into()));
                 }
             }

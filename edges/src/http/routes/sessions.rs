@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use aurora_storage::auth::{Principal, Role};
 use aurora_storage::sessions::SessionSummary;
+use aurora_supervisors::sessions::AdminAction;
 use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::Filter;
@@ -83,6 +84,9 @@ struct RenameBody {
     title: String,
 }
 
+/// How long a delete waits for the nodes to stop the session's actor.
+const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A session id from the path; anything but a UUID is a 400.
 fn session_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
     raw.parse()
@@ -113,7 +117,17 @@ async fn delete(
     p: Principal,
     s: Arc<HttpState>,
 ) -> Result<warp::reply::Response, ApiError> {
-    s.sessions.delete(&p, session_id(&id)?).await?;
+    let sid = session_id(&id)?;
+    s.sessions.delete(&p, sid).await?;
+    // Its live actor, on whichever node, goes too: the next message finds the session deleted
+    // instead of a cached history that would take new turns.
+    if let Err(e) = s
+        .cluster
+        .admin(sid, p.org_id, AdminAction::StopSession, STOP_TIMEOUT)
+        .await
+    {
+        tracing::warn!(session_id = %sid, error = %e, "a deleted session's actor could not be stopped everywhere");
+    }
     Ok(json(StatusCode::OK, &serde_json::json!({ "deleted": id })))
 }
 
