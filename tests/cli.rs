@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestDb;
+use common::{free_port, TestDb};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -25,14 +25,6 @@ fn aurora(dir: &Path, env: &[(&str, &str)]) -> Command {
 
 fn run(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     aurora(dir, env).args(args).output().expect("run aurora")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Server {

@@ -10,20 +10,11 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use super::ws::Ws;
-use super::{redis_url, TestDb};
+use super::{free_port, redis_url, TestDb};
 
 pub const COOKIE: &str = "test-cluster-cookie";
 /// The password of every user [`TestCluster::register`] creates.
 pub const PASSWORD: &str = "correct-horse-battery";
-
-/// A free port on loopback (bound, then released for the node to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 pub struct Proc {
     pub name: String,

@@ -15,6 +15,15 @@ use aurora_config::Config;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+/// A free port on loopback (bound, then released for a server process to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The PostgreSQL server tests create their databases on.
 pub fn pg_admin_url() -> String {
     std::env::var("AURORA_TEST_PG_URL")
