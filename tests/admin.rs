@@ -168,3 +168,45 @@ async fn raw(t: &common::TestNode, path: &str) -> (StatusCode, String) {
         .unwrap();
     (resp.status(), resp.text().await.unwrap())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_session_mid_turn_ends_the_turn_for_its_client() {
+    let (t, _fake, _dir) = chat_node(
+        vec![Reply::tool_call(
+            "call_1",
+            "cloud_exec",
+            &["{\"command\": \"kubectl delete pod web-1\"}"],
+            (10, 5),
+        )],
+        "#!/bin/sh\necho deleted\n",
+        &[],
+    )
+    .await;
+    let admin = t.register("admin@stop.io", "Stop").await;
+    let sid = new_session(&t, &admin).await;
+    let mut ws = open(&t, &admin).await;
+    query(&mut ws, &sid, "clean up web-1", "agent").await;
+    loop {
+        let f = next(&mut ws).await.expect("frames until the approval");
+        if f["type"] == "execution_confirmation" {
+            break;
+        }
+    }
+    let resp = t
+        .client
+        .post(format!("{}/api/admin/actors/stop", t.base))
+        .bearer_auth(&admin)
+        .json(&json!({ "kind": "session", "id": sid }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let mut ended = false;
+    while let Some(f) = next(&mut ws).await {
+        if is_end(&f) {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended, "the client of a stopped session sees its turn end");
+}

@@ -272,9 +272,16 @@ impl Actor for SessionActor {
     async fn post_stop(
         &self,
         myself: ActorRef<SessionMsg>,
-        _state: &mut SessionState,
+        state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         myself.stop_children(Some("session stopped".into()));
+        // The run's end is normally reported when it terminates, which a stopping session no
+        // longer hears: its client gets the END here (the run still saves what it has).
+        if let Some(run) = state.run.take() {
+            run.frames
+                .send(ServerFrame::end(state.args.session_id))
+                .await;
+        }
         Ok(())
     }
 

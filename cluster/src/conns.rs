@@ -1,9 +1,9 @@
 //! The WebSocket connections of this node, as the gateway sees them: frames that other nodes
-//! send back for a connection are delivered here, and turns forwarded to another node are
-//! remembered until their END so that a node dying mid-turn never leaves a client waiting.
+//! send back for a connection are delivered here, and each connection's running turns are
+//! remembered with their node until their END: decisions and cancels follow the turn there,
+//! and a node dying mid-turn never leaves a client waiting.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use aurora_actors::protocol::{ErrorCode, ServerFrame};
@@ -16,7 +16,6 @@ pub const TURN_LOST: &str =
 
 #[derive(Default)]
 pub(crate) struct Conns {
-    next: AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -33,10 +32,18 @@ impl Conns {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Registers a connection under a random id: ids travel to other nodes with forwarded
+    /// messages, and one that a restarted node reused could receive frames meant for a
+    /// connection that died with the node before it.
     pub(crate) fn open(&self, frames: mpsc::Sender<ServerFrame>) -> u64 {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        self.lock().open.insert(id, frames);
-        id
+        let mut inner = self.lock();
+        loop {
+            let id = Uuid::new_v4().as_u64_pair().0;
+            if let std::collections::hash_map::Entry::Vacant(slot) = inner.open.entry(id) {
+                slot.insert(frames);
+                return id;
+            }
+        }
     }
 
     pub(crate) fn close(&self, conn: u64) {
@@ -53,9 +60,15 @@ impl Conns {
             .insert((conn, session_id), node.to_string());
     }
 
-    /// The query recorded by [`Conns::started`] could not be sent after all.
-    pub(crate) fn not_started(&self, conn: u64, session_id: Uuid) {
+    /// The query recorded by [`Conns::started`] could not be sent after all, or its turn is
+    /// over.
+    pub(crate) fn settle(&self, conn: u64, session_id: Uuid) {
         self.lock().in_flight.remove(&(conn, session_id));
+    }
+
+    /// The node running the turn `conn` started in `session_id`, if one runs.
+    pub(crate) fn running_on(&self, conn: u64, session_id: Uuid) -> Option<String> {
+        self.lock().in_flight.get(&(conn, session_id)).cloned()
     }
 
     /// Frames from another node for `conn`. A client too slow to take them loses frames, not
@@ -75,7 +88,7 @@ impl Conns {
         }
     }
 
-    /// Turns that clients here wait for from other nodes.
+    /// Turns that clients here wait for (on any node).
     pub(crate) fn in_flight(&self) -> usize {
         self.lock().in_flight.len()
     }

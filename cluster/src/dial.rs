@@ -15,6 +15,7 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 /// How often the links are checked when every seed is connected.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 const HANDSHAKE_GRACE: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) fn start(
     server: ActorRef<NodeServerMessage>,
@@ -27,6 +28,11 @@ pub(crate) fn start(
         let mut dialed: HashMap<String, Instant> = HashMap::new();
         loop {
             let connected = match ractor::call_t!(server, NodeServerMessage::GetSessions, 2000) {
+                // Busy (a burst of handshakes): look again next round.
+                Err(ractor::RactorErr::Timeout) => {
+                    tokio::time::sleep(CHECK_EVERY).await;
+                    continue;
+                }
                 Ok(sessions) => {
                     let mut addrs = HashSet::new();
                     for info in sessions.values() {
@@ -57,9 +63,18 @@ pub(crate) fn start(
                     continue;
                 }
                 dialed.insert(seed.clone(), Instant::now());
-                match ractor_cluster::client_connect(&server, seed.as_str()).await {
-                    Ok(()) => tracing::info!(%seed, "dialed a cluster seed"),
-                    Err(e) => tracing::debug!(%seed, error = %e, "cluster seed not reachable yet"),
+                // Bounded: a seed whose host drops packets must not hold up the others.
+                match tokio::time::timeout(
+                    CONNECT_TIMEOUT,
+                    ractor_cluster::client_connect(&server, seed.as_str()),
+                )
+                .await
+                {
+                    Ok(Ok(())) => tracing::info!(%seed, "dialed a cluster seed"),
+                    Ok(Err(e)) => {
+                        tracing::debug!(%seed, error = %e, "cluster seed not reachable yet")
+                    }
+                    Err(_) => tracing::debug!(%seed, "cluster seed did not answer the connection"),
                 }
             }
             if missing {

@@ -52,6 +52,8 @@ pub enum GatewayMsg {
     Tick(u8),
     /// The named peer answered a ping (sent to self).
     Alive(String),
+    /// The named peer's ping went unanswered (sent to self).
+    Silent(String),
 }
 
 /// What the gateway and the node's [`crate::Cluster`] handle share.
@@ -73,6 +75,9 @@ pub(crate) struct GatewayState {
     shared: Arc<Shared>,
     /// Peers in the groups, with when each last answered (or joined).
     peers: HashMap<String, Instant>,
+    /// Peers with a ping not yet answered or timed out: a frozen peer gets no new ones (each
+    /// would queue on its link).
+    pinging: HashSet<String>,
 }
 
 /// The gateway of `node`, if it is in the groups.
@@ -111,7 +116,9 @@ impl GatewayActor {
                 if let Err(frame) =
                     crate::local::deliver(&state.shared.sessions, session_id, &who, msg, &frames)
                 {
+                    // The client's node waits for an END for a query.
                     let _ = frames.try_send(*frame);
+                    let _ = frames.try_send(ServerFrame::end(session_id));
                 }
             }
             Cast::Frames { conn, frames } => state.shared.conns.deliver(conn, frames),
@@ -182,20 +189,30 @@ impl GatewayActor {
         let grouped = gateways(&state.shared.name);
         let now = Instant::now();
         state.peers.retain(|p, _| grouped.contains(p));
+        state.pinging.retain(|p| grouped.contains(p));
         for peer in grouped {
             state.peers.entry(peer.clone()).or_insert(now);
+            if state.pinging.contains(&peer) {
+                continue;
+            }
             let Some(gateway) = gateway_of(&peer) else {
                 continue;
             };
+            state.pinging.insert(peer.clone());
             let me = myself.clone();
             tokio::spawn(async move {
                 let ping = wire::encode(&Call::Ping);
-                if let Ok(ractor::rpc::CallResult::Success(_)) = gateway
-                    .call(|reply| GatewayMsg::Call(ping, reply), Some(PING_TIMEOUT))
-                    .await
-                {
-                    let _ = me.cast(GatewayMsg::Alive(peer));
-                }
+                let answered = matches!(
+                    gateway
+                        .call(|reply| GatewayMsg::Call(ping, reply), Some(PING_TIMEOUT))
+                        .await,
+                    Ok(ractor::rpc::CallResult::Success(_))
+                );
+                let _ = me.cast(if answered {
+                    GatewayMsg::Alive(peer)
+                } else {
+                    GatewayMsg::Silent(peer)
+                });
             });
         }
     }
@@ -216,7 +233,7 @@ impl GatewayActor {
         // clients here (a node that is only leaving still does).
         let lost = shared
             .conns
-            .lost_unless(|node| reachable.contains(&node.to_string()));
+            .lost_unless(|node| node == shared.name || reachable.contains(&node.to_string()));
         if lost > 0 {
             tracing::warn!(turns = lost, "turns lost with a node that stopped");
         }
@@ -252,8 +269,12 @@ impl GatewayActor {
 /// first use and shared by every message from that connection.
 fn relay(shared: &Shared, addr: ConnAddr) -> mpsc::Sender<ServerFrame> {
     let mut relays = shared.relays.lock().unwrap_or_else(|e| e.into_inner());
+    // A relay whose task ended (the connection's node was briefly out of the groups) is
+    // replaced: its senders live on in sessions, but nothing reads it any more.
     if let Some(tx) = relays.get(&addr).and_then(mpsc::WeakSender::upgrade) {
-        return tx;
+        if !tx.is_closed() {
+            return tx;
+        }
     }
     relays.retain(|_, weak| weak.upgrade().is_some());
     let (tx, mut rx) = mpsc::channel::<ServerFrame>(1024);
@@ -301,6 +322,7 @@ impl Actor for GatewayActor {
         Ok(GatewayState {
             shared,
             peers: HashMap::new(),
+            pinging: HashSet::new(),
         })
     }
 
@@ -336,9 +358,14 @@ impl Actor for GatewayActor {
                 Self::refresh(state);
             }
             GatewayMsg::Alive(peer) => {
+                state.pinging.remove(&peer);
                 if let Some(seen) = state.peers.get_mut(&peer) {
                     *seen = Instant::now();
                 }
+                Self::refresh(state);
+            }
+            GatewayMsg::Silent(peer) => {
+                state.pinging.remove(&peer);
                 Self::refresh(state);
             }
         }

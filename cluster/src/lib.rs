@@ -74,6 +74,13 @@ pub struct Conn {
     cluster: Cluster,
 }
 
+impl Conn {
+    /// The client was sent the frame that ends its turn in `session_id`.
+    pub fn settled(&self, session_id: Uuid) {
+        self.cluster.inner.shared.conns.settle(self.id, session_id);
+    }
+}
+
 impl Drop for Conn {
     fn drop(&mut self) {
         self.cluster.inner.shared.conns.close(self.id);
@@ -184,13 +191,21 @@ impl Cluster {
         msg: Forward,
     ) -> Result<(), Box<ServerFrame>> {
         let shared = &self.inner.shared;
-        let placement = self.placement();
-        let owner = placement.owner(session_id);
-        if owner != shared.name {
+        let query = matches!(msg, Forward::Query { .. });
+        // A new turn goes to the session's owner; a decision or cancel goes where the turn it
+        // is about runs (during a move that is still the old owner).
+        let target = match shared.conns.running_on(conn.id, session_id) {
+            Some(node) if !query => node,
+            _ => self.placement().owner(session_id).to_string(),
+        };
+        if query {
+            // Recorded before it is sent, so that its END cannot arrive first.
+            shared.conns.started(conn.id, session_id, &target);
+        }
+        if target != shared.name {
             // An owner whose gateway is gone from the groups is leaving: the next placement
             // will not name it, and until then the session is served here.
-            if let Some(gateway) = gateway_of(owner) {
-                let query = matches!(msg, Forward::Query { .. });
+            if let Some(gateway) = gateway_of(&target) {
                 let cast = Cast::Route {
                     session_id,
                     who: who.clone(),
@@ -200,17 +215,19 @@ impl Cluster {
                         conn: conn.id,
                     },
                 };
-                // Recorded before it is sent, so that its END cannot arrive first.
-                if query {
-                    shared.conns.started(conn.id, session_id, owner);
-                }
                 if gateway.cast(GatewayMsg::Cast(wire::encode(&cast))).is_ok() {
                     return Ok(());
                 }
-                shared.conns.not_started(conn.id, session_id);
+            }
+            if query {
+                shared.conns.started(conn.id, session_id, &shared.name);
             }
         }
-        local::deliver(&shared.sessions, session_id, who, msg, &conn.frames)
+        let delivered = local::deliver(&shared.sessions, session_id, who, msg, &conn.frames);
+        if delivered.is_err() && query {
+            shared.conns.settle(conn.id, session_id);
+        }
+        delivered
     }
 
     async fn call(
@@ -357,6 +374,9 @@ impl Cluster {
         shared
             .placement
             .send_replace(Placement::leaving(shared.name.clone(), others));
+        // A refresh the gateway was in the middle of may publish the old view after this; the
+        // next one (queued now) sees the flag.
+        let _ = self.inner.gateway.cast(GatewayMsg::Tick(0));
         tracing::info!("leaving the cluster: new sessions go to the other members");
     }
 

@@ -295,6 +295,17 @@ impl Config {
         let chat = chat_config(&src, &data_dir)?;
         let kb = kb_config(&src)?;
         let cluster = cluster_config(&src)?;
+        let bind_addr: IpAddr = src
+            .get("AURORA_BIND_ADDR")?
+            .unwrap_or([127, 0, 0, 1].into());
+        if cluster.enabled() && bind_addr.is_unspecified() {
+            // The cluster listener is announced to peers at this address.
+            return Err(ConfigError::invalid(
+                "AURORA_BIND_ADDR",
+                &bind_addr.to_string(),
+                "a clustered node needs the address its peers reach it at, not a wildcard",
+            ));
+        }
         let llm_provider: Option<LlmProvider> = src.get("LLM_PROVIDER")?;
         let llm_model: Option<String> = src.get("LLM_MODEL")?;
         if llm_provider.is_some() && llm_model.is_none() {
@@ -311,9 +322,7 @@ impl Config {
             node_name: node_name(&src)?,
             http_port: src.get("HTTP_PORT")?.unwrap_or(5080),
             ws_port: src.get("WS_PORT")?.unwrap_or(5006),
-            bind_addr: src
-                .get("AURORA_BIND_ADDR")?
-                .unwrap_or([127, 0, 0, 1].into()),
+            bind_addr,
             data_dir,
             database,
             db_max_connections,

@@ -177,6 +177,14 @@ fn clustering_needs_a_cookie_and_well_formed_seeds() {
             "CLUSTER_SEEDS",
         ),
         (vec![("CLUSTER_PORT", "70000")], "CLUSTER_PORT"),
+        (
+            vec![
+                ("CLUSTER_PORT", "7101"),
+                ("CLUSTER_COOKIE", "s3cret-cookie"),
+                ("AURORA_BIND_ADDR", "0.0.0.0"),
+            ],
+            "AURORA_BIND_ADDR",
+        ),
     ];
     for (vars, key) in refused {
         let err = Config::from_sources(None, env(&vars)).unwrap_err();

@@ -264,6 +264,7 @@ async fn connection(
             Some(frame) = frames_rx.recv() => {
                 if let Some(session_id) = frame.settles() {
                     waiting.remove(&session_id);
+                    conn.settled(session_id);
                 }
                 sink.send(text(&frame)).await?;
             }

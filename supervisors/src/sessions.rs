@@ -265,9 +265,10 @@ impl SessionsSupervisor {
             let Some(entry) = state.live.get(&id) else {
                 continue;
             };
+            // A session too busy to answer is taken to be running: moving it would cost a turn.
             let running = ractor::call_t!(entry.actor.actor, SessionMsg::Status, 500)
                 .map(|s| s.state == "running")
-                .unwrap_or(false);
+                .unwrap_or(true);
             if running {
                 waiting = true;
             } else if let Some(entry) = state.remove(id) {
