@@ -82,8 +82,18 @@ impl Conns {
             if let Some(session_id) = frame.settles() {
                 inner.in_flight.remove(&(conn, session_id));
             }
-            if tx.try_send(frame).is_err() {
-                tracing::warn!(conn, "client too slow: a relayed frame was dropped");
+            let settles = frame.settles().is_some();
+            match tx.try_send(frame) {
+                Ok(()) => {}
+                // The frame that ends a turn is never dropped: the client (and a draining node)
+                // waits for it.
+                Err(mpsc::error::TrySendError::Full(frame)) if settles => {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(frame).await;
+                    });
+                }
+                Err(_) => tracing::warn!(conn, "client too slow: a relayed frame was dropped"),
             }
         }
     }
@@ -104,13 +114,14 @@ impl Conns {
             .collect();
         for (conn, session_id) in &lost {
             inner.in_flight.remove(&(*conn, *session_id));
-            if let Some(tx) = inner.open.get(conn) {
-                let _ = tx.try_send(ServerFrame::error(
-                    ErrorCode::Internal,
-                    TURN_LOST,
-                    Some(*session_id),
-                ));
-                let _ = tx.try_send(ServerFrame::end(*session_id));
+            if let Some(tx) = inner.open.get(conn).cloned() {
+                let session_id = *session_id;
+                // Awaited in a task: these two must reach even a slow client.
+                tokio::spawn(async move {
+                    let lost = ServerFrame::error(ErrorCode::Internal, TURN_LOST, Some(session_id));
+                    let _ = tx.send(lost).await;
+                    let _ = tx.send(ServerFrame::end(session_id)).await;
+                });
             }
         }
         lost.len()
@@ -121,8 +132,8 @@ impl Conns {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_lost_node_ends_its_turns_and_only_those() {
+    #[tokio::test]
+    async fn a_lost_node_ends_its_turns_and_only_those() {
         let conns = Conns::default();
         let (tx, mut rx) = mpsc::channel(16);
         let conn = conns.open(tx);
@@ -147,12 +158,36 @@ mod tests {
         assert_eq!(conns.lost_unless(|n| n != "node-c"), 0);
         assert_eq!(conns.lost_unless(|n| n != "node-b"), 1);
         assert!(
-            matches!(rx.try_recv().unwrap(), ServerFrame::Error { data, session_id } if data.code == ErrorCode::Internal && session_id == Some(a))
+            matches!(rx.recv().await.unwrap(), ServerFrame::Error { data, session_id } if data.code == ErrorCode::Internal && session_id == Some(a))
         );
-        assert_eq!(rx.try_recv().unwrap(), ServerFrame::end(a));
+        assert_eq!(rx.recv().await.unwrap(), ServerFrame::end(a));
         assert_eq!(conns.lost_unless(|n| n != "node-b"), 0, "told once");
         conns.close(conn);
         conns.deliver(conn, vec![ServerFrame::end(a)]);
         assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn an_end_reaches_even_a_full_connection() {
+        let conns = Conns::default();
+        let (tx, mut rx) = mpsc::channel(1);
+        let conn = conns.open(tx);
+        let a = Uuid::new_v4();
+        conns.started(conn, a, "node-b");
+        let chunk = ServerFrame::error(ErrorCode::Internal, "filler", None);
+        conns.deliver(conn, vec![chunk.clone(), chunk, ServerFrame::end(a)]);
+        assert_eq!(conns.in_flight(), 0);
+        let mut got = Vec::new();
+        while let Ok(Some(f)) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), rx.recv()).await
+        {
+            got.push(f);
+        }
+        assert_eq!(
+            got.len(),
+            2,
+            "the filler that did not fit is dropped: {got:?}"
+        );
+        assert_eq!(got.last(), Some(&ServerFrame::end(a)));
     }
 }

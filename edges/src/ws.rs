@@ -113,10 +113,9 @@ pub async fn serve_ws(state: WsState, listener: TcpListener) -> std::io::Result<
                         }
                         let state = state.clone();
                         let closing = closing_rx.clone();
-                        let open = OpenConnection::new(counted.clone());
+                        let counted = counted.clone();
                         tokio::spawn(async move {
-                            let _open = open;
-                            if let Err(e) = connection(state, stream, closing).await {
+                            if let Err(e) = connection(state, stream, closing, counted).await {
                                 tracing::debug!(%peer, error = %e, "websocket connection ended with an error");
                             }
                         });
@@ -172,6 +171,7 @@ async fn connection(
     state: Arc<WsState>,
     stream: TcpStream,
     mut closing: watch::Receiver<Closing>,
+    counted: Arc<AtomicUsize>,
 ) -> Result<(), WsError> {
     let mut url_token: Option<String> = None;
     let callback = |req: &Request, resp: Response| {
@@ -220,6 +220,9 @@ async fn connection(
             return Ok(());
         }
     };
+    // Counted from here: a socket that never finished its handshake or authenticated holds
+    // up no drain.
+    let _open = OpenConnection::new(counted);
     let (frames_tx, mut frames_rx) = mpsc::channel::<ServerFrame>(1024);
     let conn = state.cluster.open(frames_tx);
     sink.send(text(&ServerFrame::start())).await?;
