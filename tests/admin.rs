@@ -4,7 +4,7 @@
 mod common;
 
 use aurora_fakes::Reply;
-use common::ws::{chat_node, is_end, new_session, next, open, query};
+use common::ws::{chat_node, is_end, new_session, next, open, query, Ws};
 use common::{assert_error, Backend};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -17,10 +17,13 @@ fn kinds(tree: &Value) -> Vec<String> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admins_see_their_orgs_actors_stop_them_and_metrics_count_them() {
-    // The turn waits for an approval, so its run stays alive while the console looks at it.
-    let (t, _fake, _dir) = chat_node(
+/// A node whose agent asks to run a destructive command: its turns wait for an approval.
+async fn approval_node() -> (
+    common::TestNode,
+    aurora_fakes::FakeServer,
+    tempfile::TempDir,
+) {
+    chat_node(
         vec![Reply::tool_call(
             "call_1",
             "cloud_exec",
@@ -30,22 +33,33 @@ async fn admins_see_their_orgs_actors_stop_them_and_metrics_count_them() {
         "#!/bin/sh\necho deleted\n",
         &[],
     )
-    .await;
-    assert_eq!(t.backend, Backend::Sqlite);
-    let admin = t.register("admin@one.io", "One").await;
-    let viewer = t.add_user(&admin, "viewer@one.io", "viewer").await;
-    let other = t.register("admin@two.io", "Two").await;
-    let sid = new_session(&t, &admin).await;
-    let mut ws = open(&t, &admin).await;
+    .await
+}
+
+/// A new session of `token`'s user with a turn waiting for approval, and its socket.
+async fn turn_awaiting_approval(t: &common::TestNode, token: &str) -> (String, Ws) {
+    let sid = new_session(t, token).await;
+    let mut ws = open(t, token).await;
     query(&mut ws, &sid, "clean up web-1", "agent").await;
     loop {
         let f = next(&mut ws)
             .await
             .expect("frames until the approval request");
         if f["type"] == "execution_confirmation" {
-            break;
+            return (sid, ws);
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_see_their_orgs_actors_stop_them_and_metrics_count_them() {
+    // The turn waits for an approval, so its run stays alive while the console looks at it.
+    let (t, _fake, _dir) = approval_node().await;
+    assert_eq!(t.backend, Backend::Sqlite);
+    let admin = t.register("admin@one.io", "One").await;
+    let viewer = t.add_user(&admin, "viewer@one.io", "viewer").await;
+    let other = t.register("admin@two.io", "Two").await;
+    let (sid, mut ws) = turn_awaiting_approval(&t, &admin).await;
 
     let (status, body) = t.get("/api/admin/actors", Some(&admin)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -171,27 +185,9 @@ async fn raw(t: &common::TestNode, path: &str) -> (StatusCode, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_a_session_mid_turn_ends_the_turn_for_its_client() {
-    let (t, _fake, _dir) = chat_node(
-        vec![Reply::tool_call(
-            "call_1",
-            "cloud_exec",
-            &["{\"command\": \"kubectl delete pod web-1\"}"],
-            (10, 5),
-        )],
-        "#!/bin/sh\necho deleted\n",
-        &[],
-    )
-    .await;
+    let (t, _fake, _dir) = approval_node().await;
     let admin = t.register("admin@stop.io", "Stop").await;
-    let sid = new_session(&t, &admin).await;
-    let mut ws = open(&t, &admin).await;
-    query(&mut ws, &sid, "clean up web-1", "agent").await;
-    loop {
-        let f = next(&mut ws).await.expect("frames until the approval");
-        if f["type"] == "execution_confirmation" {
-            break;
-        }
-    }
+    let (sid, mut ws) = turn_awaiting_approval(&t, &admin).await;
     let resp = t
         .client
         .post(format!("{}/api/admin/actors/stop", t.base))
