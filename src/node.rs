@@ -102,6 +102,7 @@ fn sessions_args(
         system_prompt: SYSTEM_PROMPT.into(),
         default_model: config.llm_model.clone().unwrap_or_default(),
         idle_after: Duration::from_secs(chat.session_idle_secs),
+        hibernate_after: Duration::from_secs(chat.session_hibernate_secs),
         backoff: Backoff::DEFAULT,
         mailbox: Mailbox::new(),
         placement,

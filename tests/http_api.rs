@@ -479,7 +479,7 @@ async fn llm_usage_summaries(backend: Backend) {
             who: who.clone(),
             session_id: session,
             messages: vec![],
-            context: vec![],
+            context: Some(vec![]),
             first_query: None,
             usage: vec![rec],
         };
@@ -582,7 +582,7 @@ async fn turn_history_is_persisted(backend: Backend) {
             who: who.clone(),
             session_id: id,
             messages,
-            context,
+            context: Some(context),
             first_query: first.map(str::to_string),
             usage: vec![],
         };

@@ -44,14 +44,14 @@ async fn two_orgs(t: &TestNode) -> (Uuid, Uuid) {
         assert_eq!(status, reqwest::StatusCode::CREATED);
         let (_, me) = t.get("/api/auth/me", Some(&token)).await;
         let org_id: Uuid = me["org_id"].as_str().unwrap().parse().unwrap();
-        // A turn as the chat runtime saves it: history and context rows, a usage row, the
-        // user's running total.
+        // A turn as the chat runtime saves it: its messages (one row each, for history and
+        // context), a usage row, the user's running total.
         let turn = vec![json!({ "role": "user", "content": format!("{org} is down") })];
         let write = TurnWrite {
             who: t.principal(&token).await,
             session_id,
-            messages: turn.clone(),
-            context: turn,
+            messages: turn,
+            context: None,
             first_query: None,
             usage: vec![UsageRecord {
                 session_id: Some(session_id),

@@ -45,7 +45,7 @@ async fn concurrent_turns_are_written_whole(backend: Backend) {
                 who: who.clone(),
                 session_id: *id,
                 messages: vec![json!({ "role": "user", "content": format!("q{round}") })],
-                context: vec![json!({ "role": "user", "content": format!("q{round}") })],
+                context: None,
                 first_query: Some(format!("q{round}")),
                 usage: vec![call(0.001), call(0.002)],
             };
@@ -56,7 +56,7 @@ async fn concurrent_turns_are_written_whole(backend: Backend) {
             who: a.clone(),
             session_id: gone,
             messages: vec![json!({ "role": "user", "content": "lost?" })],
-            context: vec![],
+            context: Some(vec![]),
             first_query: None,
             usage: vec![call(0.5)],
         };
@@ -87,7 +87,7 @@ async fn concurrent_turns_are_written_whole(backend: Backend) {
         who: a.clone(),
         session_id: ids[0].1,
         messages: vec![],
-        context: vec![],
+        context: Some(vec![]),
         first_query: None,
         usage: vec![call(f64::NAN)],
     };
@@ -120,8 +120,8 @@ async fn legacy_arrays_come_first(backend: Backend) {
     let turn = TurnWrite {
         who: who.clone(),
         session_id: id,
-        messages: new.clone(),
-        context: new,
+        messages: new,
+        context: None,
         first_query: Some("new question".into()),
         usage: vec![],
     };
@@ -135,6 +135,10 @@ async fn legacy_arrays_come_first(backend: Backend) {
         .map(|m| m["content"].as_str().unwrap())
         .collect();
     assert_eq!(contents, ["old question", "new question"]);
+    assert!(
+        context[1].get("timestamp").is_none(),
+        "an entry stored for history and context gives the model no display fields"
+    );
     let detail = sessions.get(&who, id).await.unwrap();
     assert_eq!(detail.messages.as_array().unwrap().len(), 2);
     assert!(detail.messages[1]["timestamp"].is_string());

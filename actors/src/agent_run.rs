@@ -88,8 +88,9 @@ impl Actor for AgentRunActor {
             fail::fail_point!("agent-run");
             // The turn timeout cancels the turn the way a client would, so the partial answer
             // is kept, and then says why.
-            let turn = run_turn(&args.deps, &args.input, &mut io);
-            tokio::pin!(turn);
+            // Boxed: the turn's future is large (every tool path is in it), and the task that
+            // runs this block is moved a few times as it is spawned.
+            let mut turn = Box::pin(run_turn(&args.deps, &args.input, &mut io));
             let mut timed_out = false;
             let outcome = tokio::select! {
                 outcome = &mut turn => outcome,
@@ -121,8 +122,8 @@ impl Actor for AgentRunActor {
             let turn = TurnWrite {
                 who: args.input.who.clone(),
                 session_id,
-                messages: messages.clone(),
-                context: messages,
+                messages,
+                context: None,
                 first_query: Some(args.input.query.clone()),
                 usage: outcome.usage,
             };

@@ -27,6 +27,15 @@ pub static TOOL_CALLS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("valid metric")
 });
 
+/// Sessions hibernating now: idle, their actor stopped, their state kept for the next message.
+pub static HIBERNATED_SESSIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    IntGauge::new(
+        "aurora_sessions_hibernated",
+        "Idle sessions kept as a record without an actor on this node",
+    )
+    .expect("valid metric")
+});
+
 /// WebSocket connections open now.
 pub static OPEN_WEBSOCKETS: LazyLock<IntGauge> = LazyLock::new(|| {
     IntGauge::new(

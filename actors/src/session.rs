@@ -1,6 +1,11 @@
 //! `SessionActor`: one per chat session. It owns the session's one running turn: a query while
 //! a turn runs is `SESSION_BUSY`; decisions and cancels go to the running turn. The history
 //! lives in storage, so a session actor can be stopped and rebuilt anywhere without loss.
+//!
+//! An idle session hibernates: asked by its supervisor, it hands back what it would otherwise
+//! have to reload (its model context) as a [`Dormant`] record and stops. An actor costs about
+//! 10 KiB however little it holds, the record a few hundred bytes, so a node can keep many
+//! more sessions ready; the next message starts an actor from the record again.
 
 use std::sync::Arc;
 
@@ -24,6 +29,19 @@ pub struct SessionArgs {
     pub shared: Arc<SessionShared>,
     /// Counts what the sessions supervisor routes here.
     pub mailbox: Mailbox,
+    /// What the session kept when it last hibernated (`None` for a session new to this node).
+    pub resume: Option<Dormant>,
+}
+
+/// A hibernated session's state: what its next actor starts from.
+#[derive(Debug)]
+pub struct Dormant {
+    /// Whose org the session is in, for the admin console's checks while it sleeps.
+    pub org_id: Uuid,
+    /// The model context, as [`SessionState`] keeps it (`None`: reload from storage).
+    pub context: Option<Box<[ChatMessage]>>,
+    /// Failed runs so far, so the admin console's restart count survives hibernation.
+    pub runs_failed: u32,
 }
 
 /// What all sessions of a node share.
@@ -50,6 +68,9 @@ pub enum SessionMsg {
     /// A (re)connected client's channel: the running turn's frames go there from now on.
     Attach(mpsc::Sender<ServerFrame>),
     Status(RpcReplyPort<ActorSnapshot>),
+    /// Hibernate if idle: the answer is the state to keep, and the actor stops. `None` (it
+    /// keeps running) when a turn runs or messages wait behind this one.
+    Hibernate(RpcReplyPort<Option<Dormant>>),
 }
 
 // Local only: never sent to another node (ractor's `cluster` feature asks every message
@@ -75,6 +96,9 @@ struct Run {
 }
 
 pub struct SessionActor;
+
+/// The stop reason of a session that hibernated.
+pub const HIBERNATED: &str = "hibernated";
 
 fn owner_of(who: &Principal) -> SnapshotOwner {
     SnapshotOwner {
@@ -184,14 +208,18 @@ impl Actor for SessionActor {
     async fn pre_start(
         &self,
         _myself: ActorRef<SessionMsg>,
-        args: SessionArgs,
+        mut args: SessionArgs,
     ) -> Result<SessionState, ActorProcessingErr> {
+        let (context, runs_failed) = match args.resume.take() {
+            Some(d) => (d.context.map(Vec::from), d.runs_failed),
+            None => (None, 0),
+        };
         Ok(SessionState {
             args,
             run: None,
-            context: None,
+            context,
             started_at: Utc::now(),
-            runs_failed: 0,
+            runs_failed,
         })
     }
 
@@ -202,7 +230,7 @@ impl Actor for SessionActor {
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         let sid = state.args.session_id;
-        if !matches!(msg, SessionMsg::Status(_)) {
+        if !matches!(msg, SessionMsg::Status(_) | SessionMsg::Hibernate(_)) {
             state.args.mailbox.taken();
         }
         match msg {
@@ -236,6 +264,23 @@ impl Actor for SessionActor {
             SessionMsg::Attach(frames) => {
                 if let Some(run) = &state.run {
                     run.frames.attach(frames);
+                }
+            }
+            SessionMsg::Hibernate(reply) => {
+                // Messages queued behind this one came after the supervisor asked: stopping
+                // now would drop them. A supervisor that gave up waiting would not record the
+                // state: then stay too.
+                if state.run.is_some() || !state.args.mailbox.is_empty() || reply.is_closed() {
+                    let _ = reply.send(None);
+                    return Ok(());
+                }
+                let dormant = Dormant {
+                    org_id: state.args.who.org_id,
+                    context: state.context.take().map(Vec::into_boxed_slice),
+                    runs_failed: state.runs_failed,
+                };
+                if reply.send(Some(dormant)).is_ok() {
+                    myself.stop(Some(HIBERNATED.into()));
                 }
             }
             SessionMsg::Status(reply) => {

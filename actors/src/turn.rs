@@ -119,6 +119,24 @@ pub fn tools_for(mode: Mode, knowledge: bool) -> Vec<aurora_models::llm::ToolSpe
     tools
 }
 
+/// [`tools_for`], built once per combination: every model call of every turn offers one of
+/// these four sets.
+fn shared_tools(mode: Mode, knowledge: bool) -> Arc<[aurora_models::llm::ToolSpec]> {
+    use std::sync::LazyLock;
+    type Set = LazyLock<Arc<[aurora_models::llm::ToolSpec]>>;
+    static AGENT: Set = LazyLock::new(|| tools_for(Mode::Agent, false).into());
+    static AGENT_KB: Set = LazyLock::new(|| tools_for(Mode::Agent, true).into());
+    static ASK: Set = LazyLock::new(|| tools_for(Mode::Ask, false).into());
+    static ASK_KB: Set = LazyLock::new(|| tools_for(Mode::Ask, true).into());
+    let set = match (mode, knowledge) {
+        (Mode::Agent, false) => &AGENT,
+        (Mode::Agent, true) => &AGENT_KB,
+        (Mode::Ask, false) => &ASK,
+        (Mode::Ask, true) => &ASK_KB,
+    };
+    Arc::clone(set)
+}
+
 enum Step {
     /// The model answered without asking for tools.
     Done,
@@ -206,7 +224,7 @@ impl Turn<'_> {
         let request = ChatRequest {
             model: self.input.model.clone(),
             messages,
-            tools: tools_for(self.input.mode, self.deps.knowledge.is_some()),
+            tools: shared_tools(self.input.mode, self.deps.knowledge.is_some()),
             max_tokens: None,
         };
         let unavailable = |e: aurora_models::llm::LlmError| TurnStatus::Failed {

@@ -28,6 +28,7 @@ async fn session(h: &Harness) -> (ActorRef<SessionMsg>, uuid::Uuid, Sessions) {
             default_model: "gpt-4o".into(),
         }),
         mailbox: Mailbox::new(),
+        resume: None,
     };
     let (actor, _) = Actor::spawn(None, SessionActor, args).await.unwrap();
     (actor, id, sessions)
@@ -199,6 +200,7 @@ async fn another_users_session_is_not_found() {
             default_model: "gpt-4o".into(),
         }),
         mailbox: Mailbox::new(),
+        resume: None,
     };
     let (actor, _) = Actor::spawn(None, SessionActor, args).await.unwrap();
     let frames = until_end(&mut query(&actor, "hello?")).await;

@@ -130,6 +130,7 @@ impl Bench {
             system_prompt: "You are an SRE agent.".into(),
             default_model: "gpt-4o".into(),
             idle_after: Duration::from_secs(3600),
+            hibernate_after: Duration::from_secs(3600),
             backoff: Backoff::DEFAULT,
             mailbox: Mailbox::new(),
             placement: tokio::sync::watch::channel(aurora_supervisors::Placement::alone("bench")).1,

@@ -173,6 +173,10 @@ pub struct ChatConfig {
     pub tool_output_bytes: usize,
     pub approval_timeout_secs: u64,
     pub turn_timeout_secs: u64,
+    /// After this long idle a session's actor stops and its state waits in the sessions
+    /// supervisor as a small record (an idle actor costs about 10 KiB, the record a few
+    /// hundred bytes); the next message wakes it without reading storage.
+    pub session_hibernate_secs: u64,
     pub session_idle_secs: u64,
     pub max_steps: usize,
     pub rate_limit_queries: u32,
@@ -465,6 +469,10 @@ impl Config {
                 "AURORA_SESSION_IDLE_SECS",
                 self.chat.session_idle_secs.to_string(),
             ),
+            (
+                "AURORA_SESSION_HIBERNATE_SECS",
+                self.chat.session_hibernate_secs.to_string(),
+            ),
             ("AURORA_MAX_STEPS", self.chat.max_steps.to_string()),
             (
                 "AURORA_RATE_LIMIT_QUERIES",
@@ -528,6 +536,7 @@ fn chat_config(src: &Sources, data_dir: &Path) -> Result<ChatConfig, ConfigError
         approval_timeout_secs: positive("AURORA_APPROVAL_TIMEOUT_SECS", 300)?,
         turn_timeout_secs: positive("AURORA_TURN_TIMEOUT_SECS", 1800)?,
         session_idle_secs: positive("AURORA_SESSION_IDLE_SECS", 1800)?,
+        session_hibernate_secs: positive("AURORA_SESSION_HIBERNATE_SECS", 60)?,
         max_steps: positive("AURORA_MAX_STEPS", 20)? as usize,
         rate_limit_queries: positive("AURORA_RATE_LIMIT_QUERIES", 5)? as u32,
         rate_limit_window_secs: positive("AURORA_RATE_LIMIT_WINDOW_SECS", 60)?,

@@ -26,11 +26,11 @@ fn request(messages: Vec<ChatMessage>) -> ChatRequest {
     ChatRequest {
         model: "claude-sonnet-4".into(),
         messages,
-        tools: vec![ToolSpec {
+        tools: std::sync::Arc::from(vec![ToolSpec {
             name: "cloud_exec".into(),
             description: "Run a cloud CLI".into(),
             parameters: json!({ "type": "object" }),
-        }],
+        }]),
         max_tokens: None,
     }
 }

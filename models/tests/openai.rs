@@ -36,11 +36,11 @@ fn request() -> ChatRequest {
                 content: "Which pods are failing?".into(),
             },
         ],
-        tools: vec![ToolSpec {
+        tools: std::sync::Arc::from(vec![ToolSpec {
             name: "cloud_exec".into(),
             description: "Run a cloud CLI".into(),
             parameters: json!({ "type": "object", "properties": { "command": { "type": "string" } }, "required": ["command"] }),
-        }],
+        }]),
         max_tokens: Some(256),
     }
 }

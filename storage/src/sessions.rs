@@ -235,8 +235,9 @@ impl Sessions {
         let appended = org_select::<chat_messages::Entity>(who.org_id)
             .select_only()
             .column(chat_messages::Column::Body)
+            .column(chat_messages::Column::Kind)
             .filter(chat_messages::Column::SessionId.eq(id))
-            .filter(chat_messages::Column::Kind.eq(CONTEXT))
+            .filter(chat_messages::Column::Kind.is_in([CONTEXT, BOTH]))
             .order_by_asc(chat_messages::Column::Id)
             .into_query();
         let mut context = match legacy {
@@ -244,7 +245,14 @@ impl Sessions {
             _ => Vec::new(),
         };
         for r in self.db.org_query(who.org_id, &appended).await? {
-            context.push(r.try_get("", "body")?);
+            let mut body: serde_json::Value = r.try_get("", "body")?;
+            // The display timestamp of an entry stored for both is no part of the context.
+            if r.try_get::<String>("", "kind")? == BOTH {
+                if let Some(obj) = body.as_object_mut() {
+                    obj.remove("timestamp");
+                }
+            }
+            context.push(body);
         }
         Ok(context)
     }
@@ -256,14 +264,16 @@ pub(crate) struct Append<'a> {
     pub session_id: Uuid,
     /// Display history entries (each gets a `timestamp`).
     pub messages: &'a [serde_json::Value],
-    /// Model context entries.
-    pub context: &'a [serde_json::Value],
+    /// Model context entries; `None`: the same as `messages`, stored once for both.
+    pub context: Option<&'a [serde_json::Value]>,
     /// Names a session still called "New chat".
     pub first_query: Option<&'a str>,
 }
 
 pub(crate) const HISTORY: &str = "history";
 pub(crate) const CONTEXT: &str = "context";
+/// An entry both shown and given to the model (a turn's usual case), stored once.
+pub(crate) const BOTH: &str = "both";
 
 /// Appends several turns, inside the caller's transaction, with a fixed number of statements
 /// whatever the number of turns: one ownership read, one multi-row insert of the new entries,
@@ -328,15 +338,20 @@ pub(crate) async fn append_many<C: ConnectionTrait>(
             body: Set(body),
             created_at: Set(now),
         };
+        let shown = if turn.context.is_some() {
+            HISTORY
+        } else {
+            BOTH
+        };
         for m in turn.messages {
             let mut m = m.clone();
             if let Some(obj) = m.as_object_mut() {
                 obj.entry("timestamp")
                     .or_insert_with(|| serde_json::json!(now));
             }
-            rows.push(entry(HISTORY, m));
+            rows.push(entry(shown, m));
         }
-        for c in turn.context {
+        for c in turn.context.unwrap_or_default() {
             rows.push(entry(CONTEXT, c.clone()));
         }
     }
@@ -382,7 +397,7 @@ async fn entries<C: ConnectionTrait>(
         .column(chat_messages::Column::Body)
         .filter(chat_messages::Column::OrgId.eq(org_id))
         .filter(chat_messages::Column::SessionId.eq(session_id))
-        .filter(chat_messages::Column::Kind.eq(kind))
+        .filter(chat_messages::Column::Kind.is_in([kind, BOTH]))
         .order_by_asc(chat_messages::Column::Id)
         .into_tuple::<serde_json::Value>()
         .all(conn)

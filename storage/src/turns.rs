@@ -26,8 +26,9 @@ pub struct TurnWrite {
     pub session_id: Uuid,
     /// Display history entries to append (each gets a `timestamp`).
     pub messages: Vec<serde_json::Value>,
-    /// What the model sees next time.
-    pub context: Vec<serde_json::Value>,
+    /// What the model sees next time; `None`: the same entries as `messages` (the usual
+    /// case), stored once.
+    pub context: Option<Vec<serde_json::Value>>,
     /// The turn's query, naming a session still called "New chat".
     pub first_query: Option<String>,
     /// One row per model call of the turn.
@@ -141,7 +142,7 @@ async fn write_batch(
             who: &t.who,
             session_id: t.session_id,
             messages: &t.messages,
-            context: &t.context,
+            context: t.context.as_deref(),
             first_query: t.first_query.as_deref(),
         })
         .collect();

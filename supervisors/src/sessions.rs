@@ -1,6 +1,8 @@
 //! `SessionsSupervisor`: owns every `SessionActor` of the node. Messages for a session are routed
 //! through it: it checks the session belongs to the caller, starts the actor on first use,
-//! stops actors idle past the configured time, and after a session actor crashes rebuilds it
+//! lets idle sessions hibernate (the actor stops, its state waits here as a small record until
+//! the next message starts an actor from it again), forgets sessions idle past the configured
+//! time, and after a session actor crashes rebuilds it
 //! from storage on its next message (the history is in the database, so nothing acknowledged is
 //! lost). Crashes are counted per session; a session that keeps crashing is rebuilt only after
 //! an exponential backoff, and its messages wait for it meanwhile.
@@ -9,8 +11,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aurora_actors::metrics::HIBERNATED_SESSIONS;
 use aurora_actors::protocol::{ErrorCode, ServerFrame};
-use aurora_actors::session::{SessionActor, SessionArgs, SessionMsg, SessionShared};
+use aurora_actors::session::{Dormant, SessionActor, SessionArgs, SessionMsg, SessionShared};
 use aurora_actors::turn::TurnDeps;
 use aurora_actors::{ActorSnapshot, Counted, Mailbox};
 use aurora_storage::auth::Principal;
@@ -28,6 +31,10 @@ use crate::{Backoff, Placement};
 /// How soon a session that must move but is running a turn is looked at again.
 const REHOME_RETRY: Duration = Duration::from_millis(250);
 
+/// Idle sessions asked to hibernate at once (the supervisor waits for their answers, so
+/// routes wait too; a batch keeps that pause short).
+const HIBERNATE_BATCH: usize = 256;
+
 #[derive(Clone)]
 pub struct SessionsArgs {
     pub deps: Arc<TurnDeps>,
@@ -35,6 +42,10 @@ pub struct SessionsArgs {
     pub system_prompt: String,
     pub default_model: String,
     pub idle_after: Duration,
+    /// An idle session's actor stops after this long and its state is kept here instead (a
+    /// record of a few hundred bytes against an actor's ~10 KiB) until the next message or
+    /// `idle_after`. Not below `idle_after`: sessions are then simply stopped.
+    pub hibernate_after: Duration,
     /// Delay before a crashed session is rebuilt, growing with its crashes.
     pub backoff: Backoff,
     /// Counts what the edges send here (shared with their [`Counted`] reference).
@@ -51,7 +62,8 @@ pub enum SessionsMsg {
         who: Principal,
         msg: SessionMsg,
     },
-    /// Stop session actors idle for longer than `idle_after` (sent to self periodically).
+    /// Hibernate sessions idle for `hibernate_after`, forget those idle for `idle_after` (sent
+    /// to self periodically; again at once while idle sessions remain to be asked).
     Sweep,
     /// An org admin's action on a live session of that org.
     Admin {
@@ -96,6 +108,14 @@ struct Entry {
     client: Option<mpsc::Sender<ServerFrame>>,
 }
 
+/// A hibernated session: no actor, just what its next actor starts from.
+struct Sleeping {
+    owner: Uuid,
+    org_id: Uuid,
+    state: Dormant,
+    since: Instant,
+}
+
 /// A session's crash history.
 struct Crashes {
     count: u32,
@@ -106,12 +126,21 @@ pub struct SessionsState {
     args: SessionsArgs,
     shared: Arc<SessionShared>,
     live: HashMap<Uuid, Entry>,
+    dormant: HashMap<Uuid, Sleeping>,
     /// Which session each live actor serves, for supervision events.
     by_actor: HashMap<ActorId, Uuid>,
     crashes: HashMap<Uuid, Crashes>,
     started_at: DateTime<Utc>,
     /// A `Rehome` retry is already scheduled.
     rehome_pending: bool,
+}
+
+/// Tells a client that the session is not theirs, exactly as if it did not exist.
+fn not_found(msg: &SessionMsg, session_id: Uuid) {
+    tell(
+        client_of(msg),
+        ServerFrame::error(ErrorCode::NotFound, "session not found", Some(session_id)),
+    );
 }
 
 pub struct SessionsSupervisor;
@@ -165,12 +194,7 @@ impl SessionsSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         if let Some(entry) = state.live.get_mut(&session_id) {
             if entry.owner != who.user_id {
-                // Someone else's session: exactly as if it did not exist.
-                let text = "session not found";
-                tell(
-                    client_of(&msg),
-                    ServerFrame::error(ErrorCode::NotFound, text, Some(session_id)),
-                );
+                not_found(&msg, session_id);
                 return Ok(());
             }
             match Self::deliver(entry, msg) {
@@ -179,6 +203,14 @@ impl SessionsSupervisor {
                 Err(Some(returned)) => msg = returned,
             }
             state.remove(session_id);
+        }
+        if state
+            .dormant
+            .get(&session_id)
+            .is_some_and(|s| s.owner != who.user_id)
+        {
+            not_found(&msg, session_id);
+            return Ok(());
         }
         // A session that crashed is rebuilt only once its backoff has passed; its messages
         // come back here then, in the order they were sent.
@@ -194,12 +226,14 @@ impl SessionsSupervisor {
                 return Ok(());
             }
         }
+        let resume = state.wake(session_id);
         let mailbox = Mailbox::new();
         let args = SessionArgs {
             session_id,
             who: who.clone(),
             shared: state.shared.clone(),
             mailbox: mailbox.clone(),
+            resume,
         };
         let (actor, _) = Actor::spawn_linked(None, SessionActor, args, myself.get_cell()).await?;
         let mut entry = Entry {
@@ -222,6 +256,20 @@ impl SessionsSupervisor {
         org_id: Uuid,
         action: AdminAction,
     ) -> Result<(), AdminRefusal> {
+        // A hibernating session has no turn; stopping it forgets its record.
+        if let Some(sleeping) = state.dormant.get(&session_id) {
+            if sleeping.org_id != org_id {
+                return Err(AdminRefusal::NotFound);
+            }
+            return match action {
+                AdminAction::StopSession => {
+                    state.wake(session_id);
+                    tracing::info!(session = %session_id, "hibernating session stopped on request");
+                    Ok(())
+                }
+                AdminAction::CancelRun => Err(AdminRefusal::NotRunning),
+            };
+        }
         let entry = state
             .live
             .get_mut(&session_id)
@@ -254,6 +302,9 @@ impl SessionsSupervisor {
     /// end (a move must not cost the user a turn) and is looked at again shortly.
     async fn rehome(myself: &ActorRef<SessionsMsg>, state: &mut SessionsState) {
         let placement = state.args.placement.borrow().clone();
+        // Hibernating sessions hold nothing their owner cannot rebuild from storage.
+        state.dormant.retain(|id, _| placement.is_local(*id));
+        HIBERNATED_SESSIONS.set(state.dormant.len() as i64);
         let foreign: Vec<Uuid> = state
             .live
             .keys()
@@ -282,28 +333,61 @@ impl SessionsSupervisor {
         }
     }
 
-    async fn sweep(state: &mut SessionsState) {
+    /// Hibernates up to [`HIBERNATE_BATCH`] idle sessions and forgets those idle past
+    /// `idle_after`; returns whether idle sessions remain to be asked.
+    async fn sweep(state: &mut SessionsState) -> bool {
         let now = Instant::now();
-        let idle: Vec<Uuid> = state
+        let idle_after = state.args.idle_after;
+        state
+            .dormant
+            .retain(|_, s| now.duration_since(s.since) < idle_after);
+        let rest_after = state.args.hibernate_after.min(idle_after);
+        let mut idle: Vec<(Uuid, ActorRef<SessionMsg>)> = state
             .live
             .iter()
-            .filter(|(_, e)| now.duration_since(e.last_used) >= state.args.idle_after)
-            .map(|(id, _)| *id)
+            .filter(|(_, e)| now.duration_since(e.last_used) >= rest_after)
+            .map(|(id, e)| (*id, e.actor.actor.clone()))
             .collect();
-        for id in idle {
-            let Some(entry) = state.live.get(&id) else {
-                continue;
-            };
-            // A session with a turn running is not idle, however old its last message.
-            let running = ractor::call_t!(entry.actor.actor, SessionMsg::Status, 500)
-                .map(|s| s.state == "running")
-                .unwrap_or(false);
-            if !running {
-                if let Some(entry) = state.remove(id) {
-                    entry.actor.actor.stop(Some("idle".into()));
+        let more = idle.len() > HIBERNATE_BATCH;
+        idle.truncate(HIBERNATE_BATCH);
+        // Asked together; each answers at once unless it is running a turn, which is not idle
+        // however old its last message.
+        let ask = |actor: ActorRef<SessionMsg>| async move {
+            ractor::call_t!(actor, SessionMsg::Hibernate, 500)
+        };
+        let answers =
+            futures::future::join_all(idle.iter().map(|(_, actor)| ask(actor.clone()))).await;
+        for ((id, _), answer) in idle.into_iter().zip(answers) {
+            match answer {
+                Ok(None) => {}
+                Ok(Some(dormant)) => {
+                    // The actor stops itself; its end is no crash.
+                    let Some(entry) = state.remove(id) else {
+                        continue;
+                    };
+                    if now.duration_since(entry.last_used) < idle_after {
+                        state.dormant.insert(
+                            id,
+                            Sleeping {
+                                owner: entry.owner,
+                                org_id: dormant.org_id,
+                                state: dormant,
+                                since: entry.last_used,
+                            },
+                        );
+                    }
+                }
+                // No answer in time: stopped as idle, as it looks from here; its history is
+                // in storage.
+                Err(_) => {
+                    if let Some(entry) = state.remove(id) {
+                        entry.actor.actor.stop(Some("idle".into()));
+                    }
                 }
             }
         }
+        HIBERNATED_SESSIONS.set(state.dormant.len() as i64);
+        more
     }
 }
 
@@ -317,7 +401,8 @@ impl Actor for SessionsSupervisor {
         myself: ActorRef<SessionsMsg>,
         args: SessionsArgs,
     ) -> Result<SessionsState, ActorProcessingErr> {
-        let every = (args.idle_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(60));
+        let every = (args.idle_after.min(args.hibernate_after) / 4)
+            .clamp(Duration::from_millis(50), Duration::from_secs(60));
         myself.send_interval(every, || SessionsMsg::Sweep);
         // Placement changes arrive as messages, so they are handled in order with the routes.
         let mut placement = args.placement.clone();
@@ -339,6 +424,7 @@ impl Actor for SessionsSupervisor {
             args,
             shared,
             live: HashMap::new(),
+            dormant: HashMap::new(),
             by_actor: HashMap::new(),
             crashes: HashMap::new(),
             started_at: Utc::now(),
@@ -362,7 +448,10 @@ impl Actor for SessionsSupervisor {
                 Self::route(&myself, state, session_id, who, msg).await?;
             }
             SessionsMsg::Sweep => {
-                Self::sweep(state).await;
+                if Self::sweep(state).await {
+                    // The rest after the routes that waited meanwhile.
+                    let _ = myself.cast(SessionsMsg::Sweep);
+                }
                 // A session started here for a message sent on an out-of-date view of the
                 // members is moved to its owner too.
                 Self::rehome(&myself, state).await;
@@ -461,6 +550,13 @@ impl Actor for SessionsSupervisor {
 }
 
 impl SessionsState {
+    /// Takes a hibernating session's record (its next actor starts from it).
+    fn wake(&mut self, session_id: Uuid) -> Option<Dormant> {
+        let sleeping = self.dormant.remove(&session_id)?;
+        HIBERNATED_SESSIONS.set(self.dormant.len() as i64);
+        Some(sleeping.state)
+    }
+
     fn remove(&mut self, session_id: Uuid) -> Option<Entry> {
         let entry = self.live.remove(&session_id)?;
         self.by_actor.remove(&entry.actor.actor.get_id());

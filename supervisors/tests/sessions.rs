@@ -1,4 +1,5 @@
-//! The sessions supervisor: routing with ownership, idle stop, and rebuilding from storage.
+//! The sessions supervisor: routing with ownership, hibernation and idle stop, and rebuilding
+//! from storage.
 
 #[path = "../../actors/tests/common/mod.rs"]
 mod common;
@@ -6,10 +7,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aurora_actors::metrics::HIBERNATED_SESSIONS;
 use aurora_actors::protocol::{ErrorCode, Mode, RunStatus, ServerFrame};
 use aurora_actors::session::SessionMsg;
 use aurora_actors::Mailbox;
-use aurora_fakes::Reply;
+use aurora_fakes::{Completion, Reply};
 use aurora_storage::auth::Principal;
 use aurora_storage::sessions::Sessions;
 use aurora_supervisors::sessions::{SessionsArgs, SessionsMsg, SessionsSupervisor};
@@ -28,12 +30,22 @@ async fn placed_supervisor(
     idle_after: Duration,
     placement: watch::Receiver<Placement>,
 ) -> ActorRef<SessionsMsg> {
+    resting_supervisor(h, idle_after, idle_after, placement).await
+}
+
+async fn resting_supervisor(
+    h: &Harness,
+    idle_after: Duration,
+    hibernate_after: Duration,
+    placement: watch::Receiver<Placement>,
+) -> ActorRef<SessionsMsg> {
     let args = SessionsArgs {
         deps: Arc::new(h.deps.clone()),
         sessions: Sessions::new(h.db.clone()),
         system_prompt: "You are an SRE agent.".into(),
         default_model: "gpt-4o".into(),
         idle_after,
+        hibernate_after,
         backoff: Backoff {
             initial: Duration::from_millis(200),
             max: Duration::from_secs(2),
@@ -215,5 +227,175 @@ async fn sessions_owned_elsewhere_stop_when_the_placement_changes() {
         vec![mine.to_string()],
         "only the session owned here stays"
     );
+    sup.stop(None);
+}
+
+/// A supervisor of one node that lets sessions hibernate, and a new session.
+async fn resting_session(
+    h: &Harness,
+    idle_after: Duration,
+    hibernate_after: Duration,
+) -> (ActorRef<SessionsMsg>, uuid::Uuid) {
+    let (_, placement) = watch::channel(Placement::alone("test"));
+    let sup = resting_supervisor(h, idle_after, hibernate_after, placement).await;
+    let id = Sessions::new(h.db.clone())
+        .create(&h.who, None)
+        .await
+        .unwrap()
+        .id;
+    (sup, id)
+}
+
+/// Waits (up to 5 s) until `cond` holds.
+async fn eventually<F: std::future::Future<Output = bool>>(mut cond: impl FnMut() -> F) -> bool {
+    for _ in 0..100 {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Removes every session's stored messages (the model context with them): a session that
+/// answers with its earlier turns afterwards had them from its hibernation record.
+async fn forget_stored_context(h: &Harness) {
+    use sea_orm::ConnectionTrait;
+    h.db.connection()
+        .execute_unprepared("DELETE FROM chat_messages")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_hibernate_and_wake_with_their_context() {
+    let h = harness(vec![
+        Reply::text(&["first answer"], (1, 1)),
+        Reply::text(&["second answer"], (1, 1)),
+        Reply::text(&["third answer"], (1, 1)),
+    ])
+    .await;
+    let (sup, id) =
+        resting_session(&h, Duration::from_millis(1500), Duration::from_millis(100)).await;
+    ask(&sup, &h.who, id, "hello").await;
+    assert!(
+        eventually(|| async { live_sessions(&sup).await == 0 }).await,
+        "the idle session's actor stopped"
+    );
+    assert_eq!(HIBERNATED_SESSIONS.get(), 1);
+
+    // A stranger gets NOT_FOUND from a hibernating session too, and wakes nothing.
+    let stranger = Principal {
+        user_id: uuid::Uuid::now_v7(),
+        ..h.who.clone()
+    };
+    let frames = ask(&sup, &stranger, id, "mine?").await;
+    assert!(
+        matches!(&frames[0], ServerFrame::Error { data, .. } if data.code == ErrorCode::NotFound),
+        "{frames:?}"
+    );
+    assert_eq!(live_sessions(&sup).await, 0);
+    assert_eq!(HIBERNATED_SESSIONS.get(), 1);
+
+    // The owner wakes it; its context comes from the record, not from storage.
+    forget_stored_context(&h).await;
+    let frames = ask(&sup, &h.who, id, "again").await;
+    assert!(
+        !frames
+            .iter()
+            .any(|f| matches!(f, ServerFrame::Error { .. })),
+        "{frames:?}"
+    );
+    assert_eq!(HIBERNATED_SESSIONS.get(), 0);
+    let second = &h.fake.requests()[1]["messages"];
+    assert_eq!(second[2]["content"], "first answer", "{second}");
+    assert_eq!(
+        h.fake.requests().len(),
+        2,
+        "the stranger caused no model call"
+    );
+
+    // Idle past idle_after, the record is forgotten too: the next turn reads storage (where
+    // the context was removed above, apart from the second turn's).
+    assert!(
+        eventually(|| async { live_sessions(&sup).await == 0 }).await,
+        "hibernated again"
+    );
+    assert!(
+        eventually(|| async { HIBERNATED_SESSIONS.get() == 0 }).await,
+        "record forgotten after idle_after"
+    );
+    ask(&sup, &h.who, id, "third").await;
+    let third = &h.fake.requests()[2]["messages"];
+    assert_eq!(third[1]["content"], "again", "{third}");
+    sup.stop(None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_running_a_turn_does_not_hibernate() {
+    let slow = Reply::Stream(Completion {
+        text: vec!["b".into(); 40],
+        usage: Some((1, 1)),
+        delay: Duration::from_millis(20),
+        ..Default::default()
+    });
+    let h = harness(vec![slow]).await;
+    let (sup, id) = resting_session(&h, Duration::from_secs(600), Duration::from_millis(50)).await;
+    let asking = {
+        let (sup, who) = (sup.clone(), h.who.clone());
+        tokio::spawn(async move { ask(&sup, &who, id, "long answer").await })
+    };
+    // Several sweeps pass while the answer streams (800 ms): the session stays.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(live_sessions(&sup).await, 1);
+    }
+    let frames = asking.await.unwrap();
+    let chunks = frames
+        .iter()
+        .filter(|f| matches!(f, ServerFrame::Message { data, .. } if data.is_chunk))
+        .count();
+    assert_eq!(chunks, 40, "the whole answer streamed");
+    assert!(matches!(frames.last(), Some(ServerFrame::Status { .. })));
+    // Then it rests.
+    assert!(eventually(|| async { live_sessions(&sup).await == 0 }).await);
+    sup.stop(None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_see_and_stop_hibernating_sessions_of_their_org_only() {
+    use aurora_supervisors::sessions::{AdminAction, AdminRefusal};
+    let h = harness(vec![Reply::text(&["hi"], (1, 1))]).await;
+    let (sup, id) = resting_session(&h, Duration::from_secs(600), Duration::from_millis(50)).await;
+    ask(&sup, &h.who, id, "hello").await;
+    assert!(eventually(|| async { HIBERNATED_SESSIONS.get() == 1 }).await);
+    let admin = |org_id, action| {
+        let sup = sup.clone();
+        async move {
+            ractor::call_t!(
+                sup,
+                |reply| SessionsMsg::Admin {
+                    session_id: id,
+                    org_id,
+                    action,
+                    reply
+                },
+                2000
+            )
+            .unwrap()
+        }
+    };
+    let other_org = uuid::Uuid::now_v7();
+    assert_eq!(
+        admin(other_org, AdminAction::StopSession).await,
+        Err(AdminRefusal::NotFound)
+    );
+    assert_eq!(
+        admin(h.who.org_id, AdminAction::CancelRun).await,
+        Err(AdminRefusal::NotRunning)
+    );
+    assert_eq!(HIBERNATED_SESSIONS.get(), 1);
+    assert_eq!(admin(h.who.org_id, AdminAction::StopSession).await, Ok(()));
+    assert_eq!(HIBERNATED_SESSIONS.get(), 0);
     sup.stop(None);
 }

@@ -58,7 +58,8 @@ pub struct ToolSpec {
 pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<ChatMessage>,
-    pub tools: Vec<ToolSpec>,
+    /// Shared: a node offers the same few tool sets in every request.
+    pub tools: std::sync::Arc<[ToolSpec]>,
     pub max_tokens: Option<u32>,
 }
 

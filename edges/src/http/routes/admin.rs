@@ -240,7 +240,10 @@ async fn metrics(state: Arc<HttpState>) -> Result<warp::reply::Response, ApiErro
     .map_err(internal)?;
     members.set(state.cluster.members().len() as i64);
     registry.register(Box::new(members)).map_err(internal)?;
-    use aurora_actors::metrics::{OPEN_WEBSOCKETS, TOOL_CALLS, TURNS};
+    use aurora_actors::metrics::{HIBERNATED_SESSIONS, OPEN_WEBSOCKETS, TOOL_CALLS, TURNS};
+    registry
+        .register(Box::new(HIBERNATED_SESSIONS.clone()))
+        .map_err(internal)?;
     registry
         .register(Box::new(TURNS.clone()))
         .map_err(internal)?;

@@ -86,7 +86,7 @@ async fn test(
         messages: vec![ChatMessage::User {
             content: "Reply with the single word OK.".into(),
         }],
-        tools: vec![],
+        tools: std::sync::Arc::from([]),
         max_tokens: Some(16),
     };
     let started = Instant::now();
