@@ -1,10 +1,11 @@
 //! The admin console's API on a whole node: the actor tree (scoped to the admin's org), admin
-//! actions on a session and its running turn, and the Prometheus metrics.
+//! actions on a session and its running turn, the Prometheus metrics, and sessions that
+//! hibernate when idle.
 
 mod common;
 
 use aurora_fakes::Reply;
-use common::ws::{chat_node, is_end, new_session, next, open, query, Ws};
+use common::ws::{chat_node, is_end, new_session, next, open, query, turn, types, Ws};
 use common::{assert_error, Backend};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -131,6 +132,8 @@ async fn admins_see_their_orgs_actors_stop_them_and_metrics_count_them() {
         format!("aurora_actors{{kind=\"session\",node=\"{node_name}\"}} 1"),
         format!("aurora_turns_total{{outcome=\"cancelled\",node=\"{node_name}\"}} 1"),
         format!("aurora_websocket_connections{{node=\"{node_name}\"}} 1"),
+        // Live for now: hibernation waits AURORA_SESSION_HIBERNATE_SECS.
+        format!("aurora_sessions_hibernated{{node=\"{node_name}\"}} 0"),
     ] {
         assert!(metrics.contains(&line), "{line} not in\n{metrics}");
     }
@@ -205,4 +208,44 @@ async fn stopping_a_session_mid_turn_ends_the_turn_for_its_client() {
         }
     }
     assert!(ended, "the client of a stopped session sees its turn end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_hibernates_and_its_next_turn_wakes_it() {
+    let (t, fake, _dir) = chat_node(
+        vec![
+            Reply::text(&["first answer"], (1, 1)),
+            Reply::text(&["second answer"], (1, 1)),
+        ],
+        "#!/bin/sh\n",
+        &[("AURORA_SESSION_HIBERNATE_SECS", "1")],
+    )
+    .await;
+    let token = t.register("sleepy@acme.io", "Acme").await;
+    let sid = new_session(&t, &token).await;
+    let mut ws = open(&t, &token).await;
+    query(&mut ws, &sid, "hello", "agent").await;
+    turn(&mut ws, "execute").await;
+
+    let node_name = t.node().name.clone();
+    let hibernated = |n: u32| format!("aurora_sessions_hibernated{{node=\"{node_name}\"}} {n}");
+    let mut slept = false;
+    for _ in 0..60 {
+        if raw(&t, "/metrics").await.1.contains(&hibernated(1)) {
+            slept = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(slept, "the idle session hibernated");
+    let (_, live) = t.get("/api/admin/actors?kind=session", Some(&token)).await;
+    assert_eq!(live["actors"], json!([]), "no actor while it sleeps");
+
+    // The same connection asks again: the session wakes with its history.
+    query(&mut ws, &sid, "again", "agent").await;
+    let frames = turn(&mut ws, "execute").await;
+    assert!(!types(&frames).contains(&"error"), "{frames:?}");
+    let second = &fake.requests()[1]["messages"];
+    assert_eq!(second[2]["content"], "first answer", "{second}");
+    assert!(raw(&t, "/metrics").await.1.contains(&hibernated(0)));
 }
