@@ -111,7 +111,6 @@ struct Entry {
 /// A hibernated session: no actor, just what its next actor starts from.
 struct Sleeping {
     owner: Uuid,
-    org_id: Uuid,
     state: Dormant,
     since: Instant,
 }
@@ -258,7 +257,7 @@ impl SessionsSupervisor {
     ) -> Result<(), AdminRefusal> {
         // A hibernating session has no turn; stopping it forgets its record.
         if let Some(sleeping) = state.dormant.get(&session_id) {
-            if sleeping.org_id != org_id {
+            if sleeping.state.org_id != org_id {
                 return Err(AdminRefusal::NotFound);
             }
             return match action {
@@ -359,7 +358,13 @@ impl SessionsSupervisor {
             futures::future::join_all(idle.iter().map(|(_, actor)| ask(actor.clone()))).await;
         for ((id, _), answer) in idle.into_iter().zip(answers) {
             match answer {
-                Ok(None) => {}
+                // Running a turn (or with messages waiting): in use now, so not asked again
+                // before it has been idle for `hibernate_after` (no sweep spins on it).
+                Ok(None) => {
+                    if let Some(entry) = state.live.get_mut(&id) {
+                        entry.last_used = now;
+                    }
+                }
                 Ok(Some(dormant)) => {
                     // The actor stops itself; its end is no crash.
                     let Some(entry) = state.remove(id) else {
@@ -370,7 +375,6 @@ impl SessionsSupervisor {
                             id,
                             Sleeping {
                                 owner: entry.owner,
-                                org_id: dormant.org_id,
                                 state: dormant,
                                 since: entry.last_used,
                             },
