@@ -20,6 +20,8 @@ fn defaults_are_the_embedded_node() {
         }
     );
     assert!(c.allow_registration);
+    assert_eq!(c.chat.session_hibernate_secs, 60);
+    assert_eq!(c.chat.session_idle_secs, 1800);
 }
 
 #[test]
@@ -66,6 +68,14 @@ fn bad_value_is_named() {
     assert!(err.to_string().contains("LLM_PROVIDER"));
     let err = Config::from_sources(None, env(&[("SECRET_KEY", "short")])).unwrap_err();
     assert!(err.to_string().contains("SECRET_KEY") && !err.to_string().contains("short"));
+    for bad in ["0", "soon"] {
+        let err =
+            Config::from_sources(None, env(&[("AURORA_SESSION_HIBERNATE_SECS", bad)])).unwrap_err();
+        assert!(
+            err.to_string().contains("AURORA_SESSION_HIBERNATE_SECS"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
