@@ -62,9 +62,12 @@ impl Db {
             .acquire_timeout(Duration::from_secs(5))
             .sqlx_logging(false)
             .map_sqlx_sqlite_opts(|o| {
+                // A batch of turns inserts as many rows as it has, so each batch size is its own
+                // statement: room for all of them, or SQLite compiles them again and again.
                 o.journal_mode(SqliteJournalMode::Wal)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
+                    .statement_cache_capacity(1024)
             });
         let conn = Database::connect(opts).await?;
         let reads = match config {
