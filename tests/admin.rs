@@ -10,6 +10,16 @@ use common::{assert_error, Backend};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+/// Reads frames until `status` END; false if the socket ends first.
+async fn sees_end(ws: &mut Ws) -> bool {
+    while let Some(f) = next(ws).await {
+        if is_end(&f) {
+            return true;
+        }
+    }
+    false
+}
+
 fn kinds(tree: &Value) -> Vec<String> {
     let mut out = vec![tree["kind"].as_str().unwrap().to_string()];
     for c in tree["children"].as_array().unwrap() {
@@ -114,13 +124,7 @@ async fn admins_see_their_orgs_actors_stop_them_and_metrics_count_them() {
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let resp = stop(admin.clone(), json!({ "kind": "agent_run", "id": sid })).await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    let mut ended = false;
-    while let Some(f) = next(&mut ws).await {
-        if is_end(&f) {
-            ended = true;
-            break;
-        }
-    }
+    let ended = sees_end(&mut ws).await;
     assert!(ended, "the client sees the cancelled turn end");
     let resp = stop(admin.clone(), json!({ "kind": "agent_run", "id": sid })).await;
     assert_eq!(resp.status(), StatusCode::CONFLICT);
@@ -200,13 +204,7 @@ async fn stopping_a_session_mid_turn_ends_the_turn_for_its_client() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    let mut ended = false;
-    while let Some(f) = next(&mut ws).await {
-        if is_end(&f) {
-            ended = true;
-            break;
-        }
-    }
+    let ended = sees_end(&mut ws).await;
     assert!(ended, "the client of a stopped session sees its turn end");
 }
 

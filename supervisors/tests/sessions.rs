@@ -90,6 +90,19 @@ async fn ask(
     frames
 }
 
+/// Another user of the same org asking in session `id` gets NOT_FOUND, as if it did not exist.
+async fn stranger_is_refused(sup: &ActorRef<SessionsMsg>, h: &Harness, id: uuid::Uuid) {
+    let stranger = Principal {
+        user_id: uuid::Uuid::now_v7(),
+        ..h.who.clone()
+    };
+    let frames = ask(sup, &stranger, id, "mine?").await;
+    assert!(
+        matches!(&frames[0], ServerFrame::Error { data, .. } if data.code == ErrorCode::NotFound),
+        "{frames:?}"
+    );
+}
+
 async fn live_sessions(sup: &ActorRef<SessionsMsg>) -> usize {
     ractor::call_t!(sup, SessionsMsg::Status, 2000)
         .unwrap()
@@ -116,15 +129,7 @@ async fn routes_checks_ownership_and_stops_idle_sessions() {
     assert_eq!(live_sessions(&sup).await, 1);
 
     // Another user routing to this session id gets NOT_FOUND, and no model call happens.
-    let stranger = Principal {
-        user_id: uuid::Uuid::now_v7(),
-        ..h.who.clone()
-    };
-    let frames = ask(&sup, &stranger, id, "mine?").await;
-    assert!(
-        matches!(&frames[0], ServerFrame::Error { data, .. } if data.code == ErrorCode::NotFound),
-        "{frames:?}"
-    );
+    stranger_is_refused(&sup, &h, id).await;
     assert_eq!(h.fake.requests().len(), 1);
 
     // Idle: the actor goes away, and the next message rebuilds it from storage.
@@ -285,15 +290,7 @@ async fn idle_sessions_hibernate_and_wake_with_their_context() {
     assert_eq!(HIBERNATED_SESSIONS.get(), 1);
 
     // A stranger gets NOT_FOUND from a hibernating session too, and wakes nothing.
-    let stranger = Principal {
-        user_id: uuid::Uuid::now_v7(),
-        ..h.who.clone()
-    };
-    let frames = ask(&sup, &stranger, id, "mine?").await;
-    assert!(
-        matches!(&frames[0], ServerFrame::Error { data, .. } if data.code == ErrorCode::NotFound),
-        "{frames:?}"
-    );
+    stranger_is_refused(&sup, &h, id).await;
     assert_eq!(live_sessions(&sup).await, 0);
     assert_eq!(HIBERNATED_SESSIONS.get(), 1);
 
