@@ -96,11 +96,12 @@ async fn concurrent_turns_are_written_whole(backend: Backend) {
     t.stop().await;
 }
 
-/// Sessions written before history became rows keep their arrays as the first entries.
+/// Sessions written before history became rows keep their arrays as the first entries, and rows
+/// of one entry each (before turns were stored whole) still read in order.
 async fn legacy_arrays_come_first(backend: Backend) {
-    use aurora_storage::entities::chat_sessions;
+    use aurora_storage::entities::{chat_messages, chat_sessions};
     use sea_orm::sea_query::Expr;
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
     let t = TestNode::start(backend).await;
     let db = t.node().db().clone();
     let sessions = Sessions::new(db.clone());
@@ -115,6 +116,18 @@ async fn legacy_arrays_come_first(backend: Backend) {
         .exec(tx.conn())
         .await
         .unwrap();
+    // Then a row as turns were stored before they were stored whole: one entry, not an array.
+    chat_messages::Entity::insert(chat_messages::ActiveModel {
+        id: Set(uuid::Uuid::now_v7()),
+        org_id: Set(who.org_id),
+        session_id: Set(id),
+        kind: Set("both".into()),
+        body: Set(json!({ "role": "assistant", "content": "old answer", "timestamp": "2026-01-01T00:00:00Z" })),
+        created_at: Set(chrono::Utc::now()),
+    })
+    .exec_without_returning(tx.conn())
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let new = vec![json!({ "role": "user", "content": "new question" })];
     let turn = TurnWrite {
@@ -134,14 +147,15 @@ async fn legacy_arrays_come_first(backend: Backend) {
         .iter()
         .map(|m| m["content"].as_str().unwrap())
         .collect();
-    assert_eq!(contents, ["old question", "new question"]);
+    assert_eq!(contents, ["old question", "old answer", "new question"]);
     assert!(
-        context[1].get("timestamp").is_none(),
+        context[1..].iter().all(|m| m.get("timestamp").is_none()),
         "an entry stored for history and context gives the model no display fields"
     );
     let detail = sessions.get(&who, id).await.unwrap();
-    assert_eq!(detail.messages.as_array().unwrap().len(), 2);
+    assert_eq!(detail.messages.as_array().unwrap().len(), 3);
     assert!(detail.messages[1]["timestamp"].is_string());
+    assert!(detail.messages[2]["timestamp"].is_string());
     assert_eq!(detail.title, "new question");
     t.stop().await;
 }

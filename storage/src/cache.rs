@@ -193,29 +193,42 @@ impl Cache {
         value: f64,
         ttl: Duration,
     ) -> Result<(), StorageError> {
+        self.raise_f64_many(&[(key.to_string(), value)], ttl).await
+    }
+
+    /// [`Cache::raise_f64`] for several keys, in one round trip to Redis.
+    pub async fn raise_f64_many(
+        &self,
+        items: &[(String, f64)],
+        ttl: Duration,
+    ) -> Result<(), StorageError> {
         match self {
             Cache::Redis(pool) => {
+                let mut pipe = bb8_redis::redis::pipe();
+                for (key, value) in items {
+                    pipe.cmd("EVAL")
+                        .arg(RAISE_LUA)
+                        .arg(1)
+                        .arg(key)
+                        .arg(value)
+                        .arg(ttl.as_millis().max(1) as u64)
+                        .ignore();
+                }
                 let mut conn = pool.get().await?;
-                let _: i64 = cmd("EVAL")
-                    .arg(RAISE_LUA)
-                    .arg(1)
-                    .arg(key)
-                    .arg(value)
-                    .arg(ttl.as_millis().max(1) as u64)
-                    .query_async(&mut *conn)
-                    .await
-                    .map_err(redis_err)?;
+                let () = pipe.query_async(&mut *conn).await.map_err(redis_err)?;
                 Ok(())
             }
             Cache::Local(local) => {
                 let now = Instant::now();
                 let mut totals = local.totals.lock().map_err(redis_err)?;
-                let live = totals
-                    .get(key)
-                    .filter(|(_, expires)| expires.is_none_or(|e| e > now))
-                    .map(|(v, _)| *v);
-                if live.is_none_or(|v| v < value) {
-                    totals.insert(key.to_string(), (value, Some(now + ttl)));
+                for (key, value) in items {
+                    let live = totals
+                        .get(key)
+                        .filter(|(_, expires)| expires.is_none_or(|e| e > now))
+                        .map(|(v, _)| *v);
+                    if live.is_none_or(|v| v < *value) {
+                        totals.insert(key.clone(), (*value, Some(now + ttl)));
+                    }
                 }
                 Ok(())
             }

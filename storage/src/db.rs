@@ -56,6 +56,16 @@ impl Db {
             DatabaseConfig::Sqlite { .. } => 1,
             DatabaseConfig::Postgres { .. } => max_connections,
         };
+        // No ping before every checkout: it is a round trip per transaction (sqlx already pings
+        // each connection as it goes back to the pool). SQLite's connection is a thread of
+        // this process; a PostgreSQL connection is tested once it has sat idle long enough
+        // for a server or proxy to have dropped it.
+        match config {
+            DatabaseConfig::Sqlite { .. } => opts.test_before_acquire(false),
+            DatabaseConfig::Postgres { .. } => {
+                opts.test_before_acquire_if_idle_for(Duration::from_secs(30))
+            }
+        };
         opts.max_connections(max_connections)
             .min_connections(1)
             .connect_timeout(Duration::from_secs(5))

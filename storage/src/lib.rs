@@ -19,6 +19,7 @@ pub mod policies;
 pub mod preferences;
 pub mod redis;
 pub mod sessions;
+mod sqlite_tx;
 pub mod tickets;
 pub mod time;
 pub mod turns;

@@ -1,10 +1,10 @@
 //! Chat sessions as rows: listing and creation. The chat runtime's SessionActor owns a session's
 //! history once it runs; these are the reads and writes that need no running session.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, QueryTrait,
@@ -245,14 +245,18 @@ impl Sessions {
             _ => Vec::new(),
         };
         for r in self.db.org_query(who.org_id, &appended).await? {
-            let mut body: serde_json::Value = r.try_get("", "body")?;
+            let body: serde_json::Value = r.try_get("", "body")?;
+            let both = r.try_get::<String>("", "kind")? == BOTH;
+            let start = context.len();
+            unpack(body, &mut context);
             // The display timestamp of an entry stored for both is no part of the context.
-            if r.try_get::<String>("", "kind")? == BOTH {
-                if let Some(obj) = body.as_object_mut() {
-                    obj.remove("timestamp");
+            if both {
+                for entry in &mut context[start..] {
+                    if let Some(obj) = entry.as_object_mut() {
+                        obj.remove("timestamp");
+                    }
                 }
             }
-            context.push(body);
         }
         Ok(context)
     }
@@ -275,61 +279,28 @@ pub(crate) const CONTEXT: &str = "context";
 /// An entry both shown and given to the model (a turn's usual case), stored once.
 pub(crate) const BOTH: &str = "both";
 
-/// Appends several turns, inside the caller's transaction, with a fixed number of statements
-/// whatever the number of turns: one ownership read, one multi-row insert of the new entries,
-/// one touch of the sessions (plus a rename per session still called "New chat"). A turn whose
-/// session is not its user's live session gets `NotFound` and writes nothing; the filters name
-/// org and user explicitly, so this holds in a system transaction too.
+/// Appends several turns, inside the caller's transaction, in two statements whatever the
+/// number of turns and users: one update that touches every session of the batch that is live
+/// and its turn's user's (naming those still called "New chat") and returns which they are,
+/// and one multi-row insert of the new entries: a row per turn and kind, holding the turn's
+/// entries as an array (written together, always read together; half the rows and index
+/// entries of a row per entry). A turn whose session is not its user's live
+/// session gets `NotFound` and writes nothing; the filter names org and user per session, so
+/// this holds in a system transaction too.
 pub(crate) async fn append_many<C: ConnectionTrait>(
     conn: &C,
     turns: &[Append<'_>],
 ) -> Result<Vec<Result<(), StorageError>>, StorageError> {
-    let ids: Vec<Uuid> = turns.iter().map(|t| t.session_id).collect();
-    let owners: HashMap<Uuid, (Uuid, Uuid, String)> = chat_sessions::Entity::find()
-        .select_only()
-        .columns([
-            chat_sessions::Column::Id,
-            chat_sessions::Column::OrgId,
-            chat_sessions::Column::UserId,
-            chat_sessions::Column::Title,
-        ])
-        .filter(chat_sessions::Column::Id.is_in(ids))
-        .filter(chat_sessions::Column::DeletedAt.is_null())
-        .into_tuple::<(Uuid, Uuid, Uuid, String)>()
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|(id, org, user, title)| (id, (org, user, title)))
-        .collect();
     let now = Utc::now();
+    let live = touch_owned(conn, turns, now).await?;
     let mut results = Vec::with_capacity(turns.len());
     let mut rows = Vec::new();
-    let mut touched = Vec::new();
-    let mut renames: HashMap<Uuid, String> = HashMap::new();
     for turn in turns {
-        let owned = owners
-            .get(&turn.session_id)
-            .filter(|(org, user, _)| *org == turn.who.org_id && *user == turn.who.user_id);
-        let Some((_, _, title)) = owned else {
+        if !live.contains(&turn.session_id) {
             results.push(Err(StorageError::NotFound("session")));
             continue;
-        };
-        results.push(Ok(()));
-        touched.push(turn.session_id);
-        if let Some(q) = turn.first_query {
-            if title == "New chat" && !renames.contains_key(&turn.session_id) {
-                let t: String = q
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    .chars()
-                    .take(AUTO_TITLE_CHARS)
-                    .collect();
-                if !t.is_empty() {
-                    renames.insert(turn.session_id, t);
-                }
-            }
         }
+        results.push(Ok(()));
         let entry = |kind: &str, body: serde_json::Value| chat_messages::ActiveModel {
             id: Set(Uuid::now_v7()),
             org_id: Set(turn.who.org_id),
@@ -343,16 +314,23 @@ pub(crate) async fn append_many<C: ConnectionTrait>(
         } else {
             BOTH
         };
-        for m in turn.messages {
-            let mut m = m.clone();
-            if let Some(obj) = m.as_object_mut() {
-                obj.entry("timestamp")
-                    .or_insert_with(|| serde_json::json!(now));
-            }
-            rows.push(entry(shown, m));
+        let stamp = serde_json::json!(now);
+        let messages: Vec<serde_json::Value> = turn
+            .messages
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                if let Some(obj) = m.as_object_mut() {
+                    obj.entry("timestamp").or_insert_with(|| stamp.clone());
+                }
+                m
+            })
+            .collect();
+        if !messages.is_empty() {
+            rows.push(entry(shown, serde_json::Value::Array(messages)));
         }
-        for c in turn.context.unwrap_or_default() {
-            rows.push(entry(CONTEXT, c.clone()));
+        if let Some(context) = turn.context.filter(|c| !c.is_empty()) {
+            rows.push(entry(CONTEXT, serde_json::Value::Array(context.to_vec())));
         }
     }
     // Bounded statements: SQLite takes at most 32766 bound values (six per row here).
@@ -361,23 +339,76 @@ pub(crate) async fn append_many<C: ConnectionTrait>(
             .exec_without_returning(conn)
             .await?;
     }
-    if !touched.is_empty() {
-        chat_sessions::Entity::update_many()
-            .col_expr(chat_sessions::Column::UpdatedAt, Expr::value(now))
-            .filter(chat_sessions::Column::Id.is_in(touched))
-            .exec(conn)
-            .await?;
-    }
-    for (id, title) in renames {
-        // Only if nobody renamed it meanwhile.
-        chat_sessions::Entity::update_many()
-            .col_expr(chat_sessions::Column::Title, Expr::value(title))
-            .filter(chat_sessions::Column::Id.eq(id))
-            .filter(chat_sessions::Column::Title.eq("New chat"))
-            .exec(conn)
-            .await?;
-    }
     Ok(results)
+}
+
+/// Most sessions in one touch (seven bound values each, under SQLite's 32766).
+const TOUCH_CHUNK: usize = 1000;
+
+/// Sets `updated_at` of the turns' sessions that are live and their turn's user's, names the
+/// ones still called "New chat" after their turn's query, and returns their ids. The owner
+/// test is per session (`user_id = CASE id WHEN .. THEN ..`), so the statement's text depends
+/// only on how many sessions there are, and SQLite's statement cache keeps serving it.
+async fn touch_owned<C: ConnectionTrait>(
+    conn: &C,
+    turns: &[Append<'_>],
+    now: DateTime<Utc>,
+) -> Result<HashSet<Uuid>, StorageError> {
+    // One entry per session: its owner and the title its first turn of the batch proposes.
+    let mut sessions: Vec<(Uuid, &Principal, Option<String>)> = Vec::new();
+    let mut seen = HashSet::new();
+    for turn in turns {
+        if seen.insert(turn.session_id) {
+            let title = turn.first_query.map(auto_title).filter(|t| !t.is_empty());
+            sessions.push((turn.session_id, turn.who, title));
+        }
+    }
+    let mut live = HashSet::with_capacity(sessions.len());
+    for chunk in sessions.chunks(TOUCH_CHUNK) {
+        let col = |c: chat_sessions::Column| Expr::col((chat_sessions::Entity, c));
+        let owner_of = |pick: fn(&Principal) -> Uuid| {
+            let mut case = CaseStatement::new();
+            for (id, who, _) in chunk {
+                case = case.case(col(chat_sessions::Column::Id).eq(*id), pick(who));
+            }
+            case
+        };
+        let mut rename = CaseStatement::new().case(
+            col(chat_sessions::Column::Title).ne("New chat"),
+            col(chat_sessions::Column::Title),
+        );
+        for (id, _, title) in chunk {
+            if let Some(title) = title {
+                rename = rename.case(col(chat_sessions::Column::Id).eq(*id), title.as_str());
+            }
+        }
+        let rename = rename.finally(col(chat_sessions::Column::Title));
+        let stmt = Query::update()
+            .table(chat_sessions::Entity)
+            .value(chat_sessions::Column::UpdatedAt, now)
+            .value(chat_sessions::Column::Title, rename)
+            .and_where(col(chat_sessions::Column::Id).is_in(chunk.iter().map(|(id, _, _)| *id)))
+            .and_where(col(chat_sessions::Column::DeletedAt).is_null())
+            .and_where(col(chat_sessions::Column::UserId).eq(owner_of(|w| w.user_id)))
+            .and_where(col(chat_sessions::Column::OrgId).eq(owner_of(|w| w.org_id)))
+            .returning_col(chat_sessions::Column::Id)
+            .to_owned();
+        for row in conn.query_all(&stmt).await? {
+            live.insert(row.try_get_by_index::<Uuid>(0)?);
+        }
+    }
+    Ok(live)
+}
+
+/// A session's title from its first question: whitespace folded, cut at a length.
+fn auto_title(query: &str) -> String {
+    query
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(AUTO_TITLE_CHARS)
+        .collect()
 }
 
 /// A session's entries of one kind: the legacy array in its row, then its appended rows.
@@ -402,6 +433,17 @@ async fn entries<C: ConnectionTrait>(
         .into_tuple::<serde_json::Value>()
         .all(conn)
         .await?;
-    out.extend(rows);
+    for body in rows {
+        unpack(body, &mut out);
+    }
     Ok(out)
+}
+
+/// A stored row's entries: a turn's row holds them as an array; a row written before turns were
+/// stored whole holds one entry.
+fn unpack(body: serde_json::Value, out: &mut Vec<serde_json::Value>) {
+    match body {
+        serde_json::Value::Array(entries) => out.extend(entries),
+        entry => out.push(entry),
+    }
 }

@@ -3,17 +3,23 @@
 //! being written queue up and go into the next batch, one transaction for all of them, so
 //! under load the database sees one commit per batch instead of several per turn, and an idle
 //! system still writes each turn at once. A caller's `save` returns only after its turn is
-//! committed: nothing is acknowledged before it is durable.
+//! committed: nothing is acknowledged before it is durable. On SQLite the writer keeps the
+//! pool's connection across back-to-back batches, for a few milliseconds at most.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
+use sea_orm::sqlx::pool::PoolConnection;
+use sea_orm::sqlx::Sqlite;
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, RuntimeErr};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::cache::Cache;
 use crate::sessions::{append_many, Append};
-use crate::usage::{add_totals_in, insert_in, total_in, LlmUsage, UsageRecord};
+use crate::sqlite_tx::SqliteTx;
+use crate::usage::{add_totals_in, insert_in, LlmUsage, UsageRecord};
 use crate::{Db, StorageError};
 
 /// Most turns in one transaction.
@@ -85,6 +91,7 @@ impl TurnWriter {
 
 async fn run(db: Db, usage: LlmUsage, mut rx: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut held: Held = None;
     while let Some(first) = rx.recv().await {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -94,20 +101,24 @@ async fn run(db: Db, usage: LlmUsage, mut rx: mpsc::Receiver<Job>) {
             }
         }
         let turns: Vec<&TurnWrite> = batch.iter().map(|(t, _)| t).collect();
-        match write_batch(&db, &turns).await {
+        let written = match db.backend() {
+            DbBackend::Sqlite => write_held(&db, &mut held, &turns).await,
+            _ => write_batch(&db, &turns).await,
+        };
+        match written {
             Ok(outcomes) => {
-                // Each user's new total goes to the cache once per batch, not once per turn,
-                // and before anyone is answered, so an answered caller never reads an older one.
-                let mut totals: HashMap<Uuid, (&Principal, f64)> = HashMap::new();
+                // Each user's new total goes to the cache once per batch, all users in one
+                // round trip, and before anyone is answered, so an answered caller never reads
+                // an older one.
+                let mut totals: HashMap<Uuid, f64> = HashMap::new();
                 for ((turn, _), outcome) in batch.iter().zip(&outcomes) {
                     if let Ok(total) = outcome {
-                        totals.insert(turn.who.user_id, (&turn.who, *total));
+                        totals.insert(turn.who.user_id, *total);
                     }
                 }
-                for (who, total) in totals.into_values() {
-                    if let Err(e) = usage.remember_total(who, total).await {
-                        tracing::warn!(error = %e, "cannot cache a running total");
-                    }
+                let totals: Vec<(Uuid, f64)> = totals.into_iter().collect();
+                if let Err(e) = usage.remember_totals(&totals).await {
+                    tracing::warn!(error = %e, "cannot cache running totals");
                 }
                 for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
                     let _ = reply.send(outcome);
@@ -123,19 +134,79 @@ async fn run(db: Db, usage: LlmUsage, mut rx: mpsc::Receiver<Job>) {
                 }
             }
         }
+        // Back to the pool when no turn waits, or after HOLD_FOR: whoever queued for the
+        // connection meanwhile goes first.
+        if held
+            .as_ref()
+            .is_some_and(|(_, since)| rx.is_empty() || since.elapsed() >= HOLD_FOR)
+        {
+            held = None;
+        }
     }
 }
 
-/// Writes `turns` in one transaction with a fixed number of statements per batch; returns
-/// each turn's outcome (a turn whose session is gone fails alone, writing nothing) with its
-/// user's running total.
+/// How long the SQLite writer keeps the pool's one connection while batches keep coming.
+/// Requests that need it wait meanwhile (reads and writes alike), so this bounds what the
+/// writer adds to their latency.
+const HOLD_FOR: Duration = Duration::from_millis(5);
+
+/// The SQLite writer's connection, checked out of the pool, and since when.
+type Held = Option<(PoolConnection<Sqlite>, Instant)>;
+
+/// SQLite: writes the batch on the connection the writer holds (checking it out first if it
+/// does not), so back-to-back batches skip the pool's return and checkout (see `sqlite_tx`).
+async fn write_held(
+    db: &Db,
+    held: &mut Held,
+    turns: &[&TurnWrite],
+) -> Result<Vec<Result<f64, StorageError>>, StorageError> {
+    let (conn, _) = match held {
+        Some(held) => held,
+        None => {
+            let conn = db
+                .connection()
+                .get_sqlite_connection_pool()
+                .acquire()
+                .await
+                .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e.into())))?;
+            held.insert((conn, Instant::now()))
+        }
+    };
+    let written = async {
+        let tx = SqliteTx::begin(conn).await?;
+        let outcomes = write_turns(&tx, turns).await?;
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+    .await;
+    if written.is_err() {
+        // The failed transaction is rolled back as it is dropped; the connection goes back to
+        // the pool, which tests it, rather than straight into the next batch.
+        *held = None;
+    }
+    written
+}
+
+/// Writes `turns` in a transaction of the pool (PostgreSQL: a system transaction, because a
+/// batch spans orgs; every statement names its org and user explicitly).
 async fn write_batch(
     db: &Db,
     turns: &[&TurnWrite],
 ) -> Result<Vec<Result<f64, StorageError>>, StorageError> {
-    // A system transaction, because a batch spans orgs; every statement names its org and
-    // user explicitly (`append_many`, `insert_in`, `add_totals_in`).
     let tx = db.system().await?;
+    let outcomes = write_turns(tx.conn(), turns).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Writes `turns`, inside the caller's transaction, in four statements however many turns and
+/// users the batch has (sessions touched, entries, usage rows, running totals); returns each
+/// turn's outcome (a turn whose session is gone fails alone, writing nothing) with its user's
+/// running total.
+async fn write_turns<C: ConnectionTrait>(
+    conn: &C,
+    turns: &[&TurnWrite],
+) -> Result<Vec<Result<f64, StorageError>>, StorageError> {
     let appends: Vec<Append> = turns
         .iter()
         .map(|t| Append {
@@ -146,32 +217,22 @@ async fn write_batch(
             first_query: t.first_query.as_deref(),
         })
         .collect();
-    let appended = append_many(tx.conn(), &appends).await?;
+    let appended = append_many(conn, &appends).await?;
     let mut per_user: HashMap<Uuid, (&Principal, i64, f64)> = HashMap::new();
     let mut usage: Vec<(&Principal, &UsageRecord)> = Vec::new();
     for (turn, ok) in turns.iter().zip(&appended) {
-        let entry = per_user
-            .entry(turn.who.user_id)
-            .or_insert((&turn.who, 0, 0.0));
         if ok.is_ok() {
+            let entry = per_user
+                .entry(turn.who.user_id)
+                .or_insert((&turn.who, 0, 0.0));
             entry.1 += turn.usage.len() as i64;
             entry.2 += turn.usage.iter().map(|u| u.cost_usd).sum::<f64>();
             usage.extend(turn.usage.iter().map(|u| (&turn.who, u)));
         }
     }
-    insert_in(tx.conn(), &usage).await?;
-    let mut totals = HashMap::new();
-    // Users in one fixed order: two writers updating the same users' totals then take the row
-    // locks in the same order and cannot deadlock.
-    let mut per_user: Vec<_> = per_user.into_iter().collect();
-    per_user.sort_unstable_by_key(|(user_id, _)| *user_id);
-    for (user_id, (who, calls, cost)) in per_user {
-        if calls > 0 {
-            add_totals_in(tx.conn(), who, calls, cost).await?;
-        }
-        totals.insert(user_id, total_in(tx.conn(), who).await?);
-    }
-    tx.commit().await?;
+    insert_in(conn, &usage).await?;
+    let adds: Vec<(&Principal, i64, f64)> = per_user.into_values().collect();
+    let totals = add_totals_in(conn, &adds).await?;
     Ok(appended
         .into_iter()
         .zip(turns)

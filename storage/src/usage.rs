@@ -1,6 +1,7 @@
 //! LLM usage: one `llm_usage` row per model call, per-user summaries, and the user's running
 //! total cost, cached (Redis on a cluster) because every finished turn reports it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -91,9 +92,16 @@ impl LlmUsage {
         who: &Principal,
         total: f64,
     ) -> Result<(), StorageError> {
-        self.cache
-            .raise_f64(&total_key(who.user_id), total, TOTAL_TTL)
-            .await
+        self.remember_totals(&[(who.user_id, total)]).await
+    }
+
+    /// [`LlmUsage::remember_total`] for several users (`(user_id, total)`), in one round trip.
+    pub(crate) async fn remember_totals(&self, totals: &[(Uuid, f64)]) -> Result<(), StorageError> {
+        let items: Vec<(String, f64)> = totals
+            .iter()
+            .map(|(user_id, total)| (total_key(*user_id), *total))
+            .collect();
+        self.cache.raise_f64_many(&items, TOTAL_TTL).await
     }
 
     /// The user's total cost over all their calls: the cache, else the stored running total.
@@ -272,38 +280,53 @@ async fn insert_chunk<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Adds `calls` calls costing `cost` to `who`'s running total, inside the caller's transaction
-/// (the one that inserts those calls' rows).
+/// Adds each user's new calls and their cost to the user's running total, inside the caller's
+/// transaction (the one that inserts those calls' rows), in one statement for all of them, and
+/// returns every listed user's total after it. A user listed with no calls gets their total
+/// (and a zero row if they had none).
 pub(crate) async fn add_totals_in<C: ConnectionTrait>(
     conn: &C,
-    who: &Principal,
-    calls: i64,
-    cost: f64,
-) -> Result<(), StorageError> {
-    let total = llm_usage_totals::ActiveModel {
-        user_id: Set(who.user_id),
-        org_id: Set(who.org_id),
-        calls: Set(calls),
-        cost_usd: Set(cost),
-        updated_at: Set(Utc::now()),
-    };
-    llm_usage_totals::Entity::insert(total)
-        .on_conflict(
-            OnConflict::column(llm_usage_totals::Column::UserId)
-                .value(
-                    llm_usage_totals::Column::Calls,
-                    Expr::cust("llm_usage_totals.calls + excluded.calls"),
-                )
-                .value(
-                    llm_usage_totals::Column::CostUsd,
-                    Expr::cust("llm_usage_totals.cost_usd + excluded.cost_usd"),
-                )
-                .update_column(llm_usage_totals::Column::UpdatedAt)
-                .to_owned(),
-        )
-        .exec_without_returning(conn)
-        .await?;
-    Ok(())
+    adds: &[(&Principal, i64, f64)],
+) -> Result<HashMap<Uuid, f64>, StorageError> {
+    let mut totals = HashMap::with_capacity(adds.len());
+    if adds.is_empty() {
+        return Ok(totals);
+    }
+    let now = Utc::now();
+    // Users in one fixed order: two writers updating the same users' totals then take the row
+    // locks in the same order and cannot deadlock.
+    let mut adds = adds.to_vec();
+    adds.sort_unstable_by_key(|(who, _, _)| who.user_id);
+    // Bounded statements: five bound values per user, far under SQLite's 32766.
+    for chunk in adds.chunks(1000) {
+        let rows = chunk
+            .iter()
+            .map(|(who, calls, cost)| llm_usage_totals::ActiveModel {
+                user_id: Set(who.user_id),
+                org_id: Set(who.org_id),
+                calls: Set(*calls),
+                cost_usd: Set(*cost),
+                updated_at: Set(now),
+            });
+        let upsert = llm_usage_totals::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::column(llm_usage_totals::Column::UserId)
+                    .value(
+                        llm_usage_totals::Column::Calls,
+                        Expr::cust("llm_usage_totals.calls + excluded.calls"),
+                    )
+                    .value(
+                        llm_usage_totals::Column::CostUsd,
+                        Expr::cust("llm_usage_totals.cost_usd + excluded.cost_usd"),
+                    )
+                    .update_column(llm_usage_totals::Column::UpdatedAt)
+                    .to_owned(),
+            )
+            .exec_with_returning(conn)
+            .await?;
+        totals.extend(upsert.into_iter().map(|t| (t.user_id, t.cost_usd)));
+    }
+    Ok(totals)
 }
 
 /// `who`'s stored running total (0 before their first call).

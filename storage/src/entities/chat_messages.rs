@@ -1,5 +1,6 @@
-//! `chat_messages` table. One history or model-context entry of a session, appended by the turn
-//! writer; ids are UUIDv7, so their order is the order of appending.
+//! `chat_messages` table. One turn's history or model-context entries of a session (a JSON
+//! array; rows written before turns were stored whole hold a single entry), appended by the
+//! turn writer; ids are UUIDv7, so their order is the order of appending.
 use sea_orm::entity::prelude::*;
 use serde::Serialize;
 
