@@ -202,6 +202,9 @@ impl Cache {
         items: &[(String, f64)],
         ttl: Duration,
     ) -> Result<(), StorageError> {
+        if items.is_empty() {
+            return Ok(());
+        }
         match self {
             Cache::Redis(pool) => {
                 let mut pipe = bb8_redis::redis::pipe();

@@ -129,6 +129,23 @@ async fn running_totals(cache: Cache) {
     assert_eq!(cache.get_f64(&k).await.unwrap(), None, "expired");
     cache.remove(&k).await.unwrap();
     assert_eq!(cache.get_f64(&k).await.unwrap(), None);
+    // Several totals at once (the turn writer's batch): each only rises; none is nothing.
+    let (a, b) = (key("cost-a"), key("cost-b"));
+    cache
+        .raise_f64(&a, 5.0, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let items = [(a.clone(), 4.0), (b.clone(), 1.0)];
+    cache
+        .raise_f64_many(&items, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(cache.get_f64(&a).await.unwrap(), Some(5.0));
+    assert_eq!(cache.get_f64(&b).await.unwrap(), Some(1.0));
+    cache
+        .raise_f64_many(&[], Duration::from_secs(60))
+        .await
+        .unwrap();
 }
 
 macro_rules! on_both {
