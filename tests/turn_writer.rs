@@ -160,4 +160,32 @@ async fn legacy_arrays_come_first(backend: Backend) {
     t.stop().await;
 }
 
-on_both_backends!(concurrent_turns_are_written_whole, legacy_arrays_come_first);
+/// Reads outside transactions have connections of their own, so a writer holding a read-write
+/// connection (on SQLite the only one, which the turn writer keeps for whole runs of batches)
+/// does not stall them, and they see what was committed.
+async fn reads_do_not_wait_for_the_writer(backend: Backend) {
+    let t = TestNode::start(backend).await;
+    let db = t.node().db().clone();
+    let sessions = Sessions::new(db.clone());
+    let who = t.principal(&t.register("a@alpha.io", "Alpha").await).await;
+    let id = sessions.create(&who, None).await.unwrap().id;
+    let writer = db.system().await.unwrap();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        sessions.llm_context(&who, id),
+    )
+    .await
+    .expect("the read waited for the writer's connection");
+    assert_eq!(read.unwrap(), Vec::<serde_json::Value>::new());
+    let listed = sessions.list(&who, 10, 0).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, id);
+    writer.commit().await.unwrap();
+    t.stop().await;
+}
+
+on_both_backends!(
+    concurrent_turns_are_written_whole,
+    legacy_arrays_come_first,
+    reads_do_not_wait_for_the_writer
+);

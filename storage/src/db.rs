@@ -37,7 +37,14 @@ pub struct Db {
     /// Its connections run as the RLS role for their whole life, so a read needs no transaction
     /// (see `read_postgres`). Kept apart so no other code ever sees a connection in that state.
     reads: Option<sea_orm::sqlx::PgPool>,
+    /// SQLite on a file only: read-only connections for the same two methods. With WAL a reader
+    /// sees every committed write and never waits for the writer, which otherwise holds the
+    /// one read-write connection for whole batches of turns.
+    sqlite_reads: Option<DatabaseConnection>,
 }
+
+/// Read-only SQLite connections (hot reads: a session's context, lists, token lookups).
+const SQLITE_READERS: u32 = 4;
 
 impl Db {
     /// Opens the pool. SQLite files are created when missing and switched to WAL so readers never
@@ -86,8 +93,16 @@ impl Db {
             }
             DatabaseConfig::Sqlite { .. } => None,
         };
+        let sqlite_reads = match config {
+            // An in-memory database exists only on its own connection.
+            DatabaseConfig::Sqlite { url } if !url.contains("memory") => {
+                Some(sqlite_read_pool(url).await?)
+            }
+            _ => None,
+        };
         Ok(Db {
             reads,
+            sqlite_reads,
             conn,
             rls_role: rls_role.to_string(),
         })
@@ -200,7 +215,7 @@ impl Db {
     ) -> Result<Vec<QueryResult>, StorageError> {
         match self.backend() {
             DbBackend::Postgres => self.read_postgres(Some(org_id), stmt).await,
-            _ => Ok(self.conn.query_all(stmt).await?),
+            _ => Ok(self.sqlite_reader().query_all(stmt).await?),
         }
     }
 
@@ -211,8 +226,12 @@ impl Db {
     ) -> Result<Vec<QueryResult>, StorageError> {
         match self.backend() {
             DbBackend::Postgres => self.read_postgres(None, stmt).await,
-            _ => Ok(self.conn.query_all(stmt).await?),
+            _ => Ok(self.sqlite_reader().query_all(stmt).await?),
         }
+    }
+
+    fn sqlite_reader(&self) -> &DatabaseConnection {
+        self.sqlite_reads.as_ref().unwrap_or(&self.conn)
     }
 
     /// One read in two round trips and no transaction, on the read pool (whose connections are
@@ -269,9 +288,30 @@ impl Db {
         if let Some(reads) = &self.reads {
             reads.close().await;
         }
+        if let Some(reads) = self.sqlite_reads {
+            reads.close().await?;
+        }
         self.conn.close().await?;
         Ok(())
     }
+}
+
+/// SQLite's read-only pool. Opened after the read-write pool, which creates the file and turns
+/// on WAL (a setting of the file, which these connections then use).
+async fn sqlite_read_pool(url: &str) -> Result<DatabaseConnection, StorageError> {
+    let mut opts = ConnectOptions::new(url.to_string());
+    opts.max_connections(SQLITE_READERS)
+        .min_connections(0)
+        .test_before_acquire(false)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.read_only(true)
+                .busy_timeout(Duration::from_secs(10))
+                .statement_cache_capacity(256)
+        });
+    Ok(Database::connect(opts).await?)
 }
 
 /// The read pool: lazy, so its first connection opens after migrations created the RLS role;

@@ -146,8 +146,8 @@ async fn run(db: Db, usage: LlmUsage, mut rx: mpsc::Receiver<Job>) {
 }
 
 /// How long the SQLite writer keeps the pool's one connection while batches keep coming.
-/// Requests that need it wait meanwhile (reads and writes alike), so this bounds what the
-/// writer adds to their latency.
+/// Transactions that need it wait meanwhile (hot reads have their own connections), so this
+/// bounds what the writer adds to their latency.
 const HOLD_FOR: Duration = Duration::from_millis(5);
 
 /// The SQLite writer's connection, checked out of the pool, and since when.
