@@ -184,8 +184,99 @@ async fn reads_do_not_wait_for_the_writer(backend: Backend) {
     t.stop().await;
 }
 
+/// In one batch: a turn on another user's session fails alone, a session is named after its
+/// first question only while untitled, a turn without model calls still gets its user's total,
+/// and a turn with more calls than one statement takes is written whole. A batch the database
+/// refuses writes nothing of any of its turns, and the writer goes on with the next.
+async fn batches_check_owners_and_fail_whole(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let t = TestNode::start(backend).await;
+    let db = t.node().db().clone();
+    let writer = TurnWriter::start(db.clone(), Cache::local());
+    let sessions = Sessions::new(db.clone());
+    let usage = LlmUsage::new(db.clone(), Cache::local());
+    let a = t.principal(&t.register("a@alpha.io", "Alpha").await).await;
+    let b = t.principal(&t.register("b@beta.io", "Beta").await).await;
+    let untitled = sessions.create(&a, None).await.unwrap().id;
+    let named = sessions.create(&a, Some("Mine")).await.unwrap().id;
+    let quiet = sessions.create(&a, None).await.unwrap().id;
+    let theirs = sessions.create(&b, None).await.unwrap().id;
+    let turn = |session_id, first: &str, calls: usize| TurnWrite {
+        who: a.clone(),
+        session_id,
+        messages: vec![json!({ "role": "user", "content": first })],
+        context: None,
+        first_query: Some(first.to_string()),
+        usage: (0..calls).map(|_| call(0.001)).collect(),
+    };
+    let jobs: Vec<_> = [
+        turn(untitled, "  why is\n the   api slow ", 1),
+        turn(named, "rename me?", 1),
+        turn(quiet, "no model call", 0),
+        turn(theirs, "not mine", 1),
+        turn(named, "a long agent loop", 2100),
+    ]
+    .into_iter()
+    .map(|turn| {
+        let writer = writer.clone();
+        tokio::spawn(async move { writer.save(turn).await })
+    })
+    .collect();
+    let mut outcomes = Vec::new();
+    for j in jobs {
+        outcomes.push(j.await.unwrap());
+    }
+    assert!(matches!(
+        outcomes[3],
+        Err(aurora_storage::StorageError::NotFound(_))
+    ));
+    for ok in [&outcomes[0], &outcomes[1], &outcomes[4]] {
+        let total = ok.as_ref().expect("the user's own sessions are written");
+        assert!(*total > 0.0, "{total}");
+    }
+    assert!(outcomes[2].is_ok(), "a turn without calls is written");
+    assert_eq!(usage.summary(&a).await.unwrap().calls, 2102);
+    assert!((usage.total_cost(&a).await.unwrap() - 2.102).abs() < 1e-9);
+    assert_eq!(usage.summary(&b).await.unwrap().calls, 0);
+    assert!(sessions.llm_context(&b, theirs).await.unwrap().is_empty());
+    assert_eq!(sessions.get(&b, theirs).await.unwrap().title, "New chat");
+    assert_eq!(
+        sessions.get(&a, untitled).await.unwrap().title,
+        "why is the api slow"
+    );
+    assert_eq!(sessions.get(&a, named).await.unwrap().title, "Mine");
+    assert_eq!(sessions.llm_context(&a, named).await.unwrap().len(), 2);
+    assert_eq!(
+        sessions.get(&a, quiet).await.unwrap().title,
+        "no model call"
+    );
+
+    // The database refuses the next batch at its last statement (the totals table is away).
+    let before = sessions.get(&a, quiet).await.unwrap();
+    let conn = db.connection();
+    conn.execute_unprepared("ALTER TABLE llm_usage_totals RENAME TO llm_usage_totals_away")
+        .await
+        .unwrap();
+    assert!(writer.save(turn(quiet, "lost", 1)).await.is_err());
+    conn.execute_unprepared("ALTER TABLE llm_usage_totals_away RENAME TO llm_usage_totals")
+        .await
+        .unwrap();
+    let after = sessions.get(&a, quiet).await.unwrap();
+    assert_eq!(
+        after.messages, before.messages,
+        "nothing of the failed batch"
+    );
+    assert_eq!(after.updated_at, before.updated_at);
+    assert_eq!(usage.summary(&a).await.unwrap().calls, 2102);
+    let total = writer.save(turn(quiet, "again", 1)).await.unwrap();
+    assert!((total - 2.103).abs() < 1e-9, "{total}");
+    assert_eq!(sessions.llm_context(&a, quiet).await.unwrap().len(), 2);
+    t.stop().await;
+}
+
 on_both_backends!(
     concurrent_turns_are_written_whole,
+    batches_check_owners_and_fail_whole,
     legacy_arrays_come_first,
     reads_do_not_wait_for_the_writer
 );

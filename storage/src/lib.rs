@@ -19,7 +19,6 @@ pub mod policies;
 pub mod preferences;
 pub mod redis;
 pub mod sessions;
-mod sqlite_tx;
 pub mod tickets;
 pub mod time;
 pub mod turns;

@@ -82,7 +82,7 @@ impl Sessions {
     ) -> Result<SessionSummary, StorageError> {
         let title = match title {
             Some(t) => validate_name("title", t, 500)?,
-            None => "New chat".to_string(),
+            None => UNTITLED.to_string(),
         };
         let now = Utc::now();
         let row = chat_sessions::ActiveModel {
@@ -274,6 +274,9 @@ pub(crate) struct Append<'a> {
     pub first_query: Option<&'a str>,
 }
 
+/// A new session's title until its first question names it.
+pub(crate) const UNTITLED: &str = "New chat";
+
 pub(crate) const HISTORY: &str = "history";
 pub(crate) const CONTEXT: &str = "context";
 /// An entry both shown and given to the model (a turn's usual case), stored once.
@@ -301,36 +304,15 @@ pub(crate) async fn append_many<C: ConnectionTrait>(
             continue;
         }
         results.push(Ok(()));
-        let entry = |kind: &str, body: serde_json::Value| chat_messages::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            org_id: Set(turn.who.org_id),
-            session_id: Set(turn.session_id),
-            kind: Set(kind.to_string()),
-            body: Set(body),
-            created_at: Set(now),
-        };
-        let shown = if turn.context.is_some() {
-            HISTORY
-        } else {
-            BOTH
-        };
-        let stamp = serde_json::json!(now);
-        let messages: Vec<serde_json::Value> = turn
-            .messages
-            .iter()
-            .map(|m| {
-                let mut m = m.clone();
-                if let Some(obj) = m.as_object_mut() {
-                    obj.entry("timestamp").or_insert_with(|| stamp.clone());
-                }
-                m
-            })
-            .collect();
-        if !messages.is_empty() {
-            rows.push(entry(shown, serde_json::Value::Array(messages)));
-        }
-        if let Some(context) = turn.context.filter(|c| !c.is_empty()) {
-            rows.push(entry(CONTEXT, serde_json::Value::Array(context.to_vec())));
+        for (kind, body) in entry_rows(turn, now) {
+            rows.push(chat_messages::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                org_id: Set(turn.who.org_id),
+                session_id: Set(turn.session_id),
+                kind: Set(kind.to_string()),
+                body: Set(body),
+                created_at: Set(now),
+            });
         }
     }
     // Bounded statements: SQLite takes at most 32766 bound values (six per row here).
@@ -340,6 +322,39 @@ pub(crate) async fn append_many<C: ConnectionTrait>(
             .await?;
     }
     Ok(results)
+}
+
+/// A turn's `chat_messages` rows as (kind, body): its display entries, each stamped with `now`
+/// unless it has a timestamp, as one array, and its model context as another when it differs.
+pub(crate) fn entry_rows(
+    turn: &Append<'_>,
+    now: DateTime<Utc>,
+) -> Vec<(&'static str, serde_json::Value)> {
+    let mut rows = Vec::with_capacity(2);
+    let shown = if turn.context.is_some() {
+        HISTORY
+    } else {
+        BOTH
+    };
+    let stamp = serde_json::json!(now);
+    let messages: Vec<serde_json::Value> = turn
+        .messages
+        .iter()
+        .map(|m| {
+            let mut m = m.clone();
+            if let Some(obj) = m.as_object_mut() {
+                obj.entry("timestamp").or_insert_with(|| stamp.clone());
+            }
+            m
+        })
+        .collect();
+    if !messages.is_empty() {
+        rows.push((shown, serde_json::Value::Array(messages)));
+    }
+    if let Some(context) = turn.context.filter(|c| !c.is_empty()) {
+        rows.push((CONTEXT, serde_json::Value::Array(context.to_vec())));
+    }
+    rows
 }
 
 /// Most sessions in one touch (seven bound values each, under SQLite's 32766).
@@ -374,7 +389,7 @@ async fn touch_owned<C: ConnectionTrait>(
             case
         };
         let mut rename = CaseStatement::new().case(
-            col(chat_sessions::Column::Title).ne("New chat"),
+            col(chat_sessions::Column::Title).ne(UNTITLED),
             col(chat_sessions::Column::Title),
         );
         for (id, _, title) in chunk {
@@ -401,7 +416,7 @@ async fn touch_owned<C: ConnectionTrait>(
 }
 
 /// A session's title from its first question: whitespace folded, cut at a length.
-fn auto_title(query: &str) -> String {
+pub(crate) fn auto_title(query: &str) -> String {
     query
         .split_whitespace()
         .collect::<Vec<_>>()

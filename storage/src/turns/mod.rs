@@ -18,9 +18,10 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::cache::Cache;
 use crate::sessions::{append_many, Append};
-use crate::sqlite_tx::SqliteTx;
 use crate::usage::{add_totals_in, insert_in, LlmUsage, UsageRecord};
 use crate::{Db, StorageError};
+
+mod sqlite;
 
 /// Most turns in one transaction.
 const MAX_BATCH: usize = 256;
@@ -153,8 +154,9 @@ const HOLD_FOR: Duration = Duration::from_millis(5);
 /// The SQLite writer's connection, checked out of the pool, and since when.
 type Held = Option<(PoolConnection<Sqlite>, Instant)>;
 
-/// SQLite: writes the batch on the connection the writer holds (checking it out first if it
-/// does not), so back-to-back batches skip the pool's return and checkout (see `sqlite_tx`).
+/// SQLite: writes the batch as one script (see `sqlite.rs`) on the connection the writer
+/// holds, checking it out first if it does not, so back-to-back batches also skip the pool's
+/// return (sqlx pings a returned connection through its thread) and checkout.
 async fn write_held(
     db: &Db,
     held: &mut Held,
@@ -172,23 +174,20 @@ async fn write_held(
             held.insert((conn, Instant::now()))
         }
     };
-    let written = async {
-        let tx = SqliteTx::begin(conn).await?;
-        let outcomes = write_turns(&tx, turns).await?;
-        tx.commit().await?;
-        Ok(outcomes)
-    }
-    .await;
+    let written = sqlite::write(conn, turns).await;
     if written.is_err() {
-        // The failed transaction is rolled back as it is dropped; the connection goes back to
-        // the pool, which tests it, rather than straight into the next batch.
-        *held = None;
+        // The script stops at its first error, possibly inside its transaction: the
+        // connection is closed (SQLite rolls back what it left open) and the pool opens
+        // another.
+        if let Some((mut conn, _)) = held.take() {
+            conn.close_on_drop();
+        }
     }
     written
 }
 
-/// Writes `turns` in a transaction of the pool (PostgreSQL: a system transaction, because a
-/// batch spans orgs; every statement names its org and user explicitly).
+/// PostgreSQL: writes `turns` in a system transaction of the pool (a batch spans orgs; every
+/// statement names its org and user explicitly).
 async fn write_batch(
     db: &Db,
     turns: &[&TurnWrite],
