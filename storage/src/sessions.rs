@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Query};
+use sea_orm::sea_query::{CaseStatement, Condition, Expr, ExprTrait, Order, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, QueryTrait,
@@ -218,35 +218,48 @@ impl Sessions {
         who: &Principal,
         id: Uuid,
     ) -> Result<Vec<serde_json::Value>, StorageError> {
-        // Two hot reads, no transaction: only this session's actor appends to it, and it is
-        // the one reading (a new session actor loads its context once, then keeps it).
-        let session = org_select::<chat_sessions::Entity>(who.org_id)
-            .select_only()
-            .column(chat_sessions::Column::LlmContextHistory)
-            .filter(chat_sessions::Column::Id.eq(id))
-            .filter(chat_sessions::Column::UserId.eq(who.user_id))
-            .filter(chat_sessions::Column::DeletedAt.is_null())
-            .into_query();
-        let row = self.db.org_query(who.org_id, &session).await?;
-        let legacy: serde_json::Value = row
-            .first()
-            .ok_or(StorageError::NotFound("session"))?
-            .try_get("", "llm_context_history")?;
-        let appended = org_select::<chat_messages::Entity>(who.org_id)
-            .select_only()
-            .column(chat_messages::Column::Body)
-            .column(chat_messages::Column::Kind)
-            .filter(chat_messages::Column::SessionId.eq(id))
-            .filter(chat_messages::Column::Kind.is_in([CONTEXT, BOTH]))
-            .order_by_asc(chat_messages::Column::Id)
-            .into_query();
-        let mut context = match legacy {
+        // One hot read, no transaction: only this session's actor appends to it, and it is the
+        // one reading (a new session actor loads its context once, then keeps it). The session
+        // row (the owner test, and its legacy array, empty for sessions created since turns
+        // became rows) joined to its appended rows, in order; a session with none gives one
+        // row without them.
+        let session = |c: chat_sessions::Column| Expr::col((chat_sessions::Entity, c));
+        let message = |c: chat_messages::Column| (chat_messages::Entity, c);
+        let query = Query::select()
+            .column((
+                chat_sessions::Entity,
+                chat_sessions::Column::LlmContextHistory,
+            ))
+            .column(message(chat_messages::Column::Body))
+            .column(message(chat_messages::Column::Kind))
+            .from(chat_sessions::Entity)
+            .left_join(
+                chat_messages::Entity,
+                Condition::all()
+                    .add(
+                        Expr::col(message(chat_messages::Column::SessionId))
+                            .equals((chat_sessions::Entity, chat_sessions::Column::Id)),
+                    )
+                    .add(Expr::col(message(chat_messages::Column::OrgId)).eq(who.org_id))
+                    .add(Expr::col(message(chat_messages::Column::Kind)).is_in([CONTEXT, BOTH])),
+            )
+            .and_where(session(chat_sessions::Column::Id).eq(id))
+            .and_where(session(chat_sessions::Column::OrgId).eq(who.org_id))
+            .and_where(session(chat_sessions::Column::UserId).eq(who.user_id))
+            .and_where(session(chat_sessions::Column::DeletedAt).is_null())
+            .order_by(message(chat_messages::Column::Id), Order::Asc)
+            .to_owned();
+        let rows = self.db.org_query(who.org_id, &query).await?;
+        let first = rows.first().ok_or(StorageError::NotFound("session"))?;
+        let mut context = match first.try_get::<serde_json::Value>("", "llm_context_history")? {
             serde_json::Value::Array(items) => items,
             _ => Vec::new(),
         };
-        for r in self.db.org_query(who.org_id, &appended).await? {
-            let body: serde_json::Value = r.try_get("", "body")?;
-            let both = r.try_get::<String>("", "kind")? == BOTH;
+        for r in &rows {
+            let Some(body) = r.try_get::<Option<serde_json::Value>>("", "body")? else {
+                continue;
+            };
+            let both = r.try_get::<Option<String>>("", "kind")?.as_deref() == Some(BOTH);
             let start = context.len();
             unpack(body, &mut context);
             // The display timestamp of an entry stored for both is no part of the context.

@@ -214,10 +214,14 @@ impl TestNode {
         content_type: &str,
         body: Vec<u8>,
     ) -> (StatusCode, Value) {
+        // Not kept alive: a server that refuses a body before reading it (wrong media type)
+        // closes the connection after its answer, and a pooled connection would race that
+        // close with the next request (a broken pipe writing its body).
         let mut req = self
             .client
             .post(format!("{}{}", self.base, path))
             .header("content-type", content_type)
+            .header("connection", "close")
             .body(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
