@@ -6,8 +6,8 @@
 //!   cargo bench --bench turn_dispatch                      # SQLite (embedded default)
 //!   DATABASE_URL=postgres://... cargo bench --bench turn_dispatch
 //!
-//! Bounded: SESSIONS sessions (default 2000) with TURNS turns each (default 5), CONCURRENCY
-//! clients at a time (default 64).
+//! Bounded: SESSIONS sessions (default 10 000, so each phase lasts long enough to measure) with
+//! TURNS turns each (default 5), CONCURRENCY clients at a time (default 64).
 
 // The node's allocator, so the figures are the node's.
 #[global_allocator]
@@ -97,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
     if !std::env::args().any(|a| a == "--bench") {
         return Ok(());
     }
-    let sessions_n = common::env_usize("SESSIONS", 2000);
+    let sessions_n = common::env_usize("SESSIONS", 10_000);
     let turns = common::env_usize("TURNS", 5);
     let concurrency = common::env_usize("CONCURRENCY", 64);
     let bench = common::Bench::start().await?;
