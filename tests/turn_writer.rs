@@ -245,6 +245,32 @@ async fn batches_check_owners_and_fail_whole(backend: Backend) {
         "why is the api slow"
     );
     assert_eq!(sessions.get(&a, named).await.unwrap().title, "Mine");
+    assert_eq!(sessions.llm_context(&a, untitled).await.unwrap().len(), 1);
+
+    // Another user's turn on a session of `a`, next to `a`'s own turn on it: it never lands.
+    // (`a`'s lands too, except on PostgreSQL when the stranger's turn comes first in the
+    // batch: then both fail, whole.)
+    let shared = sessions.create(&a, None).await.unwrap().id;
+    let theirs_on_mine = TurnWrite {
+        who: b.clone(),
+        ..turn(shared, "mine now", 1)
+    };
+    let (own, stranger) = tokio::join!(
+        writer.save(turn(shared, "still mine", 1)),
+        writer.save(theirs_on_mine)
+    );
+    assert!(matches!(
+        stranger,
+        Err(aurora_storage::StorageError::NotFound(_))
+    ));
+    let context = sessions.llm_context(&a, shared).await.unwrap();
+    assert_eq!(context.len(), usize::from(own.is_ok()));
+    assert!(context.iter().all(|m| m["content"] == "still mine"));
+    if backend == Backend::Sqlite {
+        assert!(own.is_ok());
+    }
+    assert_eq!(usage.summary(&b).await.unwrap().calls, 0);
+    let calls = usage.summary(&a).await.unwrap().calls;
     assert_eq!(sessions.llm_context(&a, named).await.unwrap().len(), 2);
     assert_eq!(
         sessions.get(&a, quiet).await.unwrap().title,
@@ -252,6 +278,7 @@ async fn batches_check_owners_and_fail_whole(backend: Backend) {
     );
 
     // The database refuses the next batch at its last statement (the totals table is away).
+    assert_eq!(calls, 2102 + i64::from(own.is_ok()));
     let before = sessions.get(&a, quiet).await.unwrap();
     let conn = db.connection();
     conn.execute_unprepared("ALTER TABLE llm_usage_totals RENAME TO llm_usage_totals_away")
@@ -267,9 +294,10 @@ async fn batches_check_owners_and_fail_whole(backend: Backend) {
         "nothing of the failed batch"
     );
     assert_eq!(after.updated_at, before.updated_at);
-    assert_eq!(usage.summary(&a).await.unwrap().calls, 2102);
+    assert_eq!(usage.summary(&a).await.unwrap().calls, calls);
     let total = writer.save(turn(quiet, "again", 1)).await.unwrap();
-    assert!((total - 2.103).abs() < 1e-9, "{total}");
+    let expected = (calls + 1) as f64 * 0.001;
+    assert!((total - expected).abs() < 1e-9, "{total}");
     assert_eq!(sessions.llm_context(&a, quiet).await.unwrap().len(), 2);
     t.stop().await;
 }

@@ -21,6 +21,8 @@ use crate::sessions::{append_many, Append};
 use crate::usage::{add_totals_in, insert_in, LlmUsage, UsageRecord};
 use crate::{Db, StorageError};
 
+mod rows;
+mod script;
 mod sqlite;
 
 /// Most turns in one transaction.
