@@ -1,5 +1,6 @@
-//! A batch of turns as the rows its one statement (PostgreSQL) or script (SQLite) writes, and
-//! how the database's answer becomes each turn's outcome. Both backends write the same rows:
+//! A batch of turns as the rows SQLite's script writes (`sqlite.rs`), and how the database's
+//! answer becomes each turn's outcome. (PostgreSQL's writer writes the same rows with sea-orm:
+//! `sessions::append_many`, `usage::insert_in`, `usage::add_totals_in`.)
 //!
 //! - sessions: touched (`updated_at`), named after their first question while still "New
 //!   chat", and returned when live and their turn's user's; one row per session and user;
@@ -9,8 +10,8 @@
 //!   every such user's total (a turn without calls too).
 //!
 //! Every row names its turn's session and user, and is written only if that session is live and
-//! that user's: the statements join their rows to the sessions the update touched, so a turn
-//! whose session is gone or someone else's writes nothing and fails alone.
+//! that user's, so a turn whose session is gone or someone else's writes nothing and fails
+//! alone.
 
 use std::collections::{HashMap, HashSet};
 
