@@ -129,7 +129,10 @@ async fn main() -> anyhow::Result<()> {
         concurrency,
     )
     .await;
-    sup.stop(None);
+    // Waited for: returning from main while the supervisor stops its sessions would cancel
+    // the stops (ractor panics on a cancelled child join).
+    sup.stop_and_wait(None, Some(std::time::Duration::from_secs(30)))
+        .await?;
     let _ = bench.db.close().await;
     Ok(())
 }
