@@ -296,7 +296,7 @@ pub(crate) const CONTEXT: &str = "context";
 pub(crate) const BOTH: &str = "both";
 
 /// Appends several turns, inside the caller's transaction, in two statements whatever the
-/// number of turns and users: one update that touches every session of the batch that is live
+/// number of turns and users (more only past a statement's row limit): one update that touches every session of the batch that is live
 /// and its turn's user's (naming those still called "New chat") and returns which they are,
 /// and one multi-row insert of the new entries: a row per turn and kind, holding the turn's
 /// entries as an array (written together, always read together; half the rows and index

@@ -176,16 +176,38 @@ async fn write_held(
             held.insert((conn, Instant::now()))
         }
     };
-    let written = sqlite::write(conn, turns).await;
+    let mut guard = Unfinished { conn, done: false };
+    let written = sqlite::write(guard.conn, turns).await;
+    guard.done = true;
+    drop(guard);
     if written.is_err() {
-        // The script stops at its first error, possibly inside its transaction: the
-        // connection is closed (SQLite rolls back what it left open) and the pool opens
-        // another.
+        // The script stops at its first error, possibly inside its transaction: that is rolled
+        // back and the connection goes back to the pool, or, if it cannot be rolled back, is
+        // closed (SQLite rolls back what it left open) and the pool opens another.
         if let Some((mut conn, _)) = held.take() {
-            conn.close_on_drop();
+            if !sqlite::roll_back(&mut conn).await {
+                tracing::warn!("cannot roll back the turn writer's connection; closing it");
+                conn.close_on_drop();
+            }
         }
     }
     written
+}
+
+/// Closes the writer's connection, rather than letting it back into the pool, when a write
+/// is dropped before it ends (the runtime shutting down mid-batch): its script may have left
+/// a transaction open.
+struct Unfinished<'a> {
+    conn: &'a mut PoolConnection<Sqlite>,
+    done: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 /// PostgreSQL: writes `turns` in a system transaction of the pool (a batch spans orgs; every
@@ -201,7 +223,7 @@ async fn write_batch(
 }
 
 /// Writes `turns`, inside the caller's transaction, in four statements however many turns and
-/// users the batch has (sessions touched, entries, usage rows, running totals); returns each
+/// users the batch has (more only past a statement's row limit) (sessions touched, entries, usage rows, running totals); returns each
 /// turn's outcome (a turn whose session is gone fails alone, writing nothing) with its user's
 /// running total.
 async fn write_turns<C: ConnectionTrait>(

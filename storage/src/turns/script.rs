@@ -1,8 +1,8 @@
 //! Statement text for SQLite's batch of turns: rows as `VALUES` lists of bound parameters.
 //!
 //! Every list is padded with NULL rows (of the first row's types; they join nothing) up to a
-//! power of two, so a few texts serve every batch and stay compiled in the connection's
-//! statement cache.
+//! power of two, so the texts are few (one per mix of padded list sizes, far under the
+//! statement cache's 1024) and stay compiled in the connection's statement cache.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Value;

@@ -1,5 +1,5 @@
-//! The SQLite writer's batch as one script (`BEGIN IMMEDIATE`, four statements, `COMMIT`),
-//! sent to SQLite's connection thread as one command.
+//! The SQLite writer's batch as one script (`BEGIN IMMEDIATE`, four statements, more only past
+//! a list's row limit, `COMMIT`), sent to SQLite's connection thread as one command.
 //!
 //! Why: sqlx runs every SQLite statement as a round trip to the connection's own thread (a
 //! wake-up there and one back, 60-150 us each on the bench machine). A batch was six of them
@@ -25,8 +25,9 @@ use crate::StorageError;
 
 /// Writes `turns` in one transaction, in one round trip; returns each turn's outcome as
 /// `write_turns` does: a turn whose session is gone or not its user's fails alone, writing
-/// nothing, the others get their user's running total. On `Err` nothing was committed, and
-/// the caller must not reuse the connection (the transaction may still be open on it).
+/// nothing, the others get their user's running total. On `Err` from the script nothing was
+/// committed, but its transaction may still be open ([`roll_back`]); an answer that cannot be
+/// read (a bug) is an `Err` after the commit, which callers treat as an uncertain save.
 pub(super) async fn write(
     conn: &mut SqliteConnection,
     turns: &[&TurnWrite],
@@ -48,6 +49,16 @@ pub(super) async fn write(
         );
     }
     Ok(answer.outcomes(turns))
+}
+
+/// Ends the transaction a failed script may have left open; `false` when the connection
+/// cannot be trusted any more.
+pub(super) async fn roll_back(conn: &mut SqliteConnection) -> bool {
+    match sqlx::raw_sql("ROLLBACK").execute(conn).await {
+        Ok(_) => true,
+        // The script failed before `BEGIN` took, or at `COMMIT` after SQLite ended it.
+        Err(e) => e.to_string().contains("no transaction is active"),
+    }
 }
 
 fn decode(e: sqlx::Error) -> StorageError {
