@@ -2,10 +2,13 @@
 //! through the org's generation, whichever of them ingests or deletes; a search sees only
 //! ready documents of its own org.
 
+mod common;
+
 use aurora_config::DatabaseConfig;
-use aurora_storage::auth::{Accounts, Principal, Role};
+use aurora_storage::auth::Principal;
 use aurora_storage::knowledge::{DocStatus, Knowledge, KnowledgeIndex, NewChunk, NewDocument};
 use aurora_storage::Db;
+use common::principal;
 use uuid::Uuid;
 
 async fn db() -> (Db, tempfile::TempDir) {
@@ -16,19 +19,6 @@ async fn db() -> (Db, tempfile::TempDir) {
     let db = Db::connect(&config, 1, "aurora_app").await.unwrap();
     db.migrate().await.unwrap();
     (db, dir)
-}
-
-async fn principal(db: &Db, email: &str, org: &str) -> Principal {
-    let user = Accounts::new(db.clone(), 1, 0)
-        .admin_create_user(email, "correct horse battery", org, Role::Admin)
-        .await
-        .unwrap();
-    Principal {
-        user_id: user.id,
-        org_id: user.org_id,
-        email: user.email,
-        role: Role::Admin,
-    }
 }
 
 /// A unit vector pointing mostly along axis `i` of 8.

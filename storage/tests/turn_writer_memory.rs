@@ -2,13 +2,15 @@
 //! connection: a batch the database refuses is rolled back on that connection, so the database
 //! (and everything in it) survives the failure, and the writer goes on.
 
+mod common;
+
 use aurora_config::DatabaseConfig;
-use aurora_storage::auth::{Accounts, Principal, Role};
 use aurora_storage::cache::Cache;
 use aurora_storage::sessions::Sessions;
 use aurora_storage::turns::{TurnWrite, TurnWriter};
 use aurora_storage::usage::UsageRecord;
 use aurora_storage::Db;
+use common::principal;
 use sea_orm::ConnectionTrait;
 use serde_json::json;
 
@@ -19,16 +21,7 @@ async fn a_refused_batch_keeps_an_in_memory_database() {
     };
     let db = Db::connect(&config, 1, "aurora_app").await.unwrap();
     db.migrate().await.unwrap();
-    let user = Accounts::new(db.clone(), 1, 0)
-        .admin_create_user("a@alpha.io", "correct horse battery", "Alpha", Role::Admin)
-        .await
-        .unwrap();
-    let who = Principal {
-        user_id: user.id,
-        org_id: user.org_id,
-        email: user.email,
-        role: Role::Admin,
-    };
+    let who = principal(&db, "a@alpha.io", "Alpha").await;
     let sessions = Sessions::new(db.clone());
     let id = sessions.create(&who, None).await.unwrap().id;
     let writer = TurnWriter::start(db.clone(), Cache::local());
