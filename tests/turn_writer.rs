@@ -1,5 +1,6 @@
 //! The turn writer's group commit: concurrent turns of several users land whole, with exact
-//! running totals, and one bad turn in a batch fails alone.
+//! running totals, and one bad turn in a batch fails alone. And the other side: session
+//! contexts read together answer each reader with its own session only.
 
 mod common;
 
@@ -21,13 +22,42 @@ fn call(cost: f64) -> UsageRecord {
     }
 }
 
-async fn concurrent_turns_are_written_whole(backend: Backend) {
+/// A node with a turn writer and two users in two orgs.
+struct TwoOrgs {
+    t: TestNode,
+    db: aurora_storage::Db,
+    writer: TurnWriter,
+    sessions: Sessions,
+    a: aurora_storage::auth::Principal,
+    b: aurora_storage::auth::Principal,
+}
+
+async fn two_orgs(backend: Backend) -> TwoOrgs {
     let t = TestNode::start(backend).await;
     let db = t.node().db().clone();
     let writer = TurnWriter::start(db.clone(), Cache::local());
     let sessions = Sessions::new(db.clone());
     let a = t.principal(&t.register("a@alpha.io", "Alpha").await).await;
     let b = t.principal(&t.register("b@beta.io", "Beta").await).await;
+    TwoOrgs {
+        t,
+        db,
+        writer,
+        sessions,
+        a,
+        b,
+    }
+}
+
+async fn concurrent_turns_are_written_whole(backend: Backend) {
+    let TwoOrgs {
+        t,
+        db,
+        writer,
+        sessions,
+        a,
+        b,
+    } = two_orgs(backend).await;
     let mut ids = Vec::new();
     for who in [&a, &b] {
         for _ in 0..4 {
@@ -190,13 +220,15 @@ async fn reads_do_not_wait_for_the_writer(backend: Backend) {
 /// refuses writes nothing of any of its turns, and the writer goes on with the next.
 async fn batches_check_owners_and_fail_whole(backend: Backend) {
     use sea_orm::ConnectionTrait;
-    let t = TestNode::start(backend).await;
-    let db = t.node().db().clone();
-    let writer = TurnWriter::start(db.clone(), Cache::local());
-    let sessions = Sessions::new(db.clone());
+    let TwoOrgs {
+        t,
+        db,
+        writer,
+        sessions,
+        a,
+        b,
+    } = two_orgs(backend).await;
     let usage = LlmUsage::new(db.clone(), Cache::local());
-    let a = t.principal(&t.register("a@alpha.io", "Alpha").await).await;
-    let b = t.principal(&t.register("b@beta.io", "Beta").await).await;
     let untitled = sessions.create(&a, None).await.unwrap().id;
     let named = sessions.create(&a, Some("Mine")).await.unwrap().id;
     let quiet = sessions.create(&a, None).await.unwrap().id;
@@ -302,9 +334,83 @@ async fn batches_check_owners_and_fail_whole(backend: Backend) {
     t.stop().await;
 }
 
+/// Many session actors starting at once: their context reads go to the database together, and
+/// each gets its own session's context; another user's or org's session, a deleted one or an
+/// unknown id is "not found" to its reader whatever else was in the batch.
+async fn context_reads_go_together(backend: Backend) {
+    let TwoOrgs {
+        t,
+        db: _,
+        writer,
+        sessions,
+        a,
+        b,
+    } = two_orgs(backend).await;
+    let mut owned = Vec::new();
+    for (who, n) in [(&a, 6), (&b, 5)] {
+        for i in 0..n {
+            let id = sessions.create(who, None).await.unwrap().id;
+            // Session i holds i turns, each naming its session and place.
+            for k in 0..i {
+                let turn = TurnWrite {
+                    who: who.clone(),
+                    session_id: id,
+                    messages: vec![json!({ "role": "user", "content": format!("{id}/{k}") })],
+                    context: None,
+                    first_query: None,
+                    usage: vec![],
+                };
+                writer.save(turn).await.unwrap();
+            }
+            owned.push((who.clone(), id, i));
+        }
+    }
+    let gone = sessions.create(&a, None).await.unwrap().id;
+    sessions.delete(&a, gone).await.unwrap();
+    let mut reads = Vec::new();
+    for round in 0..20 {
+        for (i, (who, id, turns)) in owned.iter().enumerate() {
+            reads.push((who.clone(), *id, Some(*turns)));
+            // Someone else asking for the same session, in the same batch.
+            let other = if who.user_id == a.user_id { &b } else { &a };
+            if (i + round) % 3 == 0 {
+                reads.push((other.clone(), *id, None));
+            }
+        }
+        reads.push((a.clone(), gone, None));
+        reads.push((b.clone(), uuid::Uuid::now_v7(), None));
+    }
+    let answers = futures::future::join_all(
+        reads
+            .iter()
+            .map(|(who, id, _)| sessions.llm_context(who, *id)),
+    )
+    .await;
+    for ((who, id, expected), answer) in reads.iter().zip(answers) {
+        match expected {
+            Some(turns) => {
+                let context = answer.unwrap_or_else(|e| panic!("{} on {id}: {e}", who.email));
+                let contents: Vec<String> = context
+                    .iter()
+                    .map(|m| m["content"].as_str().unwrap().to_string())
+                    .collect();
+                let want: Vec<String> = (0..*turns).map(|k| format!("{id}/{k}")).collect();
+                assert_eq!(contents, want);
+            }
+            None => assert!(
+                matches!(answer, Err(aurora_storage::StorageError::NotFound(_))),
+                "{} read {id}: {answer:?}",
+                who.email
+            ),
+        }
+    }
+    t.stop().await;
+}
+
 on_both_backends!(
     concurrent_turns_are_written_whole,
     batches_check_owners_and_fail_whole,
+    context_reads_go_together,
     legacy_arrays_come_first,
     reads_do_not_wait_for_the_writer
 );

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod auth;
 pub mod cache;
+mod contexts;
 mod db;
 pub mod entities;
 mod error;

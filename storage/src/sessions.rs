@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{CaseStatement, Condition, Expr, ExprTrait, Order, Query};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, QueryTrait,
@@ -13,6 +13,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::auth::{validate_name, Principal};
+use crate::contexts::ContextReads;
 use crate::entities::{chat_messages, chat_sessions};
 use crate::{org_select, Db, StorageError};
 
@@ -31,11 +32,15 @@ pub struct SessionSummary {
 #[derive(Clone, Debug)]
 pub struct Sessions {
     db: Db,
+    contexts: ContextReads,
 }
 
 impl Sessions {
     pub fn new(db: Db) -> Sessions {
-        Sessions { db }
+        Sessions {
+            db,
+            contexts: ContextReads::default(),
+        }
     }
 
     /// The caller's live sessions, most recently updated first.
@@ -218,60 +223,10 @@ impl Sessions {
         who: &Principal,
         id: Uuid,
     ) -> Result<Vec<serde_json::Value>, StorageError> {
-        // One hot read, no transaction: only this session's actor appends to it, and it is the
-        // one reading (a new session actor loads its context once, then keeps it). The session
-        // row (the owner test, and its legacy array, empty for sessions created since turns
-        // became rows) joined to its appended rows, in order; a session with none gives one
-        // row without them.
-        let session = |c: chat_sessions::Column| Expr::col((chat_sessions::Entity, c));
-        let message = |c: chat_messages::Column| (chat_messages::Entity, c);
-        let query = Query::select()
-            .column((
-                chat_sessions::Entity,
-                chat_sessions::Column::LlmContextHistory,
-            ))
-            .column(message(chat_messages::Column::Body))
-            .column(message(chat_messages::Column::Kind))
-            .from(chat_sessions::Entity)
-            .left_join(
-                chat_messages::Entity,
-                Condition::all()
-                    .add(
-                        Expr::col(message(chat_messages::Column::SessionId))
-                            .equals((chat_sessions::Entity, chat_sessions::Column::Id)),
-                    )
-                    .add(Expr::col(message(chat_messages::Column::OrgId)).eq(who.org_id))
-                    .add(Expr::col(message(chat_messages::Column::Kind)).is_in([CONTEXT, BOTH])),
-            )
-            .and_where(session(chat_sessions::Column::Id).eq(id))
-            .and_where(session(chat_sessions::Column::OrgId).eq(who.org_id))
-            .and_where(session(chat_sessions::Column::UserId).eq(who.user_id))
-            .and_where(session(chat_sessions::Column::DeletedAt).is_null())
-            .order_by(message(chat_messages::Column::Id), Order::Asc)
-            .to_owned();
-        let rows = self.db.org_query(who.org_id, &query).await?;
-        let first = rows.first().ok_or(StorageError::NotFound("session"))?;
-        let mut context = match first.try_get::<serde_json::Value>("", "llm_context_history")? {
-            serde_json::Value::Array(items) => items,
-            _ => Vec::new(),
-        };
-        for r in &rows {
-            let Some(body) = r.try_get::<Option<serde_json::Value>>("", "body")? else {
-                continue;
-            };
-            let both = r.try_get::<Option<String>>("", "kind")?.as_deref() == Some(BOTH);
-            let start = context.len();
-            unpack(body, &mut context);
-            // The display timestamp of an entry stored for both is no part of the context.
-            if both {
-                for entry in &mut context[start..] {
-                    if let Some(obj) = entry.as_object_mut() {
-                        obj.remove("timestamp");
-                    }
-                }
-            }
-        }
-        Ok(context)
+        // No transaction: only this session's actor appends to it, and it is the one reading
+        // (a new session actor loads its context once, then keeps it). Batched with other
+        // sessions' reads (crate::contexts).
+        self.contexts.read(&self.db, who, id).await
     }
 }
 
@@ -477,7 +432,7 @@ async fn entries<C: ConnectionTrait>(
 
 /// A stored row's entries: a turn's row holds them as an array; a row written before turns were
 /// stored whole holds one entry.
-fn unpack(body: serde_json::Value, out: &mut Vec<serde_json::Value>) {
+pub(crate) fn unpack(body: serde_json::Value, out: &mut Vec<serde_json::Value>) {
     match body {
         serde_json::Value::Array(entries) => out.extend(entries),
         entry => out.push(entry),
