@@ -161,29 +161,18 @@ async fn malformed_bodies(backend: Backend) {
         "VALIDATION_ERROR",
     )
     .await;
-    // Oversized body: over the 1 MiB default.
-    let big = json!({ "email": "b@acme.io", "password": "correct horse battery", "org_name": "x".repeat(2 * 1024 * 1024) });
-    refused(
-        &t,
-        Method::POST,
-        reg,
-        None,
-        Some(big),
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "PAYLOAD_TOO_LARGE",
-    )
-    .await;
-    let big_pref = json!({ "key": "k", "value": "x".repeat(2 * 1024 * 1024) });
-    refused(
-        &t,
-        Method::POST,
-        "/api/user-preferences",
-        Some(&admin),
-        Some(big_pref),
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "PAYLOAD_TOO_LARGE",
-    )
-    .await;
+    // Oversized bodies: over the 1 MiB default, refused from the announced length.
+    for (path, token) in [(reg, None), ("/api/user-preferences", Some(admin.as_str()))] {
+        let before = t.row_counts().await;
+        let (status, body) = t.post_announcing(path, token, 2 * 1024 * 1024).await;
+        assert_error(
+            status,
+            &body,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+        );
+        assert_eq!(t.row_counts().await, before, "POST {path} wrote rows");
+    }
     t.stop().await;
 }
 
