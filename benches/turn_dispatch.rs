@@ -7,7 +7,8 @@
 //!   DATABASE_URL=postgres://... cargo bench --bench turn_dispatch
 //!
 //! Bounded: SESSIONS sessions (default 10 000, so each phase lasts long enough to measure) with
-//! TURNS turns each (default 5), CONCURRENCY clients at a time (default 64).
+//! TURNS turns each (default 5), CONCURRENCY clients at a time (default 64), each with one
+//! channel for the frames of all its turns, as a WebSocket connection has.
 
 // The node's allocator, so the figures are the node's.
 #[global_allocator]
@@ -27,15 +28,20 @@ use ractor::{Actor, ActorRef};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-/// One turn: route a query, wait for END.
-async fn turn(sup: &ActorRef<SessionsMsg>, who: &Principal, session_id: Uuid) {
-    let (tx, mut rx) = mpsc::channel(64);
+/// One turn: route a query, wait for END. `frames` is the client's one channel for all its
+/// turns, as a WebSocket connection has (`edges::ws`).
+async fn turn(
+    sup: &ActorRef<SessionsMsg>,
+    who: &Principal,
+    session_id: Uuid,
+    (tx, rx): &mut (mpsc::Sender<ServerFrame>, mpsc::Receiver<ServerFrame>),
+) {
     let msg = SessionMsg::Query {
         query: "status?".into(),
         mode: Mode::Agent,
         model: None,
         interactive: true,
-        frames: tx,
+        frames: tx.clone(),
     };
     sup.cast(SessionsMsg::Route {
         session_id,
@@ -68,12 +74,13 @@ async fn run_phase(
     for _ in 0..concurrency {
         let (sup, who, queue) = (sup.clone(), who.clone(), queue.clone());
         clients.push(tokio::spawn(async move {
+            let mut frames = mpsc::channel(1024);
             loop {
                 let Some(id) = queue.lock().unwrap().pop() else {
                     return;
                 };
                 for _ in 0..turns {
-                    turn(&sup, &who, id).await;
+                    turn(&sup, &who, id, &mut frames).await;
                 }
             }
         }));
