@@ -404,6 +404,25 @@ async fn context_reads_go_together(backend: Backend) {
             ),
         }
     }
+    // A query the database refuses fails every reader of its batch with an error that is not
+    // "not found", and the reads after it work again.
+    use sea_orm::ConnectionTrait;
+    let conn = t.node().db().connection();
+    conn.execute_unprepared("ALTER TABLE chat_messages RENAME TO chat_messages_away")
+        .await
+        .unwrap();
+    let (who, id, _) = &owned[3];
+    let failed = futures::future::join_all((0..4).map(|_| sessions.llm_context(who, *id))).await;
+    for answer in failed {
+        assert!(
+            matches!(answer, Err(ref e) if !matches!(e, aurora_storage::StorageError::NotFound(_))),
+            "{answer:?}"
+        );
+    }
+    conn.execute_unprepared("ALTER TABLE chat_messages_away RENAME TO chat_messages")
+        .await
+        .unwrap();
+    assert_eq!(sessions.llm_context(who, *id).await.unwrap().len(), 3);
     t.stop().await;
 }
 
