@@ -8,7 +8,8 @@
 //!
 //! Bounded: SESSIONS sessions (default 10 000, so each phase lasts long enough to measure) with
 //! TURNS turns each (default 5), CONCURRENCY clients at a time (default 64), each with one
-//! channel for the frames of all its turns, as a WebSocket connection has.
+//! channel for the frames of all its turns, as a WebSocket connection has. The sessions belong
+//! to USERS users in turn (default 1: one user's turns all update one running-total row).
 
 // The node's allocator, so the figures are the node's.
 #[global_allocator]
@@ -63,8 +64,7 @@ async fn turn(
 async fn run_phase(
     name: &str,
     sup: &ActorRef<SessionsMsg>,
-    who: &Principal,
-    ids: &[Uuid],
+    ids: &[(Principal, Uuid)],
     turns: usize,
     concurrency: usize,
 ) {
@@ -72,29 +72,38 @@ async fn run_phase(
     let queue = Arc::new(std::sync::Mutex::new(ids.to_vec()));
     let mut clients = Vec::new();
     for _ in 0..concurrency {
-        let (sup, who, queue) = (sup.clone(), who.clone(), queue.clone());
+        let (sup, queue) = (sup.clone(), queue.clone());
         clients.push(tokio::spawn(async move {
             let mut frames = mpsc::channel(1024);
+            let mut latencies = Vec::new();
             loop {
-                let Some(id) = queue.lock().unwrap().pop() else {
-                    return;
+                let Some((who, id)) = queue.lock().unwrap().pop() else {
+                    return latencies;
                 };
                 for _ in 0..turns {
+                    let sent = Instant::now();
                     turn(&sup, &who, id, &mut frames).await;
+                    latencies.push(sent.elapsed());
                 }
             }
         }));
     }
+    let mut latencies = Vec::with_capacity(ids.len() * turns);
     for c in clients {
-        c.await.unwrap();
+        latencies.extend(c.await.unwrap());
     }
     let secs = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let ms = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
     let total = ids.len() * turns;
     println!(
-        "{name}: {} sessions, {total} turns in {secs:.2} s: {:.0} turns/s, {:.0} sessions/s",
+        "{name}: {} sessions, {total} turns in {secs:.2} s: {:.0} turns/s, {:.0} sessions/s; \
+         turn latency p50 {:.1} ms, p99 {:.1} ms",
         ids.len(),
         total as f64 / secs,
-        ids.len() as f64 / secs
+        ids.len() as f64 / secs,
+        ms(0.5),
+        ms(0.99),
     );
 }
 
@@ -107,21 +116,25 @@ async fn main() -> anyhow::Result<()> {
     let sessions_n = common::env_usize("SESSIONS", 10_000);
     let turns = common::env_usize("TURNS", 5);
     let concurrency = common::env_usize("CONCURRENCY", 64);
+    let users_n = common::env_usize("USERS", 1).max(1);
     let bench = common::Bench::start().await?;
+    let mut users = vec![bench.who.clone()];
+    for _ in 1..users_n {
+        users.push(bench.user().await?);
+    }
     let store = Sessions::new(bench.db.clone());
     let mut ids = Vec::with_capacity(sessions_n);
-    for _ in 0..sessions_n {
-        ids.push(store.create(&bench.who, None).await?.id);
+    for i in 0..sessions_n {
+        let who = &users[i % users_n];
+        ids.push((who.clone(), store.create(who, None).await?.id));
     }
-    let who = bench.who.clone();
     let backend = bench.backend;
     let (sup, _) = Actor::spawn(None, SessionsSupervisor, bench.sessions_args()).await?;
-    println!("backend {backend}, concurrency {concurrency}");
+    println!("backend {backend}, concurrency {concurrency}, users {users_n}");
     // Every session is new here: each first turn starts a SessionActor.
     run_phase(
         "cold (session start + 1 turn)",
         &sup,
-        &who,
         &ids,
         1,
         concurrency,
@@ -130,7 +143,6 @@ async fn main() -> anyhow::Result<()> {
     run_phase(
         "warm (turns on live sessions)",
         &sup,
-        &who,
         &ids,
         turns,
         concurrency,

@@ -61,10 +61,19 @@ pub fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+async fn register(accounts: &Accounts) -> anyhow::Result<Principal> {
+    let email = format!("bench-{}@acme.io", Uuid::new_v4().simple());
+    let reg = accounts
+        .register(&email, "a long bench password", "Bench")
+        .await?;
+    Ok(accounts.authenticate(&reg.token.token).await?)
+}
+
 pub struct Bench {
     pub db: Db,
     pub who: Principal,
     pub backend: &'static str,
+    accounts: Accounts,
     dir: tempfile::TempDir,
 }
 
@@ -86,17 +95,19 @@ impl Bench {
             "sqlite"
         };
         let accounts = Accounts::new(db.clone(), 24, 10);
-        let email = format!("bench-{}@acme.io", Uuid::new_v4().simple());
-        let reg = accounts
-            .register(&email, "a long bench password", "Bench")
-            .await?;
-        let who = accounts.authenticate(&reg.token.token).await?;
+        let who = register(&accounts).await?;
         Ok(Bench {
             db,
             who,
             backend,
+            accounts,
             dir,
         })
+    }
+
+    /// Another user, in an org of their own.
+    pub async fn user(&self) -> anyhow::Result<Principal> {
+        register(&self.accounts).await
     }
 
     pub fn sessions_args(&self) -> SessionsArgs {
