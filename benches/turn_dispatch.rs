@@ -10,6 +10,8 @@
 //! TURNS turns each (default 5), CONCURRENCY clients at a time (default 64), each with one
 //! channel for the frames of all its turns, as a WebSocket connection has. The sessions belong
 //! to USERS users in turn (default 1: one user's turns all update one running-total row).
+//! ANALYZE=1 takes the database's statistics once the sessions exist, as autovacuum would on a
+//! live database (they then describe `chat_messages` empty: the run adds its rows).
 
 // The node's allocator, so the figures are the node's.
 #[global_allocator]
@@ -128,18 +130,15 @@ async fn main() -> anyhow::Result<()> {
         let who = &users[i % users_n];
         ids.push((who.clone(), store.create(who, None).await?.id));
     }
+    if std::env::var("ANALYZE").is_ok() {
+        use sea_orm::ConnectionTrait;
+        bench.db.connection().execute_unprepared("ANALYZE").await?;
+    }
     let backend = bench.backend;
     let (sup, _) = Actor::spawn(None, SessionsSupervisor, bench.sessions_args()).await?;
     println!("backend {backend}, concurrency {concurrency}, users {users_n}");
     // Every session is new here: each first turn starts a SessionActor.
-    run_phase(
-        "cold (session start + 1 turn)",
-        &sup,
-        &ids,
-        1,
-        concurrency,
-    )
-    .await;
+    run_phase("cold (session start + 1 turn)", &sup, &ids, 1, concurrency).await;
     run_phase(
         "warm (turns on live sessions)",
         &sup,

@@ -433,3 +433,53 @@ on_both_backends!(
     legacy_arrays_come_first,
     reads_do_not_wait_for_the_writer
 );
+
+/// PostgreSQL plans the batched context read through `chat_messages`' session index even when
+/// the table's statistics are older than its rows (a young database, before autovacuum's next
+/// analyze). Planned as a plain join, the read then scanned all of `chat_messages`, once per
+/// batch or once per session of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_read_plan_follows_the_session_index() {
+    use sea_orm::sea_query::PostgresQueryBuilder;
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let TwoOrgs {
+        t, db, sessions, a, ..
+    } = two_orgs(Backend::Postgres).await;
+    let mut ids = Vec::new();
+    for _ in 0..256 {
+        ids.push(sessions.create(&a, None).await.unwrap().id);
+    }
+    let conn = db.connection();
+    // Statistics taken with the sessions there and `chat_messages` still empty, then rows: 40
+    // per session.
+    conn.execute_unprepared("ANALYZE chat_sessions, chat_messages")
+        .await
+        .unwrap();
+    conn.execute_unprepared(
+        "INSERT INTO chat_messages (id, org_id, session_id, kind, body, created_at) \
+         SELECT gen_random_uuid(), s.org_id, s.id, 'both', '[]'::jsonb, now() \
+         FROM chat_sessions s, generate_series(1, 40)",
+    )
+    .await
+    .unwrap();
+    let list = ids.iter().map(|&id| id.into()).collect();
+    let (sql, values) =
+        aurora_storage::context_query(DbBackend::Postgres, list).build(PostgresQueryBuilder);
+    // Planned as the reader runs it: in the system context, as the application's role.
+    let tx = db.system().await.unwrap();
+    let explain =
+        Statement::from_sql_and_values(DbBackend::Postgres, format!("EXPLAIN {sql}"), values);
+    let plan: Vec<String> = tx
+        .conn()
+        .query_all_raw(explain)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0).unwrap())
+        .collect();
+    let plan = plan.join("\n");
+    assert!(!plan.contains("Seq Scan on chat_messages"), "{plan}");
+    assert!(plan.contains("chat_messages_session_idx"), "{plan}");
+    drop(tx);
+    t.stop().await;
+}

@@ -25,5 +25,8 @@ pub mod time;
 pub mod turns;
 pub mod usage;
 
+/// The batched context read's statement, for the test that checks PostgreSQL's plan for it.
+#[doc(hidden)]
+pub use contexts::query as context_query;
 pub use db::{org_select, Db, OrgTx, SystemTx};
 pub use error::StorageError;
