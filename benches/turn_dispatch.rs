@@ -10,7 +10,7 @@
 //! TURNS turns each (default 5), CONCURRENCY clients at a time (default 64), each with one
 //! channel for the frames of all its turns, as a WebSocket connection has. The sessions belong
 //! to USERS users in turn (default 1: one user's turns all update one running-total row).
-//! ANALYZE=1 takes the database's statistics once the sessions exist, as autovacuum would on a
+//! ANALYZE=1 (set to anything) takes the database's statistics once the sessions exist, as autovacuum would on a
 //! live database (they then describe `chat_messages` empty: the run adds its rows).
 
 // The node's allocator, so the figures are the node's.
@@ -96,7 +96,11 @@ async fn run_phase(
     }
     let secs = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
-    let ms = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+    // Nearest-rank percentile; 0 for a phase with no turns (SESSIONS=0 or TURNS=0).
+    let ms = |q: f64| {
+        let rank = (latencies.len().saturating_sub(1) as f64 * q) as usize;
+        latencies.get(rank).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
     let total = ids.len() * turns;
     println!(
         "{name}: {} sessions, {total} turns in {secs:.2} s: {:.0} turns/s, {:.0} sessions/s; \
