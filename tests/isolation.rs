@@ -42,6 +42,15 @@ async fn two_orgs(t: &TestNode) -> (Uuid, Uuid) {
             )
             .await;
         assert_eq!(status, reqwest::StatusCode::CREATED);
+        let (status, _) = t
+            .post(
+                "/api/org/credentials",
+                Some(&token),
+                json!({ "provider": "kubernetes", "name": format!("{org} cluster"),
+                        "server": "https://10.0.0.1:6443", "token": format!("{org}-token") }),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::CREATED);
         let (_, me) = t.get("/api/auth/me", Some(&token)).await;
         let org_id: Uuid = me["org_id"].as_str().unwrap().parse().unwrap();
         // A turn as the chat runtime saves it: its messages (one row each, for history and

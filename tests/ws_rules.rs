@@ -12,9 +12,19 @@ use common::ws::{turn, turn_answering, types, Llm};
 use common::Backend;
 use serde_json::{json, Value};
 
-/// A `kubectl` that logs each run next to itself, so a test can prove what never ran.
-const LOGGING_KUBECTL: &str =
-    "#!/bin/sh\necho \"$@\" >> \"$(dirname \"$0\")/ran\"\necho \"kubectl $1 done\"\n";
+/// A `kubectl` that logs each run in its working directory (the session's: the only place a
+/// sandboxed tool can write), so a test can prove what never ran.
+const LOGGING_KUBECTL: &str = "#!/bin/sh\necho \"$@\" >> ran\necho \"kubectl $1 done\"\n";
+
+/// Where [`LOGGING_KUBECTL`] logs for the session `sid` of the user behind `token`.
+async fn ran_log(t: &common::TestNode, token: &str, sid: &str) -> std::path::PathBuf {
+    let me = t.principal(token).await;
+    t.data_dir()
+        .join("sessions")
+        .join(me.user_id.to_string())
+        .join(sid)
+        .join("ran")
+}
 
 fn delete_call(id: &str) -> Reply {
     Reply::tool_call(
@@ -35,7 +45,7 @@ fn tool_errors(frames: &[Value]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declined_timed_out_and_read_only_destructive_calls_never_run() {
-    let (t, _fake, dir) = chat_node(
+    let (t, _fake, _dir) = chat_node(
         vec![
             delete_call("call_1"),
             Reply::text(&["Left it alone."], (10, 2)),
@@ -92,7 +102,7 @@ async fn declined_timed_out_and_read_only_destructive_calls_never_run() {
         "{frames:?}"
     );
     assert!(
-        !dir.path().join("ran").exists(),
+        !ran_log(&t, &token, &sid).await.exists(),
         "kubectl must never have run"
     );
 
@@ -174,7 +184,7 @@ async fn cancel_mid_stream_keeps_the_partial_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_turn_through_the_anthropic_protocol() {
-    let (t, fake, dir) = chat_node_on(
+    let (t, fake, _dir) = chat_node_on(
         Backend::Sqlite,
         Llm::Anthropic,
         vec![
@@ -200,7 +210,7 @@ async fn a_turn_through_the_anthropic_protocol() {
     assert!(frames
         .iter()
         .any(|f| f["data"]["text"] == "All pods are running."));
-    assert!(std::fs::read_to_string(dir.path().join("ran"))
+    assert!(std::fs::read_to_string(ran_log(&t, &token, &sid).await)
         .unwrap()
         .contains("get pods"));
     // The second request carried the tool result back as a tool_result block.

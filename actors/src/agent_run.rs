@@ -40,7 +40,8 @@ pub struct AgentRunArgs {
 }
 
 pub enum AgentRunMsg {
-    Decision(String, Decision),
+    /// `(confirmation_id, decision, approver)`.
+    Decision(String, Decision, uuid::Uuid),
     Cancel,
     Status(RpcReplyPort<ActorSnapshot>),
 }
@@ -50,7 +51,7 @@ pub enum AgentRunMsg {
 impl ractor::Message for AgentRunMsg {}
 
 pub struct AgentRunState {
-    decisions: mpsc::Sender<(String, Decision)>,
+    decisions: mpsc::Sender<(String, Decision, uuid::Uuid)>,
     cancel: Arc<watch::Sender<bool>>,
     session_id: uuid::Uuid,
     started_at: DateTime<Utc>,
@@ -212,8 +213,8 @@ impl Actor for AgentRunActor {
             state.mailbox.taken();
         }
         match msg {
-            AgentRunMsg::Decision(id, decision) => {
-                let _ = state.decisions.send((id, decision)).await;
+            AgentRunMsg::Decision(id, decision, approver) => {
+                let _ = state.decisions.send((id, decision, approver)).await;
             }
             AgentRunMsg::Cancel => {
                 let _ = state.cancel.send(true);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aurora_storage::redis::RedisPool;
+use aurora_storage::secrets::SecretStore;
 use aurora_storage::Db;
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -57,6 +58,9 @@ impl HealthReport {
 pub struct HealthArgs {
     pub db: Db,
     pub redis: Option<RedisPool>,
+    /// The secret store: critical when it is Vault (a service that can go away), reported but
+    /// not critical when it is the node's own sealed file.
+    pub secrets: Option<SecretStore>,
     pub interval: Duration,
     pub publish: Arc<watch::Sender<HealthReport>>,
 }
@@ -143,6 +147,15 @@ async fn probe(state: &mut HealthState) {
             "redis",
             check(true, async move {
                 redis.ping().await.map_err(|e| e.to_string())
+            })
+            .await,
+        );
+    }
+    if let Some(store) = state.args.secrets.clone() {
+        deps.insert(
+            "secret_store",
+            check(store.is_critical(), async move {
+                store.health().await.map_err(|e| e.to_string())
             })
             .await,
         );

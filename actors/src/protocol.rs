@@ -71,6 +71,8 @@ pub enum ErrorCode {
     InputTooLarge,
     LlmUnavailable,
     NotFound,
+    /// The caller's role does not allow it (a viewer approving, or starting an agent-mode turn).
+    Forbidden,
     Internal,
 }
 
@@ -160,6 +162,24 @@ pub struct ToolErrorData {
     pub error: String,
 }
 
+impl ToolErrorData {
+    /// The `tool_error` frame of `call` in `session_id`.
+    pub fn frame(
+        call: &aurora_models::llm::ToolCall,
+        session_id: Uuid,
+        error: String,
+    ) -> ServerFrame {
+        ServerFrame::ToolError {
+            data: ToolErrorData {
+                tool_call_id: call.id.clone(),
+                tool_name: call.name.clone(),
+                error,
+            },
+            session_id,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConfirmationData {
     pub confirmation_id: String,
@@ -168,6 +188,10 @@ pub struct ConfirmationData {
     pub message: String,
     pub options: Vec<Decision>,
     pub block_reason: String,
+    /// The gate's class for the command: `write` or `destructive` (reads never ask).
+    pub classification: aurora_storage::classify::Class,
+    /// Least role that may approve (`editor`).
+    pub approver_role: aurora_storage::auth::Role,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

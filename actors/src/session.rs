@@ -63,6 +63,8 @@ pub enum SessionMsg {
     Decision {
         confirmation_id: String,
         decision: Decision,
+        /// Who answered: their role is checked when the turn receives the answer.
+        approver: Uuid,
     },
     Cancel,
     /// A (re)connected client's channel: the running turn's frames go there from now on.
@@ -249,11 +251,12 @@ impl Actor for SessionActor {
             SessionMsg::Decision {
                 confirmation_id,
                 decision,
+                approver,
             } => {
                 if let Some(run) = &state.run {
-                    let _ = run
-                        .actor
-                        .cast(AgentRunMsg::Decision(confirmation_id, decision));
+                    let _ =
+                        run.actor
+                            .cast(AgentRunMsg::Decision(confirmation_id, decision, approver));
                 }
             }
             SessionMsg::Cancel => {

@@ -10,8 +10,9 @@ use std::time::Duration;
 use aurora_models::llm::{ChatMessage, ChatRequest, LlmEvent, LlmProvider, ToolCall, Usage};
 use aurora_models::pricing::PriceTable;
 use aurora_storage::audit::Audit;
-use aurora_storage::auth::Principal;
-use aurora_storage::policies::{Policies, Verdict};
+use aurora_storage::auth::{Accounts, Principal, Role};
+use aurora_storage::classify::{classify, Class, Classification};
+use aurora_storage::policies::{Gate, GateMode, Policies, Verdict};
 use aurora_storage::turns::TurnWriter;
 use aurora_storage::usage::UsageRecord;
 use chrono::Utc;
@@ -27,6 +28,7 @@ use crate::protocol::{
 };
 use crate::tool_execution::{execute, ToolJob};
 use crate::tools::cloud_exec::{self, CloudExec};
+use crate::tools::grants::{Grants, OrgGrant};
 use crate::tools::knowledge_search;
 use crate::tools::terraform::{self, Owner, Terraform};
 use crate::tools::ToolError;
@@ -42,6 +44,10 @@ pub struct TurnDeps {
     pub knowledge: Option<Arc<KnowledgeBase>>,
     pub policies: Policies,
     pub audit: Audit,
+    /// The orgs' credentials for their tools.
+    pub grants: Grants,
+    /// Approvers' roles, read when they approve.
+    pub accounts: Accounts,
     /// Persists finished turns (history and usage) with group commit.
     pub writer: TurnWriter,
     /// Most model calls in one turn.
@@ -86,7 +92,8 @@ pub struct TurnOutcome {
 pub struct TurnIo {
     pub frames: FrameSink,
     /// `(confirmation_id, decision)` from the client.
-    pub decisions: mpsc::Receiver<(String, Decision)>,
+    /// `(confirmation_id, decision, approver)`: the approver is the user who answered.
+    pub decisions: mpsc::Receiver<(String, Decision, Uuid)>,
     /// Flips to true when the client cancels.
     pub cancel: watch::Receiver<bool>,
     /// The actor tool executions are linked under (the turn's `AgentRunActor`).
@@ -97,9 +104,11 @@ pub struct TurnIo {
 struct Prepared {
     /// What the policy gate and the audit log see (`kubectl delete pod x`, `terraform apply`).
     command: String,
-    /// False when the call changes something even if the gate allows it (terraform write):
-    /// ask mode refuses those.
-    read_only: bool,
+    /// Read, write, destructive or forbidden, and why.
+    class: Classification,
+    /// Changes only the session's own directory (terraform write): agent mode runs it without
+    /// asking; ask mode and background runs still refuse it.
+    local_only: bool,
     /// False for tools that only read the org's own data (knowledge search): the command
     /// policy gate, which judges infrastructure commands, does not apply to them.
     gated: bool,
@@ -152,6 +161,8 @@ struct Turn<'a> {
     added: Vec<ChatMessage>,
     totals: SessionTotals,
     usage: Vec<UsageRecord>,
+    /// The org's credentials, fetched at the turn's first tool call.
+    grant: Option<Arc<OrgGrant>>,
 }
 
 /// Runs one turn to its end. Never panics on provider or tool failures: they become frames and
@@ -166,8 +177,17 @@ pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> Tu
         }],
         totals: SessionTotals::default(),
         usage: Vec::new(),
+        grant: None,
     };
-    let status = turn.run().await;
+    let status = if input.who.role < Role::Editor && input.mode == Mode::Agent {
+        // Viewers may ask, never act: refused before the model is called.
+        TurnStatus::Failed {
+            code: ErrorCode::Forbidden,
+            message: "viewers can only use ask mode (read-only); ask an editor to act".into(),
+        }
+    } else {
+        turn.run().await
+    };
     let outcome = match &status {
         TurnStatus::Completed => "completed",
         TurnStatus::Cancelled => "cancelled",
@@ -288,9 +308,29 @@ impl Turn<'_> {
             .await;
         }
         let done = calls.is_empty();
+        // The history keeps the calls' arguments with the org's secrets masked.
+        let stored_calls = match calls.is_empty() {
+            true => Vec::new(),
+            false => match self.grant().await {
+                Ok(g) => calls
+                    .iter()
+                    .map(|c| ToolCall {
+                        arguments: g.secrets.redact(&c.arguments),
+                        ..c.clone()
+                    })
+                    .collect(),
+                Err(_) => calls
+                    .iter()
+                    .map(|c| ToolCall {
+                        arguments: crate::tools::redact::redact(&c.arguments),
+                        ..c.clone()
+                    })
+                    .collect(),
+            },
+        };
         self.added.push(ChatMessage::Assistant {
             content: text,
-            tool_calls: calls.clone(),
+            tool_calls: stored_calls,
         });
         for call in calls {
             if self.cancelled() {
@@ -352,42 +392,80 @@ impl Turn<'_> {
         .await;
     }
 
+    /// The org's credentials for this turn, fetched once.
+    async fn grant(&mut self) -> Result<Arc<OrgGrant>, String> {
+        if let Some(g) = &self.grant {
+            return Ok(g.clone());
+        }
+        let g = self.deps.grants.for_org(self.input.who.org_id).await?;
+        self.grant = Some(g.clone());
+        Ok(g)
+    }
+
+    /// Which gate applies: a background run and ask mode only read.
+    fn gate_mode(&self) -> GateMode {
+        match (self.input.interactive, self.input.mode) {
+            (false, _) => GateMode::Background,
+            (true, Mode::Ask) => GateMode::Ask,
+            (true, Mode::Agent) => GateMode::Agent,
+        }
+    }
+
     /// Runs one tool call through the gate; returns what the model is told.
     async fn tool(&mut self, call: &ToolCall) -> String {
         let sid = self.input.session_id;
-        let input: serde_json::Value = serde_json::from_str(&call.arguments)
+        let raw: serde_json::Value = serde_json::from_str(&call.arguments)
             .unwrap_or_else(|_| json!({ "raw": call.arguments }));
-        let tool_error = |error: String| ServerFrame::ToolError {
-            data: ToolErrorData {
-                tool_call_id: call.id.clone(),
-                tool_name: call.name.clone(),
-                error,
-            },
-            session_id: sid,
+        // The org's credentials for this call: handed to the tool, and masked by value in
+        // everything shown or stored.
+        let grant = match self.grant().await {
+            Ok(g) => g,
+            Err(e) => {
+                let error = format!("the organization's credentials are unavailable: {e}");
+                self.send(ToolErrorData::frame(call, sid, error.clone()))
+                    .await;
+                return error;
+            }
         };
-        let prepared = match self.prepare(call, &input) {
+        let input = grant.secrets.redact_json(&raw);
+        let tool_error = |error: String| ToolErrorData::frame(call, sid, error);
+        let prepared = match self.prepare(call, &raw, &grant) {
             Ok(p) => p,
             Err(e) => {
-                self.send(tool_error(e.to_string())).await;
-                return e.to_string();
+                let error = grant.secrets.redact(&e.to_string());
+                self.send(tool_error(error.clone())).await;
+                return error;
             }
         };
         let Prepared {
             command,
-            read_only,
+            class,
+            local_only,
             gated,
             job,
         } = prepared;
-        let verdict = if !gated {
-            Verdict::Allowed
+        let command = grant.secrets.redact(&command);
+        let gate = if !gated {
+            Gate {
+                class: class.class,
+                reason: class.reason,
+                verdict: Verdict::Allowed,
+            }
         } else {
             match self
                 .deps
                 .policies
-                .check(self.input.who.org_id, &command)
+                .check(self.input.who.org_id, &command, class, self.gate_mode())
                 .await
             {
-                Ok(v) => v,
+                Ok(mut g) => {
+                    // Writing configuration into the session's own directory changes nothing
+                    // outside it: agent mode needs no approval for it.
+                    if local_only && matches!(g.verdict, Verdict::NeedsApproval { .. }) {
+                        g.verdict = Verdict::Allowed;
+                    }
+                    g
+                }
                 Err(e) => {
                     let error = format!("the command policy could not be checked: {e}");
                     self.send(tool_error(error.clone())).await;
@@ -405,51 +483,27 @@ impl Turn<'_> {
             },
             session_id: sid,
         };
-        // Ask mode runs nothing that changes things: neither what the gate would ask a human
-        // about nor a call that changes things by itself (terraform write).
-        if self.input.mode == Mode::Ask {
-            let why = match &verdict {
-                Verdict::NeedsApproval { reason } => Some(reason.clone()),
-                Verdict::Allowed if !read_only => Some(format!("`{command}` changes things")),
-                _ => None,
-            };
-            if let Some(why) = why {
-                let error = format!("not run: ask mode is read-only and {why}");
-                let frame = ServerFrame::error(ErrorCode::ReadOnlyMode, error.clone(), Some(sid));
-                self.send(frame).await;
-                self.send(tool_error(error.clone())).await;
-                return error;
-            }
-        }
-        match verdict {
+        let gate_details = json!({ "class": gate.class, "class_reason": gate.reason });
+        match &gate.verdict {
             Verdict::Denied { reason } => {
-                self.audit("tool.denied", &command, json!({ "reason": reason }))
-                    .await;
+                let mut details = gate_details.clone();
+                details["reason"] = json!(reason);
+                details["decision"] = json!("denied");
+                self.audit("tool.denied", &command, details).await;
                 let error = format!("not run: {reason}");
+                if self.gate_mode() == GateMode::Ask && gate.class != Class::Forbidden {
+                    let frame =
+                        ServerFrame::error(ErrorCode::ReadOnlyMode, error.clone(), Some(sid));
+                    self.send(frame).await;
+                }
                 self.send(tool_error(error.clone())).await;
                 return error;
             }
             Verdict::NeedsApproval { reason } => {
-                if !self.input.interactive {
-                    self.audit(
-                        "approval.declined",
-                        &command,
-                        json!({ "reason": "background run" }),
-                    )
-                    .await;
-                    let error = format!(
-                        "declined: background runs never run destructive commands ({reason})"
-                    );
-                    self.send(tool_error(error.clone())).await;
-                    return error;
-                }
                 self.send(running("awaiting_confirmation")).await;
-                match self.approval(call, &command, &reason).await {
-                    Ok(()) => {}
-                    Err(why) => {
-                        self.send(tool_error(why.clone())).await;
-                        return why;
-                    }
+                if let Err(why) = self.approval(call, &command, reason, gate.class).await {
+                    self.send(tool_error(why.clone())).await;
+                    return why;
                 }
             }
             Verdict::Allowed => {}
@@ -465,12 +519,19 @@ impl Turn<'_> {
                 },
                 out.output.clone(),
             ),
-            Err(e) => ("error", e.to_string()),
+            Err(e) => ("error", grant.secrets.redact(&e.to_string())),
         };
         crate::metrics::TOOL_CALLS
             .with_label_values(&[call.name.as_str(), status])
             .inc();
-        self.audit("tool.exec", &command, json!({ "status": status, "exit_code": result.as_ref().ok().and_then(|o| o.exit_code) })).await;
+        let mut details = gate_details;
+        details["decision"] = json!(match gate.verdict {
+            Verdict::NeedsApproval { .. } => "approved",
+            _ => "allowed",
+        });
+        details["status"] = json!(status);
+        details["exit_code"] = json!(result.as_ref().ok().and_then(|o| o.exit_code));
+        self.audit("tool.exec", &command, details).await;
         match result {
             Ok(_) => {
                 let data = ToolResultData {
@@ -491,9 +552,14 @@ impl Turn<'_> {
         content
     }
 
-    /// Checks a call's arguments and turns it into the command the gate judges and the job
-    /// that runs it.
-    fn prepare(&self, call: &ToolCall, input: &serde_json::Value) -> Result<Prepared, ToolError> {
+    /// Checks a call's arguments and turns it into the command the gate judges, its class, and
+    /// the job that runs it with the org's credentials.
+    fn prepare(
+        &self,
+        call: &ToolCall,
+        input: &serde_json::Value,
+        grant: &OrgGrant,
+    ) -> Result<Prepared, ToolError> {
         let owner = Owner {
             org_id: self.input.who.org_id,
             user_id: self.input.who.user_id,
@@ -503,21 +569,27 @@ impl Turn<'_> {
             cloud_exec::NAME => {
                 let argv = self.deps.cloud_exec.parse(input)?;
                 let command = shell_words::join(&argv);
+                let class = classify(&argv);
+                let tool_call = grant.call_for(&argv[0]);
                 let job: ToolJob = if argv[0] == terraform::NAME {
                     // Terraform keeps its state in object storage, whichever tool runs it.
                     let tf = self.deps.terraform.clone();
-                    Box::new(move || Box::pin(async move { tf.run_cli(&owner, &argv).await }))
+                    Box::new(move || {
+                        Box::pin(async move { tf.run_cli(&owner, &argv, &tool_call).await })
+                    })
                 } else {
                     let exec = self.deps.cloud_exec.clone();
                     let (user, session) = (owner.user_id.to_string(), owner.session_id.to_string());
                     Box::new(move || {
-                        Box::pin(async move { exec.run(&user, &session, &argv).await })
+                        Box::pin(
+                            async move { exec.run_with(&user, &session, &argv, &tool_call).await },
+                        )
                     })
                 };
-                // Whether a CLI command changes things is the policy gate's call.
                 Ok(Prepared {
                     command,
-                    read_only: true,
+                    class,
+                    local_only: false,
                     gated: true,
                     job,
                 })
@@ -525,11 +597,16 @@ impl Turn<'_> {
             terraform::NAME => {
                 let action = Terraform::parse(input)?;
                 let tf = self.deps.terraform.clone();
+                let tool_call = grant.call_for(terraform::NAME);
+                let class = action.classification();
                 Ok(Prepared {
                     command: action.command(),
-                    read_only: action.is_read_only(),
+                    class,
+                    local_only: matches!(action, terraform::Action::Write(_)),
                     gated: true,
-                    job: Box::new(move || Box::pin(async move { tf.run(&owner, &action).await })),
+                    job: Box::new(move || {
+                        Box::pin(async move { tf.run_granted(&owner, &action, &tool_call).await })
+                    }),
                 })
             }
             knowledge_search::NAME => {
@@ -540,7 +617,11 @@ impl Turn<'_> {
                 let org_id = owner.org_id;
                 Ok(Prepared {
                     command: format!("{} {query:?}", knowledge_search::NAME),
-                    read_only: true,
+                    class: Classification {
+                        class: Class::Read,
+                        reason: "searching the knowledge base only reads".into(),
+                    },
+                    local_only: false,
                     gated: false,
                     job: Box::new(move || {
                         Box::pin(knowledge_search::run(kb, org_id, query, limit))
@@ -553,12 +634,16 @@ impl Turn<'_> {
         }
     }
 
-    /// Asks the human and waits for `execute`, `cancel`, a turn cancel, or the timeout.
+    /// Asks the human and waits for `execute`, `cancel`, a turn cancel, or the timeout. An
+    /// answer counts only from the session's user holding at least the editor role at the
+    /// moment it arrives (looked up then, not taken from the ticket): a viewer's `execute` is
+    /// refused and the question stays open.
     async fn approval(
         &mut self,
         call: &ToolCall,
         command: &str,
         reason: &str,
+        class: Class,
     ) -> Result<(), String> {
         let confirmation_id = format!("confirm-{}", call.id);
         let data = ConfirmationData {
@@ -568,6 +653,8 @@ impl Turn<'_> {
             message: format!("The agent wants to run `{command}`: {reason}. Run it?"),
             options: vec![Decision::Execute, Decision::Cancel],
             block_reason: reason.into(),
+            classification: class,
+            approver_role: Role::Editor,
         };
         self.send(ServerFrame::ExecutionConfirmation {
             data,
@@ -578,15 +665,32 @@ impl Turn<'_> {
         tokio::pin!(deadline);
         let mut cancel = self.io.cancel.clone();
         let decision = loop {
-            tokio::select! {
-                d = self.io.decisions.recv() => match d {
-                    Some((id, decision)) if id == confirmation_id => break Some(decision),
-                    Some(_) => continue, // an answer to another, older confirmation
-                    None => break None,
-                },
+            let answer = tokio::select! {
+                d = self.io.decisions.recv() => d,
                 _ = &mut deadline => break None,
                 _ = cancel.wait_for(|c| *c) => break Some(Decision::Cancel),
+            };
+            let Some((id, decision, approver)) = answer else {
+                break None;
+            };
+            if id != confirmation_id {
+                continue; // an answer to another, older confirmation
             }
+            if decision == Decision::Execute {
+                if let Err(why) = self.may_approve(approver).await {
+                    self.audit(
+                        "approval.refused",
+                        command,
+                        json!({ "approver": approver, "reason": why, "confirmation_id": confirmation_id }),
+                    )
+                    .await;
+                    let frame =
+                        ServerFrame::error(ErrorCode::Forbidden, why, Some(self.input.session_id));
+                    self.send(frame).await;
+                    continue;
+                }
+            }
+            break Some(decision);
         };
         let outcome = match decision {
             Some(Decision::Execute) => "approved",
@@ -596,7 +700,7 @@ impl Turn<'_> {
         self.audit(
             "approval.decision",
             command,
-            json!({ "decision": outcome, "confirmation_id": confirmation_id }),
+            json!({ "decision": outcome, "confirmation_id": confirmation_id, "class": class }),
         )
         .await;
         match decision {
@@ -606,6 +710,21 @@ impl Turn<'_> {
                 "no answer within {} s: not run",
                 self.deps.approval_timeout.as_secs()
             )),
+        }
+    }
+
+    /// Whether `approver` may approve now: the session's own user, still in the org, with at
+    /// least the editor role.
+    async fn may_approve(&self, approver: Uuid) -> Result<(), String> {
+        let who = &self.input.who;
+        if approver != who.user_id {
+            return Err("only the session's user can approve its commands".into());
+        }
+        match self.deps.accounts.current_role(who.org_id, approver).await {
+            Ok(Some(role)) if role >= Role::Editor => Ok(()),
+            Ok(Some(_)) => Err("viewers cannot approve commands; an editor or admin must".into()),
+            Ok(None) => Err("the approver is no longer a member of this organization".into()),
+            Err(e) => Err(format!("the approver's role could not be checked: {e}")),
         }
     }
 

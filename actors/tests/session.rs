@@ -144,6 +144,7 @@ async fn approvals_and_cancels_reach_the_running_turn() {
                 .cast(SessionMsg::Decision {
                     confirmation_id: data.confirmation_id.clone(),
                     decision: Decision::Execute,
+                    approver: h.who.user_id,
                 })
                 .unwrap();
         }

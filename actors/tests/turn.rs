@@ -255,7 +255,7 @@ async fn ask_mode_offers_no_terraform_and_refuses_a_terraform_write() {
         |f| matches!(f, ServerFrame::Error { data, .. } if data.code == ErrorCode::ReadOnlyMode)
     ));
     assert!(
-        matches!(&out.messages[2], ChatMessage::Tool { content, .. } if content.contains("ask mode is read-only"))
+        matches!(&out.messages[2], ChatMessage::Tool { content, .. } if content.contains("ask mode only reads"))
     );
     assert!(
         matches!(&out.messages[4], ChatMessage::Tool { content, .. } if content.contains("not a terraform file name"))

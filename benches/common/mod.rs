@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aurora_actors::tools::cloud_exec::CloudExec;
-use aurora_actors::tools::terraform::Terraform;
+use aurora_actors::tools::grants::Grants;
+use aurora_actors::tools::sandbox::{Sandbox, SandboxConfig};
+use aurora_actors::tools::terraform::{Terraform, TerraformPolicy};
 use aurora_actors::turn::TurnDeps;
 use aurora_actors::Mailbox;
 use aurora_config::Config;
@@ -118,6 +120,8 @@ impl Bench {
             workdir_root: self.dir.path().join("work"),
             timeout: Duration::from_secs(10),
             output_limit: 64 * 1024,
+            grace: Duration::from_secs(5),
+            sandbox: Sandbox::new(SandboxConfig::default()),
         };
         let deps = TurnDeps {
             llm: Arc::new(InstantProvider),
@@ -125,12 +129,19 @@ impl Bench {
             terraform: Terraform {
                 exec: cloud_exec.clone(),
                 store: ObjectStore::local(self.dir.path().join("objects")),
+                policy: TerraformPolicy {
+                    providers: vec!["hashicorp/aws".into()],
+                    mirror: None,
+                    allow_exec: false,
+                },
             },
             knowledge: None,
             cloud_exec,
             policies: Policies::new(db.clone()),
             writer: TurnWriter::start(db.clone(), Cache::local()),
             audit: Audit::new(db.clone()),
+            grants: Grants::none(),
+            accounts: Accounts::new(db.clone(), 1, 0),
             max_steps: 5,
             approval_timeout: Duration::from_secs(300),
             turn_timeout: Duration::from_secs(60),

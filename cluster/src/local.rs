@@ -35,6 +35,7 @@ pub(crate) fn deliver(
         } => SessionMsg::Decision {
             confirmation_id,
             decision,
+            approver: who.user_id,
         },
         Forward::Cancel => SessionMsg::Cancel,
     };

@@ -9,6 +9,7 @@
 
 mod error;
 mod keys;
+mod sandbox;
 mod secret;
 mod sources;
 
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::ConfigError;
 pub use keys::KEYS;
+pub use sandbox::{SandboxSettings, DEFAULT_PROVIDERS};
 pub use secret::Secret;
 use sources::Sources;
 use url::Url;
@@ -103,6 +105,12 @@ pub struct Config {
     pub redis_url: Option<Secret>,
     pub vault_addr: Option<Url>,
     pub vault_token: Option<Secret>,
+    /// The KV v2 mount holding the orgs' credentials in Vault (enabled on start when missing).
+    pub vault_kv_mount: String,
+    /// A single-org deployment may let agent tools use the host's own cloud configuration
+    /// (`~/.aws`, `~/.kube`, ...). With several orgs that would hand one org's tools another's
+    /// access, so the node refuses to start, and to create a second org, while this is on.
+    pub host_cloud_config: bool,
     pub s3_endpoint: Option<Url>,
     pub s3_bucket: Option<String>,
     pub s3_access_key: Option<String>,
@@ -123,6 +131,8 @@ pub struct Config {
     pub health_interval_ms: u64,
     pub log_format: LogFormat,
     pub chat: ChatConfig,
+    /// The tool sandbox.
+    pub sandbox: SandboxSettings,
     pub kb: KbConfig,
     pub cluster: ClusterConfig,
 }
@@ -297,6 +307,7 @@ impl Config {
             ));
         }
         let chat = chat_config(&src, &data_dir)?;
+        let sandbox = sandbox::sandbox_settings(&src, &data_dir, &chat.workdir_root)?;
         let kb = kb_config(&src)?;
         let cluster = cluster_config(&src)?;
         let bind_addr: IpAddr = src
@@ -310,6 +321,16 @@ impl Config {
                 "a clustered node needs the address its peers reach it at, not a wildcard",
             ));
         }
+        let vault_addr: Option<Url> = src.get("VAULT_ADDR")?;
+        let vault_token: Option<String> = src.get("VAULT_TOKEN")?;
+        if vault_addr.is_some() && vault_token.as_deref().is_none_or(str::is_empty) {
+            return Err(ConfigError::invalid(
+                "VAULT_TOKEN",
+                "",
+                "required when VAULT_ADDR is set",
+            ));
+        }
+        let vault_kv_mount = vault_kv_mount(&src)?;
         let llm_provider: Option<LlmProvider> = src.get("LLM_PROVIDER")?;
         let llm_model: Option<String> = src.get("LLM_MODEL")?;
         if llm_provider.is_some() && llm_model.is_none() {
@@ -321,6 +342,7 @@ impl Config {
         }
         Ok(Config {
             chat,
+            sandbox,
             kb,
             cluster,
             node_name: node_name(&src)?,
@@ -332,8 +354,10 @@ impl Config {
             db_max_connections,
             db_rls_role,
             redis_url: redis_url.map(Secret::new),
-            vault_addr: src.get("VAULT_ADDR")?,
-            vault_token: src.get::<String>("VAULT_TOKEN")?.map(Secret::new),
+            vault_addr,
+            vault_token: vault_token.map(Secret::new),
+            vault_kv_mount,
+            host_cloud_config: src.get_bool("AURORA_HOST_CLOUD_CONFIG")?.unwrap_or(false),
             s3_endpoint,
             s3_bucket,
             s3_access_key: src.get("S3_ACCESS_KEY")?,
@@ -409,6 +433,11 @@ impl Config {
             ),
             ("VAULT_ADDR", opt(&self.vault_addr)),
             ("VAULT_TOKEN", opt(&self.vault_token)),
+            ("VAULT_KV_MOUNT", self.vault_kv_mount.clone()),
+            (
+                "AURORA_HOST_CLOUD_CONFIG",
+                self.host_cloud_config.to_string(),
+            ),
             ("S3_ENDPOINT", opt(&self.s3_endpoint)),
             ("S3_BUCKET", opt(&self.s3_bucket)),
             ("S3_ACCESS_KEY", opt(&self.s3_access_key)),
@@ -498,6 +527,26 @@ impl Config {
             ("AURORA_KB_SWEEP_SECS", self.kb.sweep_secs.to_string()),
         ]
     }
+}
+
+/// `VAULT_KV_MOUNT`: one path segment, since it is put into Vault API paths as is.
+fn vault_kv_mount(src: &Sources) -> Result<String, ConfigError> {
+    let mount: String = src
+        .get("VAULT_KV_MOUNT")?
+        .unwrap_or_else(|| "aurora".into());
+    if mount.is_empty()
+        || mount.len() > 64
+        || !mount
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(ConfigError::invalid(
+            "VAULT_KV_MOUNT",
+            &mount,
+            "must be 1 to 64 characters of [A-Za-z0-9_-]",
+        ));
+    }
+    Ok(mount)
 }
 
 fn chat_config(src: &Sources, data_dir: &Path) -> Result<ChatConfig, ConfigError> {

@@ -201,3 +201,40 @@ fn clustering_needs_a_cookie_and_well_formed_seeds() {
         assert!(err.to_string().contains(key), "{vars:?}: {err}");
     }
 }
+
+#[test]
+fn secret_store_keys() {
+    let c = Config::from_sources(None, env(&[])).unwrap();
+    assert_eq!(c.vault_kv_mount, "aurora");
+    assert!(!c.host_cloud_config);
+    let c = Config::from_sources(
+        None,
+        env(&[
+            ("VAULT_ADDR", "http://127.0.0.1:8200"),
+            ("VAULT_TOKEN", "root"),
+            ("VAULT_KV_MOUNT", "team-secrets"),
+            ("AURORA_HOST_CLOUD_CONFIG", "true"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.vault_kv_mount, "team-secrets");
+    assert!(c.host_cloud_config);
+    // Vault without a token, or with one left empty, is refused by name.
+    for vars in [
+        vec![("VAULT_ADDR", "http://127.0.0.1:8200")],
+        vec![("VAULT_ADDR", "http://127.0.0.1:8200"), ("VAULT_TOKEN", "")],
+    ] {
+        let err = Config::from_sources(None, env(&vars)).unwrap_err();
+        assert!(err.to_string().contains("VAULT_TOKEN"), "{vars:?}: {err}");
+    }
+    for mount in ["a/b", "../sys", "kv v2", &"m".repeat(65)] {
+        let err = Config::from_sources(None, env(&[("VAULT_KV_MOUNT", mount)])).unwrap_err();
+        assert!(err.to_string().contains("VAULT_KV_MOUNT"), "{mount}: {err}");
+    }
+    let err =
+        Config::from_sources(None, env(&[("AURORA_HOST_CLOUD_CONFIG", "maybe")])).unwrap_err();
+    assert!(
+        err.to_string().contains("AURORA_HOST_CLOUD_CONFIG"),
+        "{err}"
+    );
+}

@@ -105,6 +105,10 @@ pub struct IssuedToken {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Advisory lock taken while checking that no org exists yet (single-org mode); public for the
+/// test that holds it to show a registration waits.
+pub const SINGLE_ORG_LOCK_KEY: i64 = 0x6175_726f_7261_0001;
+
 /// Resolved tokens by token hash, with the token's expiry.
 type TokenCache = moka::sync::Cache<String, (Principal, DateTime<Utc>)>;
 
@@ -117,6 +121,8 @@ pub struct Accounts {
     /// saves a database transaction per request. The price: a token deleted in the database
     /// keeps working on a node for at most the cache TTL (expiry itself is always checked).
     cache: Option<TokenCache>,
+    /// `AURORA_HOST_CLOUD_CONFIG`: the deployment serves one org, so no second one is made.
+    single_org: bool,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -124,6 +130,7 @@ impl std::fmt::Debug for Accounts {
         f.debug_struct("Accounts")
             .field("token_ttl", &self.token_ttl)
             .field("cache", &self.cache.is_some())
+            .field("single_org", &self.single_org)
             .finish()
     }
 }
@@ -141,7 +148,48 @@ impl Accounts {
             db,
             token_ttl: Duration::hours(i64::from(token_ttl_hours)),
             cache,
+            single_org: false,
         }
+    }
+
+    /// Refuses to create an org when one exists (`AURORA_HOST_CLOUD_CONFIG`: agent tools may
+    /// use the host's own cloud configuration, which must never serve two orgs).
+    pub fn single_org(mut self, on: bool) -> Accounts {
+        self.single_org = on;
+        self
+    }
+
+    /// How many organizations exist (the node's start-up check of `AURORA_HOST_CLOUD_CONFIG`).
+    pub async fn organization_count(&self) -> Result<u64, StorageError> {
+        use sea_orm::PaginatorTrait;
+        let tx = self.db.system().await?;
+        let n = organizations::Entity::find().count(tx.conn()).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// In single-org mode, refuses a new org once one exists. On PostgreSQL an advisory lock
+    /// (held to the end of the transaction) makes two registrations racing for the first org
+    /// take turns, so they cannot both see none.
+    async fn check_new_org(&self, conn: &impl ConnectionTrait) -> Result<(), StorageError> {
+        use sea_orm::{DbBackend, PaginatorTrait, Statement};
+        if !self.single_org {
+            return Ok(());
+        }
+        if conn.get_database_backend() == DbBackend::Postgres {
+            conn.execute_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("SELECT pg_advisory_xact_lock({SINGLE_ORG_LOCK_KEY})"),
+            ))
+            .await?;
+        }
+        if organizations::Entity::find().count(conn).await? > 0 {
+            return Err(StorageError::Conflict(
+                "this deployment serves a single organization (AURORA_HOST_CLOUD_CONFIG is on)"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Creates an org with `email` as its first admin, and a token for them.
@@ -155,6 +203,7 @@ impl Accounts {
         let (email, hash) = new_credentials(email, password).await?;
         let tx = self.db.system().await?;
         ensure_email_free(tx.conn(), &email).await?;
+        self.check_new_org(tx.conn()).await?;
         let org = insert_org(tx.conn(), org_name).await?;
         let user = insert_user(tx.conn(), org.id, &email, hash, Role::Admin).await?;
         let token = insert_token(tx.conn(), &user, "login", self.token_ttl).await?;
@@ -302,6 +351,24 @@ impl Accounts {
         rows.into_iter().map(User::try_from).collect()
     }
 
+    /// The user's role as the database says now (not as a token or ticket said when it was
+    /// issued): approvals are judged by this, at the moment they are given. `None`: the user is
+    /// gone from the org.
+    pub async fn current_role(
+        &self,
+        org_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<Role>, StorageError> {
+        let tx = self.db.org(org_id).await?;
+        let row = tx
+            .select::<users::Entity>()
+            .filter(users::Column::Id.eq(user_id))
+            .one(tx.conn())
+            .await?;
+        tx.commit().await?;
+        row.map(|u| u.role.parse()).transpose()
+    }
+
     pub async fn organization(&self, org_id: Uuid) -> Result<organizations::Model, StorageError> {
         let tx = self.db.org(org_id).await?;
         let org = tx.select::<organizations::Entity>().one(tx.conn()).await?;
@@ -328,7 +395,10 @@ impl Accounts {
             .await?;
         let org_id = match existing {
             Some(org) => org.id,
-            None => insert_org(tx.conn(), org_name).await?.id,
+            None => {
+                self.check_new_org(tx.conn()).await?;
+                insert_org(tx.conn(), org_name).await?.id
+            }
         };
         let user = insert_user(tx.conn(), org_id, &email, hash, role).await?;
         audit::record(

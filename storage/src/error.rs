@@ -21,6 +21,9 @@ pub enum StorageError {
     Db(#[from] DbErr),
     #[error("redis error: {0}")]
     Redis(String),
+    /// The secret store failed; its errors never carry a secret value.
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretsError),
     #[error("schema check failed: {0}")]
     Schema(String),
     #[error("{0}")]

@@ -5,11 +5,15 @@
 //! - [`auth::Accounts`], [`preferences::Preferences`], [`sessions::Sessions`]: the repository layer
 //!   the edges call. Each opens an org-scoped or system transaction; none takes raw connections.
 //! - [`redis::RedisPool`]: the cache's server backend.
+//! - [`secrets::SecretStore`]: the orgs' credentials (Vault KV v2 or a sealed file);
+//!   [`credentials::Credentials`] keeps only references to them in the database.
 
 pub mod audit;
 pub mod auth;
 pub mod cache;
+pub mod classify;
 mod contexts;
+pub mod credentials;
 mod db;
 pub mod entities;
 mod error;
@@ -19,6 +23,7 @@ pub mod objects;
 pub mod policies;
 pub mod preferences;
 pub mod redis;
+pub mod secrets;
 pub mod sessions;
 pub mod tickets;
 pub mod time;

@@ -1,9 +1,10 @@
 //! The command policy gate: which agent commands run freely, which need a human's approval, and
-//! which never run. Built-in rules flag destructive verbs; each org adds allow and deny regexes.
-//! Precedence: an org deny rule blocks; else an org allow rule lets the command run without
-//! approval; else a built-in destructive match needs approval; else it runs.
-
-use std::sync::LazyLock;
+//! which never run. Each command is classified from its CLI, subcommand and flags (an
+//! allowlist of known reads: anything not known to be a read is at least a write; see
+//! [`crate::classify`]); each org adds allow and deny regexes over the command text.
+//! Precedence: a forbidden command never runs; an org deny rule blocks; a read runs; in ask
+//! mode and background runs nothing else runs; in agent mode an org allow rule lets a write
+//! run without approval, and every other write or destructive command needs a human's approval.
 
 use chrono::{DateTime, Utc};
 use regex::{Regex, RegexBuilder};
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::Principal;
+use crate::classify::{Class, Classification};
 use crate::entities::command_policies;
 use crate::{audit, Db, StorageError};
 
@@ -20,14 +22,6 @@ const MAX_PATTERN_LEN: usize = 500;
 const MAX_COMPILED_BYTES: usize = 256 * 1024;
 /// Most rules one org may hold.
 const MAX_RULES: usize = 200;
-
-/// Verbs that change or destroy infrastructure, as whole words.
-static DESTRUCTIVE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)\b(delete|destroy|apply|scale|drain|cordon|terminate|rm|rmi|remove|kill|stop|reboot|restart|patch|replace|edit|uninstall|purge|taint|detach|revoke|set-iam-policy|rollback|upgrade)\b",
-    )
-    .expect("the built-in pattern compiles")
-});
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -80,28 +74,74 @@ fn compile(pattern: &str) -> Result<Regex, StorageError> {
         })
 }
 
-/// The verdict for `command` under `rules` (org rules, in any order) and the built-ins.
-pub fn evaluate(rules: &[(Effect, Regex)], command: &str) -> Verdict {
-    if let Some((_, re)) = rules
+/// Who is asking: what a turn's mode allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GateMode {
+    /// A human in ask mode (or a viewer): reads only.
+    Ask,
+    /// A human in agent mode: reads run, the rest asks (or runs under an org allow rule).
+    Agent,
+    /// A background run (incident analysis): nobody to ask, so reads only.
+    Background,
+}
+
+/// The gate's answer for one command: its class and what happens to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Gate {
+    pub class: Class,
+    /// Why the command has its class (`kubectl delete` destroys resources).
+    pub reason: String,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+/// The verdict for a command (`argv`, shown as `command`) of class `c` under `rules` (org
+/// rules, in any order) in `mode`.
+pub fn evaluate(
+    rules: &[(Effect, Regex)],
+    command: &str,
+    c: Classification,
+    mode: GateMode,
+) -> Gate {
+    let verdict = if c.class == Class::Forbidden {
+        Verdict::Denied {
+            reason: c.reason.clone(),
+        }
+    } else if let Some((_, re)) = rules
         .iter()
         .find(|(e, re)| *e == Effect::Deny && re.is_match(command))
     {
-        return Verdict::Denied {
+        Verdict::Denied {
             reason: format!("blocked by the organization's rule /{}/", re.as_str()),
-        };
+        }
+    } else if c.class == Class::Read {
+        Verdict::Allowed
+    } else {
+        match mode {
+            GateMode::Ask => Verdict::Denied {
+                reason: format!("ask mode only reads, and {}", c.reason),
+            },
+            GateMode::Background => Verdict::Denied {
+                reason: format!("background runs only read, and {}", c.reason),
+            },
+            GateMode::Agent
+                if rules
+                    .iter()
+                    .any(|(e, re)| *e == Effect::Allow && re.is_match(command)) =>
+            {
+                Verdict::Allowed
+            }
+            GateMode::Agent => Verdict::NeedsApproval {
+                reason: c.reason.clone(),
+            },
+        }
+    };
+    Gate {
+        class: c.class,
+        reason: c.reason,
+        verdict,
     }
-    if rules
-        .iter()
-        .any(|(e, re)| *e == Effect::Allow && re.is_match(command))
-    {
-        return Verdict::Allowed;
-    }
-    if let Some(m) = DESTRUCTIVE.find(command) {
-        return Verdict::NeedsApproval {
-            reason: format!("'{}' changes infrastructure", m.as_str()),
-        };
-    }
-    Verdict::Allowed
 }
 
 #[derive(Clone, Debug)]
@@ -226,15 +266,21 @@ impl Policies {
         Ok(())
     }
 
-    /// The verdict for `command` in `org_id`.
-    pub async fn check(&self, org_id: Uuid, command: &str) -> Result<Verdict, StorageError> {
+    /// The gate's answer for `command` (classified as `c`) in `org_id`.
+    pub async fn check(
+        &self,
+        org_id: Uuid,
+        command: &str,
+        c: Classification,
+        mode: GateMode,
+    ) -> Result<Gate, StorageError> {
         let rules = self
             .list(org_id)
             .await?
             .into_iter()
             .map(|p| Ok((p.effect, compile(&p.pattern)?)))
             .collect::<Result<Vec<_>, StorageError>>()?;
-        Ok(evaluate(&rules, command))
+        Ok(evaluate(&rules, command, c, mode))
     }
 }
 
@@ -248,55 +294,80 @@ mod tests {
             .collect()
     }
 
+    fn gate(r: &[(Effect, Regex)], cmd: &str, mode: GateMode) -> Verdict {
+        let argv = shell_words::split(cmd).unwrap();
+        evaluate(r, cmd, crate::classify::classify(&argv), mode).verdict
+    }
+
     #[test]
-    fn built_ins_flag_destructive_verbs_as_words() {
+    fn reads_run_everywhere_and_the_rest_asks_or_is_refused() {
         let none = rules(&[]);
         for cmd in [
-            "kubectl delete pod web-1",
-            "terraform apply -auto-approve",
-            "kubectl scale deploy web --replicas=0",
-            "kubectl rollout restart deploy/web",
-            "aws ec2 terminate-instances --instance-ids i-1",
-            "helm uninstall web",
-            "rm -rf /tmp/x",
-        ] {
-            assert!(
-                matches!(evaluate(&none, cmd), Verdict::NeedsApproval { .. }),
-                "{cmd}"
-            );
-        }
-        for cmd in [
             "kubectl get pods",
-            "terraform plan",
             "aws ec2 describe-instances",
             "kubectl logs deleter-7f9",
-            "gcloud compute instances list",
         ] {
-            assert_eq!(evaluate(&none, cmd), Verdict::Allowed, "{cmd}");
+            for mode in [GateMode::Ask, GateMode::Agent, GateMode::Background] {
+                assert_eq!(gate(&none, cmd, mode), Verdict::Allowed, "{cmd} {mode:?}");
+            }
+        }
+        for cmd in [
+            "kubectl delete pod web-1",
+            "kubectl exec -it web-1 -- sh",
+            "kubectl run x --image=busybox",
+            "helm install web ./chart",
+            "aws iam create-access-key --user-name bob",
+            "aws ec2 run-instances --image-id ami-1",
+            "gcloud projects add-iam-policy-binding p --member=user:x --role=roles/owner",
+        ] {
+            assert!(
+                matches!(
+                    gate(&none, cmd, GateMode::Agent),
+                    Verdict::NeedsApproval { .. }
+                ),
+                "{cmd}"
+            );
+            for mode in [GateMode::Ask, GateMode::Background] {
+                assert!(
+                    matches!(gate(&none, cmd, mode), Verdict::Denied { .. }),
+                    "{cmd} {mode:?}"
+                );
+            }
         }
     }
 
     #[test]
-    fn deny_beats_allow_beats_built_ins() {
+    fn deny_beats_allow_and_forbidden_beats_everything() {
         let r = rules(&[
-            (Effect::Allow, r"^kubectl delete pod \S+ -n sandbox$"),
+            (Effect::Allow, r"^kubectl scale "),
+            (Effect::Allow, r"^helm plugin "),
             (Effect::Deny, r"-n prod\b"),
             (Effect::Deny, r"^aws iam "),
         ]);
+        let agent = GateMode::Agent;
         assert_eq!(
-            evaluate(&r, "kubectl delete pod web-1 -n sandbox"),
+            gate(&r, "kubectl scale deploy web --replicas=2", agent),
             Verdict::Allowed
         );
+        // An allow rule relaxes agent mode only: ask mode still reads only.
         assert!(matches!(
-            evaluate(&r, "kubectl get pods -n prod"),
+            gate(&r, "kubectl scale deploy web --replicas=2", GateMode::Ask),
             Verdict::Denied { .. }
         ));
         assert!(matches!(
-            evaluate(&r, "aws iam list-users"),
+            gate(&r, "kubectl get pods -n prod", agent),
             Verdict::Denied { .. }
         ));
         assert!(matches!(
-            evaluate(&r, "kubectl delete pod web-1 -n staging"),
+            gate(&r, "aws iam list-users", agent),
+            Verdict::Denied { .. }
+        ));
+        assert!(matches!(
+            gate(&r, "helm plugin install https://x/p", agent),
+            Verdict::Denied { .. }
+        ));
+        assert!(matches!(
+            gate(&r, "kubectl delete pod web-1 -n staging", agent),
             Verdict::NeedsApproval { .. }
         ));
     }

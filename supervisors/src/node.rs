@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use aurora_actors::{ActorSnapshot, Counted, HealthActor, HealthArgs, HealthMsg, HealthReport};
 use aurora_storage::redis::RedisPool;
+use aurora_storage::secrets::SecretStore;
 use aurora_storage::Db;
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -36,6 +37,8 @@ pub struct NodeArgs {
     pub node_name: String,
     pub db: Db,
     pub redis: Option<RedisPool>,
+    /// The secret store, probed by the health monitor.
+    pub secrets: Option<SecretStore>,
     pub health_interval: Duration,
     pub health: Arc<watch::Sender<HealthReport>>,
     /// What the sessions supervisor is started with; `None` on a node without an LLM provider.
@@ -138,6 +141,7 @@ impl NodeSupervisor {
                 let args = HealthArgs {
                     db: state.args.db.clone(),
                     redis: state.args.redis.clone(),
+                    secrets: state.args.secrets.clone(),
                     interval: state.args.health_interval,
                     publish: state.args.health.clone(),
                 };

@@ -66,6 +66,12 @@ impl TestCluster {
         let db = TestDb::create().await;
         let fake = openai::start(script).await;
         let dir = tempfile::tempdir().unwrap();
+        // Searchable by the sandbox user, which runs the tools.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )
+        .unwrap();
         let nodes = (0..n)
             .map(|i| Proc {
                 name: format!("node{}", i + 1),

@@ -122,6 +122,12 @@ impl TestNode {
     /// Starts a node without waiting for it to be healthy (for tests of unhealthy nodes).
     pub async fn start_unchecked(backend: Backend, extra: &[(&str, &str)]) -> TestNode {
         let dir = tempfile::tempdir().unwrap();
+        // Searchable by the sandbox user, which runs the tools.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )
+        .unwrap();
         let pg = match backend {
             Backend::Postgres => Some(TestDb::create().await),
             Backend::Sqlite => None,

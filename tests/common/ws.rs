@@ -126,6 +126,12 @@ pub async fn chat_node_on(
     extra: &[(&str, &str)],
 ) -> (TestNode, FakeServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
+    // Searchable by the sandbox user, which runs the tools.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     for (name, script) in [("kubectl", kubectl), ("terraform", FAKE_TERRAFORM)] {
         let bin = dir.path().join(name);
         std::fs::write(&bin, script).unwrap();

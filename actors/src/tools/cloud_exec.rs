@@ -4,13 +4,13 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use aurora_models::llm::ToolSpec;
 use serde_json::{json, Value};
 
-use super::redact::redact;
+use super::redact::Secrets;
+use super::sandbox::{Grant, GrantFile, Sandbox, Spec};
 use super::{OutputCap, ToolError, ToolOutput};
 
 pub const NAME: &str = "cloud_exec";
@@ -29,6 +29,25 @@ pub struct CloudExec {
     pub workdir_root: PathBuf,
     pub timeout: Duration,
     pub output_limit: usize,
+    /// How long a tool stopped with SIGINT at its timeout may take to finish (terraform writes
+    /// its state) before it is killed.
+    pub grace: Duration,
+    /// Where every CLI runs: see [`super::sandbox`].
+    pub sandbox: Sandbox,
+}
+
+/// What one call brings besides its argument vector.
+#[derive(Clone, Debug, Default)]
+pub struct Call {
+    /// The org's credentials for this CLI.
+    pub grant: Grant,
+    /// Values masked in the output wherever they appear (the org's stored secrets).
+    pub secrets: Secrets,
+    /// Tool configuration variables (terraform's CLI configuration file).
+    pub env: Vec<(String, String)>,
+    pub files: Vec<GrantFile>,
+    /// At the timeout, interrupt and wait [`CloudExec::grace`] before killing.
+    pub graceful: bool,
 }
 
 impl CloudExec {
@@ -72,66 +91,117 @@ impl CloudExec {
         Ok(argv)
     }
 
-    /// Runs `argv` for `user`'s `session`. Ids become directory names, so they are checked.
+    /// The session's working directory on the host (created, and owned by the sandbox user).
+    pub async fn workdir(&self, user: &str, session: &str) -> Result<PathBuf, ToolError> {
+        for id in [user, session] {
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(ToolError::InvalidArguments(format!("bad id '{id}'")));
+            }
+        }
+        let workdir = self.workdir_root.join(user).join(session);
+        let sandbox = self.sandbox.clone();
+        let root = self.workdir_root.clone();
+        let dir = workdir.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)?;
+            // The root and the users' directories: searchable (so the sandbox user's bwrap
+            // reaches its own session directory), never listable; each session directory is
+            // its sandbox's alone.
+            let search_only = std::fs::Permissions::from_mode(0o711);
+            std::fs::set_permissions(&root, search_only.clone())?;
+            if let Some(user_dir) = dir.parent() {
+                std::fs::set_permissions(user_dir, search_only)?;
+            }
+            sandbox.adopt(&dir)
+        })
+        .await
+        .map_err(|e| ToolError::Crashed(e.to_string()))?
+        .map_err(|e| ToolError::Spawn {
+            program: "sandbox".into(),
+            reason: format!("cannot prepare the session directory: {e}"),
+        })?;
+        Ok(workdir)
+    }
+
+    /// Runs `argv` for `user`'s `session` in the sandbox, with no credentials.
     pub async fn run(
         &self,
         user: &str,
         session: &str,
         argv: &[String],
     ) -> Result<ToolOutput, ToolError> {
-        for id in [user, session] {
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                return Err(ToolError::InvalidArguments(format!("bad id '{id}'")));
-            }
-        }
+        self.run_with(user, session, argv, &Call::default()).await
+    }
+
+    /// Runs `argv` for `user`'s `session` in the sandbox with what `call` grants. Ids become
+    /// directory names, so they are checked.
+    pub async fn run_with(
+        &self,
+        user: &str,
+        session: &str,
+        argv: &[String],
+        call: &Call,
+    ) -> Result<ToolOutput, ToolError> {
         let (program, rest) = argv
             .split_first()
             .ok_or_else(|| ToolError::InvalidArguments("empty command".into()))?;
-        let workdir = self.workdir_root.join(user).join(session);
-        tokio::fs::create_dir_all(&workdir)
-            .await
-            .map_err(|e| ToolError::Spawn {
+        let workdir = self.workdir(user, session).await?;
+        let resolved = which::which_in(program, Some(&self.search_path), "/").map_err(|_| {
+            ToolError::Spawn {
                 program: program.clone(),
-                reason: format!("cannot create {}: {e}", workdir.display()),
-            })?;
-        let resolved =
-            which::which_in(program, Some(&self.search_path), &workdir).map_err(|_| {
-                ToolError::Spawn {
-                    program: program.clone(),
-                    reason: "not installed on this node".into(),
-                }
-            })?;
+                reason: "not installed on this node".into(),
+            }
+        })?;
         let started = Instant::now();
-        let mut child = tokio::process::Command::new(&resolved)
-            .args(rest)
-            .current_dir(&workdir)
-            .env("PATH", &self.search_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
+        let spec = Spec {
+            program: &resolved,
+            args: rest,
+            workdir: &workdir,
+            search_path: &self.search_path,
+            grant: &call.grant,
+            env: call.env.clone(),
+            files: call.files.clone(),
+        };
+        let mut running = self
+            .sandbox
+            .start(spec)
+            .await
             .map_err(|e| ToolError::Spawn {
                 program: program.clone(),
                 reason: e.to_string(),
             })?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
+        let stdout = running.child.stdout.take().expect("stdout is piped");
+        let stderr = running.child.stderr.take().expect("stderr is piped");
         let out_cap = OutputCap {
             limit: self.output_limit,
         };
         let err_cap = OutputCap {
             limit: self.output_limit / 4,
         };
-        let run = async {
-            let (out, err, status) =
-                tokio::join!(out_cap.read(stdout), err_cap.read(stderr), child.wait());
-            (out, err, status)
+        let (timeout, grace) = (self.timeout, self.grace);
+        let graceful = call.graceful;
+        let waited = async {
+            match tokio::time::timeout(timeout, running.child.wait()).await {
+                Ok(s) => (s, false),
+                Err(_) => {
+                    if graceful {
+                        // Ctrl-C first: terraform stops cleanly and writes its state.
+                        running.interrupt();
+                        if let Ok(s) = tokio::time::timeout(grace, running.child.wait()).await {
+                            return (s, true);
+                        }
+                    }
+                    let _ = running.child.start_kill();
+                    (running.child.wait().await, true)
+                }
+            }
         };
-        // On timeout the child is dropped, and `kill_on_drop` ends it.
-        let (out, err, status) = tokio::time::timeout(self.timeout, run)
-            .await
-            .map_err(|_| ToolError::Timeout(self.timeout.as_secs()))?;
+        let (out, err, (status, timed_out)) =
+            tokio::join!(out_cap.read(stdout), err_cap.read(stderr), waited);
         let spawn_err = |e: std::io::Error| ToolError::Spawn {
             program: program.clone(),
             reason: e.to_string(),
@@ -141,6 +211,9 @@ impl CloudExec {
             err.map_err(spawn_err)?,
             status.map_err(spawn_err)?,
         );
+        if timed_out {
+            return Err(ToolError::Timeout(self.timeout.as_secs()));
+        }
         let mut text = String::from_utf8_lossy(&out).into_owned();
         if !err.is_empty() {
             if !text.is_empty() && !text.ends_with('\n') {
@@ -150,7 +223,7 @@ impl CloudExec {
             text.push_str(&String::from_utf8_lossy(&err));
         }
         let truncated = out_cut || err_cut;
-        let mut output = redact(&text);
+        let mut output = call.secrets.redact(&text);
         if truncated {
             output.push_str(&format!(
                 "\n[output truncated: more than {} bytes]",

@@ -3,9 +3,11 @@
 //! the approval gate.
 
 pub mod cloud_exec;
+pub mod grants;
 pub mod knowledge_search;
 mod output;
 pub mod redact;
+pub mod sandbox;
 pub mod terraform;
 
 pub use output::{OutputCap, ToolOutput};

@@ -4,15 +4,21 @@
 //! another node, or a node that lost its disk, carries on with the same state. `terraform` run
 //! through `cloud_exec` goes through the same restore and save.
 
+mod guard;
+mod state;
+
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aurora_models::llm::ToolSpec;
 use aurora_storage::objects::{ObjectKey, ObjectStore};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::cloud_exec::CloudExec;
+pub use guard::TerraformPolicy;
+
+use super::cloud_exec::{Call, CloudExec};
+use super::sandbox::GrantFile;
 use super::{ToolError, ToolOutput};
 
 pub const NAME: &str = "terraform";
@@ -49,6 +55,31 @@ impl Action {
     pub fn is_read_only(&self) -> bool {
         matches!(self, Action::Plan)
     }
+
+    /// The gate's class: plan reads, write changes the session's files, apply and destroy
+    /// change real infrastructure.
+    pub fn classification(&self) -> aurora_storage::classify::Classification {
+        use aurora_storage::classify::{Class, Classification};
+        let (class, reason) = match self {
+            Action::Plan => (Class::Read, "`terraform plan` only reads"),
+            Action::Write(_) => (
+                Class::Write,
+                "`terraform write` changes this session's configuration files",
+            ),
+            Action::Apply => (
+                Class::Destructive,
+                "`terraform apply` changes real infrastructure",
+            ),
+            Action::Destroy => (
+                Class::Destructive,
+                "`terraform destroy` destroys real infrastructure",
+            ),
+        };
+        Classification {
+            class,
+            reason: reason.into(),
+        }
+    }
 }
 
 /// Who and which session a run is for: the object keys and the working directory hang off it.
@@ -64,6 +95,17 @@ pub struct Terraform {
     /// Runs the `terraform` binary: same PATH, working directories, timeout and output cap.
     pub exec: CloudExec,
     pub store: ObjectStore,
+    /// Which providers and features terraform may use.
+    pub policy: TerraformPolicy,
+}
+
+/// The session directory's state file, read without following a link the tool put there.
+async fn read_state(workdir: &Path) -> Result<Option<Vec<u8>>, ToolError> {
+    let dir = workdir.to_path_buf();
+    tokio::task::spawn_blocking(move || state::read_file(&dir, STATE_FILE))
+        .await
+        .map_err(|e| ToolError::Crashed(e.to_string()))?
+        .map_err(|e| ToolError::Storage(format!("{}: {e}", workdir.display())))
 }
 
 fn valid_file_name(name: &str) -> bool {
@@ -148,14 +190,21 @@ impl Terraform {
             .map_err(|e| ToolError::Storage(e.to_string()))
     }
 
-    fn workdir(&self, owner: &Owner) -> std::path::PathBuf {
-        self.exec
-            .workdir_root
-            .join(owner.user_id.to_string())
-            .join(owner.session_id.to_string())
+    fn ids(owner: &Owner) -> (String, String) {
+        (owner.user_id.to_string(), owner.session_id.to_string())
     }
 
     pub async fn run(&self, owner: &Owner, action: &Action) -> Result<ToolOutput, ToolError> {
+        self.run_granted(owner, action, &Call::default()).await
+    }
+
+    /// Runs `action` with the org's credentials in `call`.
+    pub async fn run_granted(
+        &self,
+        owner: &Owner,
+        action: &Action,
+        call: &Call,
+    ) -> Result<ToolOutput, ToolError> {
         let argv: Vec<String> = match action {
             Action::Write(files) => return self.write(owner, files).await,
             Action::Plan => vec!["terraform", "plan", "-input=false", "-no-color"],
@@ -179,18 +228,18 @@ impl Terraform {
         .into_iter()
         .map(String::from)
         .collect();
-        let workdir = self.workdir(owner);
-        self.restore(owner, &workdir).await?;
+        let workdir = self.prepare(owner).await?;
+        let call = self.call(call);
         let mut init_output = String::new();
-        if !workdir.join(".terraform").exists() {
+        if !workdir.join(".terraform").is_dir() {
             let init = ["terraform", "init", "-input=false", "-no-color"].map(String::from);
-            let out = self.run_synced(owner, &workdir, &init).await?;
+            let out = self.run_synced(owner, &workdir, &init, &call).await?;
             if out.exit_code != Some(0) {
                 return Ok(out);
             }
             init_output = out.output;
         }
-        let mut out = self.run_synced(owner, &workdir, &argv).await?;
+        let mut out = self.run_synced(owner, &workdir, &argv, &call).await?;
         if !init_output.is_empty() {
             out.output = format!("{init_output}\n{}", out.output);
         }
@@ -199,56 +248,135 @@ impl Terraform {
 
     /// Runs any `terraform` command line (from `cloud_exec`) with the state restored first and
     /// saved after.
-    pub async fn run_cli(&self, owner: &Owner, argv: &[String]) -> Result<ToolOutput, ToolError> {
-        let workdir = self.workdir(owner);
-        self.restore(owner, &workdir).await?;
-        self.run_synced(owner, &workdir, argv).await
+    pub async fn run_cli(
+        &self,
+        owner: &Owner,
+        argv: &[String],
+        call: &Call,
+    ) -> Result<ToolOutput, ToolError> {
+        let workdir = self.prepare(owner).await?;
+        let call = self.call(call);
+        self.run_synced(owner, &workdir, argv, &call).await
     }
 
-    /// Runs `argv` and saves the state if the run changed it (even a failed apply can have).
+    /// The session directory with the stored state and files in it, and its configuration
+    /// checked against the node's terraform policy.
+    async fn prepare(&self, owner: &Owner) -> Result<PathBuf, ToolError> {
+        let (user, session) = Self::ids(owner);
+        let workdir = self.exec.workdir(&user, &session).await?;
+        self.restore(owner, &workdir).await?;
+        let policy = self.policy.clone();
+        let dir = workdir.clone();
+        tokio::task::spawn_blocking(move || policy.check_dir(&dir))
+            .await
+            .map_err(|e| ToolError::Crashed(e.to_string()))?
+            .map_err(|why| ToolError::InvalidArguments(format!("terraform refused: {why}")))?;
+        Ok(workdir)
+    }
+
+    /// The caller's grant plus terraform's CLI configuration; interrupted (not killed) at the
+    /// timeout, so it can write its state.
+    fn call(&self, call: &Call) -> Call {
+        let mut call = call.clone();
+        call.graceful = true;
+        call.files.push(GrantFile {
+            name: "terraformrc".into(),
+            contents: self.policy.cli_config().into_bytes(),
+            env: Some("TF_CLI_CONFIG_FILE".into()),
+        });
+        call
+    }
+
+    /// Runs `argv` and saves the state if the run changed it: even a failed, timed-out or
+    /// cancelled apply can have, and losing that state would orphan real resources.
     async fn run_synced(
         &self,
         owner: &Owner,
         workdir: &Path,
         argv: &[String],
+        call: &Call,
     ) -> Result<ToolOutput, ToolError> {
-        let state_path = workdir.join(STATE_FILE);
-        let before = tokio::fs::read(&state_path).await.ok();
-        let (user, session) = (owner.user_id.to_string(), owner.session_id.to_string());
-        let out = self.exec.run(&user, &session, argv).await?;
-        let after = tokio::fs::read(&state_path).await.ok();
+        let before = read_state(workdir).await?;
+        let (user, session) = Self::ids(owner);
+        let result = self.exec.run_with(&user, &session, argv, call).await;
+        let after = read_state(workdir).await?;
         if let Some(state) = after.filter(|a| Some(a) != before.as_ref()) {
-            self.store
-                .put(&Self::key(owner, STATE_FILE)?, state)
-                .await
-                .map_err(|e| ToolError::Storage(format!("the state could not be saved: {e}")))?;
+            self.save_state(owner, state).await?;
         }
-        Ok(out)
+        result
+    }
+
+    /// Stores `state` as the current one (unless the stored one is newer in the same lineage)
+    /// and as a version in the history.
+    async fn save_state(&self, owner: &Owner, state: Vec<u8>) -> Result<(), ToolError> {
+        let storage = |e: aurora_storage::StorageError| {
+            ToolError::Storage(format!("the state could not be saved: {e}"))
+        };
+        let key = Self::key(owner, STATE_FILE)?;
+        if let Some(current) = self.store.get(&key).await.map_err(storage)? {
+            if !state::may_replace(&current, &state) {
+                tracing::warn!(session_id = %owner.session_id, "older terraform state not saved over a newer one");
+                return Ok(());
+            }
+        }
+        let version = state::Version::of(&state)
+            .map(|v| format!("{}-{:020}", v.lineage, v.serial))
+            .unwrap_or_else(|| "unversioned".into());
+        let history = format!(
+            "history/{}-{version}.tfstate",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ")
+        );
+        self.store
+            .put(&Self::key(owner, &history)?, state.clone())
+            .await
+            .map_err(storage)?;
+        self.store.put(&key, state).await.map_err(storage)
     }
 
     /// Brings the working directory in line with object storage: the saved state replaces the
-    /// local one, and saved configuration files missing here are written back.
+    /// local one unless the local one is newer (then it is saved), and saved configuration
+    /// files missing here are written back.
     async fn restore(&self, owner: &Owner, workdir: &Path) -> Result<(), ToolError> {
         let storage = |e: aurora_storage::StorageError| ToolError::Storage(e.to_string());
-        let local = |e: std::io::Error| ToolError::Storage(format!("{}: {e}", workdir.display()));
-        tokio::fs::create_dir_all(workdir).await.map_err(local)?;
-        if let Some(state) = self
+        let stored = self
             .store
             .get(&Self::key(owner, STATE_FILE)?)
             .await
-            .map_err(storage)?
-        {
-            tokio::fs::write(workdir.join(STATE_FILE), state)
-                .await
-                .map_err(local)?;
+            .map_err(storage)?;
+        let local = read_state(workdir).await?;
+        match state::restore_choice(local.as_deref(), stored.as_deref()) {
+            state::Restore::Stored => {
+                let bytes = stored.expect("a stored state to restore");
+                self.put_local(workdir, STATE_FILE, bytes).await?;
+            }
+            state::Restore::Local => {
+                self.save_state(owner, local.expect("a local state"))
+                    .await?;
+            }
+            state::Restore::Nothing => {}
         }
         for (name, content) in self.saved_files(owner).await? {
-            let path = workdir.join(&name);
-            if !path.exists() {
-                tokio::fs::write(path, content).await.map_err(local)?;
+            let missing = tokio::fs::symlink_metadata(workdir.join(&name))
+                .await
+                .is_err();
+            if missing {
+                self.put_local(workdir, &name, content.into_bytes()).await?;
             }
         }
         Ok(())
+    }
+
+    /// Writes a file into the session directory without following links, owned by the sandbox.
+    async fn put_local(&self, workdir: &Path, name: &str, bytes: Vec<u8>) -> Result<(), ToolError> {
+        let (dir, name_owned, owner) = (
+            workdir.to_path_buf(),
+            name.to_string(),
+            self.exec.sandbox.owner_uid(),
+        );
+        tokio::task::spawn_blocking(move || state::write_file(&dir, &name_owned, &bytes, owner))
+            .await
+            .map_err(|e| ToolError::Crashed(e.to_string()))?
+            .map_err(|e| ToolError::Storage(format!("{name}: {e}")))
     }
 
     async fn saved_files(&self, owner: &Owner) -> Result<BTreeMap<String, String>, ToolError> {
@@ -267,7 +395,8 @@ impl Terraform {
         files: &BTreeMap<String, String>,
     ) -> Result<ToolOutput, ToolError> {
         let started = std::time::Instant::now();
-        let workdir = self.workdir(owner);
+        let (user, session) = Self::ids(owner);
+        let workdir = self.exec.workdir(&user, &session).await?;
         self.restore(owner, &workdir).await?;
         let mut saved = self.saved_files(owner).await?;
         saved.extend(files.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -278,9 +407,8 @@ impl Terraform {
             .map_err(|e| ToolError::Storage(e.to_string()))?;
         let mut lines = Vec::new();
         for (name, content) in files {
-            tokio::fs::write(workdir.join(name), content)
-                .await
-                .map_err(|e| ToolError::Storage(format!("{name}: {e}")))?;
+            self.put_local(&workdir, name, content.clone().into_bytes())
+                .await?;
             lines.push(format!("wrote {name} ({} bytes)", content.len()));
         }
         Ok(ToolOutput {

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use aurora_actors::protocol::{Decision, Mode, ServerFrame};
 use aurora_actors::tools::cloud_exec::{CloudExec, DEFAULT_CLIS};
-use aurora_actors::tools::terraform::Terraform;
+use aurora_actors::tools::grants::Grants;
+use aurora_actors::tools::sandbox::{Sandbox, SandboxConfig};
+use aurora_actors::tools::terraform::{Terraform, TerraformPolicy};
 use aurora_actors::turn::{run_turn, TurnDeps, TurnInput, TurnIo, TurnOutcome};
 use aurora_fakes::{openai, FakeServer, Reply};
 use aurora_models::llm::{ChatMessage, HttpPolicy, OpenAiProvider};
@@ -31,6 +33,12 @@ pub struct Harness {
 
 pub async fn harness(script: Vec<Reply>) -> Harness {
     let dir = tempfile::tempdir().unwrap();
+    // Searchable by the sandbox user, which runs the tools.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
     let config = aurora_config::DatabaseConfig::Sqlite {
         url: format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()),
     };
@@ -65,6 +73,8 @@ pub async fn harness(script: Vec<Reply>) -> Harness {
         workdir_root: dir.path().join("work"),
         timeout: Duration::from_secs(10),
         output_limit: 64 * 1024,
+        grace: Duration::from_secs(5),
+        sandbox: Sandbox::new(SandboxConfig::default()),
     };
     let deps = TurnDeps {
         llm,
@@ -72,12 +82,19 @@ pub async fn harness(script: Vec<Reply>) -> Harness {
         terraform: Terraform {
             exec: cloud_exec.clone(),
             store: ObjectStore::local(dir.path().join("objects")),
+            policy: TerraformPolicy {
+                providers: vec!["hashicorp/aws".into()],
+                mirror: None,
+                allow_exec: false,
+            },
         },
         knowledge: None,
         cloud_exec,
         policies: Policies::new(db.clone()),
         writer: TurnWriter::start(db.clone(), Cache::local()),
         audit: Audit::new(db.clone()),
+        grants: Grants::none(),
+        accounts: Accounts::new(db.clone(), 1, 0),
         max_steps: 5,
         approval_timeout: Duration::from_secs(5),
         turn_timeout: Duration::from_secs(30),
@@ -115,11 +132,14 @@ impl Harness {
         let (frames_tx, mut frames_rx) = mpsc::channel(256);
         let (decisions_tx, decisions_rx) = mpsc::channel(8);
         let (cancel_tx, cancel_rx) = watch::channel(false);
+        let approver = self.who.user_id;
         let collector = tokio::spawn(async move {
             let mut seen = Vec::new();
             while let Some(frame) = frames_rx.recv().await {
                 match answer(&frame) {
-                    Some(Action::Decide(id, d)) => decisions_tx.send((id, d)).await.unwrap(),
+                    Some(Action::Decide(id, d)) => {
+                        decisions_tx.send((id, d, approver)).await.unwrap()
+                    }
                     Some(Action::Cancel) => cancel_tx.send(true).unwrap(),
                     None => {}
                 }

@@ -64,6 +64,24 @@ impl From<StorageError> for ApiError {
             StorageError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             StorageError::InvalidCredentials => ApiError::unauthorized("invalid email or password"),
             StorageError::Unauthorized(m) => ApiError::unauthorized(m),
+            // The store's errors carry no secret, but may name internal addresses: the
+            // details go to the log, the client gets the kind.
+            StorageError::Secrets(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, "secret store unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "SECRET_STORE_UNAVAILABLE",
+                    "the secret store is unavailable, try again",
+                )
+            }
+            StorageError::Secrets(e) => {
+                tracing::error!(error = %e, "secret store error");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "SECRET_STORE_ERROR",
+                    "the secret store failed (details are in the node's log)",
+                )
+            }
             ref e if e.is_unavailable() => {
                 tracing::error!(error = %err, "database unavailable");
                 ApiError::new(

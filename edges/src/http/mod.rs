@@ -15,6 +15,7 @@ use aurora_actors::HealthReport;
 use aurora_config::Config;
 use aurora_models::llm::LlmProvider;
 use aurora_storage::auth::Accounts;
+use aurora_storage::credentials::Credentials;
 use aurora_storage::knowledge::Knowledge;
 use aurora_storage::policies::Policies;
 use aurora_storage::preferences::Preferences;
@@ -31,6 +32,8 @@ pub use error::{respond, ApiError};
 /// What every HTTP handler can reach.
 pub struct HttpState {
     pub config: Arc<Config>,
+    /// What the agent's tool sandbox can do on this node (shown in `/health`).
+    pub sandbox: aurora_actors::tools::sandbox::SandboxStatus,
     pub node_name: String,
     pub accounts: Accounts,
     pub preferences: Preferences,
@@ -38,6 +41,8 @@ pub struct HttpState {
     pub tickets: Tickets,
     pub usage: LlmUsage,
     pub policies: Policies,
+    /// The org's cloud credentials (rows in the database, secrets in the secret store).
+    pub credentials: Credentials,
     /// The knowledge base (absent on a node without an embedding model).
     pub knowledge: Option<Arc<KnowledgeBase>>,
     /// Knowledge-base rows that need no model (the org memory text).

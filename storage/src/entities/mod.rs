@@ -12,6 +12,7 @@ pub mod kb_index_versions;
 pub mod kb_memory;
 pub mod llm_usage;
 pub mod llm_usage_totals;
+pub mod org_credentials;
 pub mod organizations;
 pub mod user_preferences;
 pub mod users;
@@ -49,6 +50,7 @@ org_scoped!(
     kb_chunks => OrgId,
     kb_memory => OrgId,
     kb_index_versions => OrgId,
+    org_credentials => OrgId,
 );
 
 /// The org-scoped tables, as named in SQL: each has row-level security on PostgreSQL.
@@ -67,4 +69,5 @@ pub const ORG_SCOPED_TABLES: &[(&str, &str)] = &[
     ("kb_chunks", "org_id"),
     ("kb_memory", "org_id"),
     ("kb_index_versions", "org_id"),
+    ("org_credentials", "org_id"),
 ];

@@ -7,6 +7,7 @@ mod m0002_command_policies;
 mod m0003_usage_totals;
 mod m0004_chat_messages;
 mod m0005_knowledge_base;
+mod m0006_org_credentials;
 
 use sea_orm_migration::prelude::*;
 pub use sea_orm_migration::MigratorTrait;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_usage_totals::Migration),
             Box::new(m0004_chat_messages::Migration),
             Box::new(m0005_knowledge_base::Migration),
+            Box::new(m0006_org_credentials::Migration),
         ]
     }
 }

@@ -5,6 +5,12 @@ use super::*;
 /// A PATH holding a fake `kubectl` shell script, and a working-directory root.
 fn setup() -> (tempfile::TempDir, CloudExec) {
     let dir = tempfile::tempdir().unwrap();
+    // Searchable by the sandbox user, which runs the tools.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
     let bin = dir.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let script = r#"#!/bin/sh
@@ -29,6 +35,8 @@ esac
         workdir_root: dir.path().join("work"),
         timeout: Duration::from_millis(1500),
         output_limit: 16 * 1024,
+        grace: Duration::from_secs(1),
+        sandbox: Sandbox::new(Default::default()),
     };
     (dir, exec)
 }
@@ -46,12 +54,9 @@ async fn runs_an_argument_vector_in_the_session_directory() {
     assert_eq!(out.exit_code, Some(0));
     assert!(out.output.contains("web-1 1/1 Running"));
     assert!(out.output.contains("args: get pods -n my ns"));
-    let cwd = dir.path().join("work/user-1/session-1");
-    assert!(
-        out.output.contains(&format!("cwd: {}", cwd.display())),
-        "{}",
-        out.output
-    );
+    // The session directory, as the sandbox shows it.
+    assert!(out.output.contains("cwd: /work"), "{}", out.output);
+    assert!(dir.path().join("work/user-1/session-1").is_dir());
     assert!(!out.truncated);
 }
 
@@ -63,7 +68,11 @@ async fn failures_keep_stderr_and_exit_code() {
         .await
         .unwrap();
     assert_eq!(out.exit_code, Some(1));
-    assert!(out.output.contains("[stderr]") && out.output.contains("podz"));
+    assert!(
+        out.output.contains("[stderr]") && out.output.contains("podz"),
+        "{}",
+        out.output
+    );
 }
 
 #[tokio::test]

@@ -18,6 +18,12 @@ esac
 
 fn setup() -> (tempfile::TempDir, Terraform, Owner) {
     let dir = tempfile::tempdir().unwrap();
+    // Searchable by the sandbox user, which runs the tools.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
     let bin = dir.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let path = bin.join("terraform");
@@ -31,10 +37,17 @@ fn setup() -> (tempfile::TempDir, Terraform, Owner) {
         workdir_root: dir.path().join("work"),
         timeout: Duration::from_secs(5),
         output_limit: 16 * 1024,
+        grace: Duration::from_secs(2),
+        sandbox: crate::tools::sandbox::Sandbox::new(Default::default()),
     };
     let tf = Terraform {
         exec,
         store: ObjectStore::local(dir.path().join("objects")),
+        policy: TerraformPolicy {
+            providers: vec!["hashicorp/aws".into()],
+            mirror: None,
+            allow_exec: false,
+        },
     };
     let owner = Owner {
         org_id: Uuid::now_v7(),
@@ -74,7 +87,10 @@ fn parses_actions_and_refuses_bad_files() {
 #[tokio::test]
 async fn state_and_configuration_survive_losing_the_working_directory() {
     let (dir, tf, owner) = setup();
-    let files = BTreeMap::from([("main.tf".to_string(), "resource \"x\" \"y\" {}".to_string())]);
+    let files = BTreeMap::from([(
+        "main.tf".to_string(),
+        "resource \"terraform_data\" \"y\" {}".to_string(),
+    )]);
     let out = tf.run(&owner, &Action::Write(files)).await.unwrap();
     assert!(out.output.contains("wrote main.tf"), "{}", out.output);
 
@@ -100,7 +116,7 @@ async fn state_and_configuration_survive_losing_the_working_directory() {
     // `terraform` through cloud_exec sees and saves the same state.
     std::fs::remove_dir_all(dir.path().join("work")).unwrap();
     let argv: Vec<String> = ["terraform", "apply"].map(String::from).to_vec();
-    let out = tf.run_cli(&owner, &argv).await.unwrap();
+    let out = tf.run_cli(&owner, &argv, &Call::default()).await.unwrap();
     assert!(out.output.contains("serial 3"), "{}", out.output);
 
     // Another session of the same user has its own state.

@@ -33,6 +33,7 @@ pub fn routes(state: Arc<HttpState>) -> Route {
                     "uptime_s": s.started.elapsed().as_secs(),
                     "checked_at": report.checked_at,
                     "dependencies": report.dependencies,
+                    "tool_sandbox": s.sandbox,
                 }),
             )
         });

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod credentials;
 mod health;
 mod knowledge;
 mod llm_config;
@@ -36,6 +37,8 @@ pub fn all(
         .or(llm_config::routes(state.clone()))
         .unify()
         .or(policies::routes(state.clone()))
+        .unify()
+        .or(credentials::routes(state.clone()))
         .unify()
         .or(knowledge::routes(state.clone()))
         .unify()

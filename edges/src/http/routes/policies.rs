@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use aurora_storage::auth::{Principal, Role};
-use aurora_storage::policies::Effect;
+use aurora_storage::classify::classify;
+use aurora_storage::policies::{Effect, GateMode};
 use serde::Deserialize;
 use serde_json::json;
 use warp::http::StatusCode;
@@ -26,6 +27,8 @@ struct CreateBody {
 #[serde(deny_unknown_fields)]
 struct CheckBody {
     command: String,
+    /// `agent` (default), `ask` or `background`.
+    mode: Option<GateMode>,
 }
 
 pub fn routes(state: Arc<HttpState>) -> Route {
@@ -92,9 +95,17 @@ async fn check(
     if body.command.len() > 64 * 1024 {
         return Err(ApiError::validation("command is over 64 KiB"));
     }
+    let argv = shell_words::split(&body.command)
+        .map_err(|e| ApiError::validation(format!("cannot split the command: {e}")))?;
+    if argv.is_empty() {
+        return Err(ApiError::validation("command is empty"));
+    }
+    let command = shell_words::join(&argv);
+    let c = classify(&argv);
+    let mode = body.mode.unwrap_or(GateMode::Agent);
     Ok(json(
         StatusCode::OK,
-        &s.policies.check(p.org_id, &body.command).await?,
+        &s.policies.check(p.org_id, &command, c, mode).await?,
     ))
 }
 
