@@ -140,6 +140,12 @@ ensure_sandbox_tools() {
     log "installing ${missing[*]}"
     apt_install "${missing[@]}"
   fi
+  # The escape suite shows an aws credential_process running with the real CLI.
+  if ! command -v aws >/dev/null 2>&1 && [ ! -x .venv/bin/aws ]; then
+    ensure_venv
+    log "installing awscli into .venv"
+    .venv/bin/pip install -q awscli
+  fi
   # Terraform is not packaged by Debian or PyPI; the machine image carries it. Say so loudly:
   # the terraform sandbox tests fail without it.
   command -v terraform >/dev/null 2>&1 || log "terraform is not installed: the terraform sandbox tests will fail"

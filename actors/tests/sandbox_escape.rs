@@ -321,3 +321,53 @@ async fn a_tool_path_over_the_data_directory_is_not_bound() {
     assert!(!out.output.contains(&n.db_marker), "{}", out.output);
     assert!(!out.output.contains(&n.secret_key), "{}", out.output);
 }
+
+/// The aws CLI of this machine, if it has one (the image carries awscli; the suite's set-up
+/// installs it from PyPI into .venv where it does not).
+fn aws_cli() -> std::path::PathBuf {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/aws");
+    which::which("aws")
+        .ok()
+        .or_else(|| venv.is_file().then_some(venv))
+        .expect("the aws CLI is installed (scripts/test.sh checks)")
+}
+
+#[tokio::test]
+async fn an_aws_credential_process_is_refused_at_the_gate() {
+    use aurora_storage::classify::{classify, Class};
+    // Without the gate: `aws configure set credential_process` writes a program into the
+    // config, and the next aws call runs it to get credentials. Shown with the real CLI, on a
+    // config file of the test's own (never the machine's).
+    let aws = aws_cli();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    let ran = dir.path().join("credential-process-ran");
+    let program = format!("/bin/sh -c 'touch {}; exit 1'", ran.display());
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(&aws);
+        cmd.args(args)
+            .env("AWS_CONFIG_FILE", &config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_DEFAULT_REGION", "us-east-1");
+        for k in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+        ] {
+            cmd.env_remove(k);
+        }
+        cmd.output().unwrap()
+    };
+    let set = ["configure", "set", "credential_process", program.as_str()];
+    assert!(run(&set).status.success());
+    run(&["sts", "get-caller-identity"]);
+    assert!(exists(&ran), "the credential process ran");
+
+    // With it: the command that plants the program never runs.
+    let mut argv = vec!["aws".to_string()];
+    argv.extend(set.iter().map(|s| s.to_string()));
+    let c = classify(&argv);
+    assert_eq!(c.class, Class::Forbidden, "{c:?}");
+}

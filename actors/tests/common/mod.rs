@@ -70,7 +70,8 @@ pub async fn harness(script: Vec<Reply>) -> Harness {
     let cloud_exec = CloudExec {
         allowed: DEFAULT_CLIS.iter().map(|s| s.to_string()).collect(),
         search_path: format!("{}:/usr/bin:/bin", bin.display()).into(),
-        workdir_root: dir.path().join("work"),
+        // Under a data directory of its own: a PATH entry beside the sessions is never shown.
+        workdir_root: dir.path().join("data/work"),
         timeout: Duration::from_secs(10),
         output_limit: 64 * 1024,
         grace: Duration::from_secs(5),

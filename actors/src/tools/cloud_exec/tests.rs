@@ -32,7 +32,8 @@ esac
     let exec = CloudExec {
         allowed: DEFAULT_CLIS.iter().map(|s| s.to_string()).collect(),
         search_path: search,
-        workdir_root: dir.path().join("work"),
+        // Under a data directory of its own: a PATH entry beside the sessions is never shown.
+        workdir_root: dir.path().join("data/work"),
         timeout: Duration::from_millis(1500),
         output_limit: 16 * 1024,
         grace: Duration::from_secs(1),
@@ -56,7 +57,7 @@ async fn runs_an_argument_vector_in_the_session_directory() {
     assert!(out.output.contains("args: get pods -n my ns"));
     // The session directory, as the sandbox shows it.
     assert!(out.output.contains("cwd: /work"), "{}", out.output);
-    assert!(dir.path().join("work/user-1/session-1").is_dir());
+    assert!(dir.path().join("data/work/user-1/session-1").is_dir());
     assert!(!out.truncated);
 }
 

@@ -34,7 +34,8 @@ fn setup() -> (tempfile::TempDir, Terraform, Owner) {
     let exec = CloudExec {
         allowed: vec!["terraform".into()],
         search_path: search,
-        workdir_root: dir.path().join("work"),
+        // Under a data directory of its own: a PATH entry beside the sessions is never shown.
+        workdir_root: dir.path().join("data/work"),
         timeout: Duration::from_secs(5),
         output_limit: 16 * 1024,
         grace: Duration::from_secs(2),
@@ -106,7 +107,7 @@ async fn state_and_configuration_survive_losing_the_working_directory() {
     assert!(out.output.contains("serial 1"), "{}", out.output);
 
     // The node loses its disk (or the session moves): state and files come back from storage.
-    std::fs::remove_dir_all(dir.path().join("work")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("data/work")).unwrap();
     let out = tf.run(&owner, &Action::Plan).await.unwrap();
     assert!(out.output.contains("files: main.tf"), "{}", out.output);
     assert!(out.output.contains("state serial 1"), "{}", out.output);
@@ -114,7 +115,7 @@ async fn state_and_configuration_survive_losing_the_working_directory() {
     assert!(out.output.contains("serial 2"), "{}", out.output);
 
     // `terraform` through cloud_exec sees and saves the same state.
-    std::fs::remove_dir_all(dir.path().join("work")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("data/work")).unwrap();
     let argv: Vec<String> = ["terraform", "apply"].map(String::from).to_vec();
     let out = tf.run_cli(&owner, &argv, &Call::default()).await.unwrap();
     assert!(out.output.contains("serial 3"), "{}", out.output);
