@@ -50,6 +50,8 @@ pub struct Node {
     cluster: Cluster,
     supervisor: ActorRef<NodeMsg>,
     supervisor_task: JoinHandle<()>,
+    /// Follows the cluster's token revocations (`Accounts::follow_revocations`).
+    revocations: JoinHandle<()>,
     db: Db,
     health: watch::Receiver<HealthReport>,
 }
@@ -64,6 +66,7 @@ fn sessions_args(
     config: &Config,
     db: &Db,
     cache: &Cache,
+    accounts: &Accounts,
     llm: Arc<dyn llm::LlmProvider>,
     knowledge: Option<Arc<KnowledgeBase>>,
     placement: watch::Receiver<Placement>,
@@ -82,7 +85,7 @@ fn sessions_args(
         writer: TurnWriter::start(db.clone(), cache.clone()),
         audit: Audit::new(db.clone()),
         grants,
-        accounts: Accounts::new(db.clone(), config.token_ttl_hours, config.auth_cache_secs),
+        accounts: accounts.clone(),
         max_steps: chat.max_steps,
         approval_timeout: Duration::from_secs(chat.approval_timeout_secs),
         turn_timeout: Duration::from_secs(chat.turn_timeout_secs),
@@ -294,6 +297,14 @@ impl Node {
         };
         let secret = secret_key(&config)?;
         check_single_org(&config, &db).await?;
+        let mut accounts =
+            Accounts::new(db.clone(), config.token_ttl_hours, config.auth_cache_secs)
+                .single_org(config.host_cloud_config)
+                .open_registration(config.allow_registration)
+                .hash_slots(config.hash_slots);
+        if redis.is_some() {
+            accounts = accounts.shared_cache(cache.clone());
+        }
         let secrets = open_secrets(&config, &secret).await?;
         let objects = open_objects(&config).await?;
         let llm = match config.llm_provider {
@@ -342,6 +353,7 @@ impl Node {
                 &config,
                 &db,
                 &cache,
+                &accounts,
                 llm.clone(),
                 knowledge.clone(),
                 placement_rx,
@@ -398,8 +410,8 @@ impl Node {
             sandbox: sandbox.status().clone(),
             config: config.clone(),
             node_name: node_name.clone(),
-            accounts: Accounts::new(db.clone(), config.token_ttl_hours, config.auth_cache_secs)
-                .single_org(config.host_cloud_config),
+            accounts: accounts.clone(),
+            cache: cache.clone(),
             preferences: Preferences::new(db.clone()),
             sessions: Sessions::new(db.clone()),
             tickets: Tickets::new(&secret, cache.clone(), WS_TICKET_TTL),
@@ -444,6 +456,7 @@ impl Node {
                 return Err(e);
             }
         };
+        let revocations = tokio::spawn(async move { accounts.follow_revocations().await });
         tracing::info!(node = %node_name, http = %http.addr, ws = %ws.addr, elapsed_ms = started.elapsed().as_millis() as u64, "node started");
         Ok(Node {
             config,
@@ -454,6 +467,7 @@ impl Node {
             cluster,
             supervisor,
             supervisor_task,
+            revocations,
             db,
             health: health_rx,
         })
@@ -503,6 +517,7 @@ impl Node {
         let deadline = Duration::from_secs(self.config.shutdown_timeout_secs);
         let start = Instant::now();
         tracing::info!(deadline_s = deadline.as_secs(), "shutting down");
+        self.revocations.abort();
         if tokio::time::timeout(deadline, self.http.shutdown())
             .await
             .is_err()

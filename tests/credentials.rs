@@ -632,6 +632,7 @@ async fn start_in(dir: &Path, extra: &[(&str, &str)]) -> anyhow::Result<Node> {
         ("HTTP_PORT", "0"),
         ("WS_PORT", "0"),
         ("AURORA_HEALTH_INTERVAL_MS", "100"),
+        ("AURORA_ALLOW_REGISTRATION", "true"),
     ]);
     vars.extend(env(extra));
     Node::start(Config::from_sources(None, vars)?).await

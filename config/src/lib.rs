@@ -122,7 +122,17 @@ pub struct Config {
     pub llm_api_key: Option<Secret>,
     pub llm_model: Option<String>,
     pub embedding_model_dir: Option<PathBuf>,
+    /// Whether strangers may register new orgs. Off by default: the first user of a fresh
+    /// install registers (and becomes its admin), everyone after comes by invitation.
     pub allow_registration: bool,
+    /// Password hashes at once on this node (each argon2 hash holds 19 MiB); default: one per
+    /// core, at least two.
+    pub hash_slots: usize,
+    /// Sign-in attempts (login, register, accepting an invitation) allowed per window, per
+    /// client address and per account, counted cluster-wide in the cache.
+    pub signin_per_addr: u32,
+    pub signin_per_account: u32,
+    pub signin_window_secs: u64,
     pub max_body_bytes: u64,
     pub token_ttl_hours: u32,
     /// Seconds a resolved API token is cached in process (0 = off).
@@ -369,7 +379,14 @@ impl Config {
             llm_api_key: src.get::<String>("LLM_API_KEY")?.map(Secret::new),
             llm_model,
             embedding_model_dir: src.get("EMBEDDING_MODEL_DIR")?,
-            allow_registration: src.get_bool("AURORA_ALLOW_REGISTRATION")?.unwrap_or(true),
+            allow_registration: src.get_bool("AURORA_ALLOW_REGISTRATION")?.unwrap_or(false),
+            hash_slots: match src.get::<u32>("AURORA_HASH_SLOTS")? {
+                Some(_) => positive(&src, "AURORA_HASH_SLOTS", 2)? as usize,
+                None => std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+            },
+            signin_per_addr: positive(&src, "AURORA_SIGNIN_PER_ADDR", 30)?,
+            signin_per_account: positive(&src, "AURORA_SIGNIN_PER_ACCOUNT", 10)?,
+            signin_window_secs: u64::from(positive(&src, "AURORA_SIGNIN_WINDOW_SECS", 300)?),
             max_body_bytes,
             token_ttl_hours,
             auth_cache_secs: src.get("AURORA_AUTH_CACHE_SECS")?.unwrap_or(10),
@@ -456,6 +473,13 @@ impl Config {
             (
                 "AURORA_ALLOW_REGISTRATION",
                 self.allow_registration.to_string(),
+            ),
+            ("AURORA_HASH_SLOTS", self.hash_slots.to_string()),
+            ("AURORA_SIGNIN_PER_ADDR", self.signin_per_addr.to_string()),
+            ("AURORA_SIGNIN_PER_ACCOUNT", self.signin_per_account.to_string()),
+            (
+                "AURORA_SIGNIN_WINDOW_SECS",
+                self.signin_window_secs.to_string(),
             ),
             ("AURORA_MAX_BODY_BYTES", self.max_body_bytes.to_string()),
             ("AURORA_TOKEN_TTL_HOURS", self.token_ttl_hours.to_string()),
@@ -788,3 +812,12 @@ fn check_scheme(key: &'static str, value: &str, schemes: &[&str]) -> Result<Stri
 
 #[cfg(test)]
 mod tests;
+
+/// A count that must be at least one (a zero limit would lock everyone out).
+fn positive(src: &Sources, key: &'static str, default: u32) -> Result<u32, ConfigError> {
+    let v: u32 = src.get(key)?.unwrap_or(default);
+    if v == 0 {
+        return Err(ConfigError::invalid(key, "0", "must be at least 1"));
+    }
+    Ok(v)
+}

@@ -19,7 +19,7 @@ fn defaults_are_the_embedded_node() {
             url: "sqlite://./data/aurora.db?mode=rwc".into()
         }
     );
-    assert!(c.allow_registration);
+    assert!(!c.allow_registration, "registration is closed by default");
     assert_eq!(c.chat.session_hibernate_secs, 60);
     assert_eq!(c.chat.session_idle_secs, 1800);
 }

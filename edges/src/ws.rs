@@ -24,6 +24,10 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use uuid::Uuid;
 
+mod budget;
+
+use budget::{FrameBudget, Spend};
+
 const PING_EVERY: Duration = Duration::from_secs(20);
 const SILENT_LIMIT: Duration = Duration::from_secs(30);
 /// How long a client may take to send `init` when the ticket is not in the URL.
@@ -231,6 +235,7 @@ async fn connection(
     let mut last_seen = Instant::now();
     // Sessions with a query of this connection waiting for its END.
     let mut waiting: HashSet<Uuid> = HashSet::new();
+    let mut budget = FrameBudget::new();
     loop {
         let idle = waiting.is_empty();
         if *closing.borrow() == Closing::Now || (idle && *closing.borrow() == Closing::Drain) {
@@ -242,6 +247,21 @@ async fn connection(
         tokio::select! {
             msg = incoming.next() => {
                 last_seen = Instant::now();
+                if matches!(msg, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
+                    match budget.spend() {
+                        Spend::Allowed => {}
+                        Spend::Refuse => {
+                            let msg_text = "too many frames on this connection; slow down";
+                            sink.send(text(&ServerFrame::error(ErrorCode::RateLimited, msg_text, None))).await?;
+                            continue;
+                        }
+                        Spend::Drop => continue,
+                        Spend::Close => {
+                            let _ = sink.send(close(CloseCode::Policy, "too many frames")).await;
+                            break;
+                        }
+                    }
+                }
                 match msg {
                     Some(Ok(Message::Text(t))) => {
                         match client_frame(&state, &who, &t, &conn).await {

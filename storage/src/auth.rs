@@ -5,6 +5,8 @@
 //! a secret of that entropy and lets every request be authenticated with one indexed lookup.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -20,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use tokio::sync::Semaphore;
+
+use crate::cache::Cache;
 use crate::entities::{api_tokens, organizations, users};
 use crate::{audit, Db, StorageError};
 
@@ -115,15 +120,28 @@ type TokenCache = moka::sync::Cache<String, (Principal, DateTime<Utc>)>;
 /// Account operations over the relational store.
 #[derive(Clone)]
 pub struct Accounts {
-    db: Db,
-    token_ttl: Duration,
+    pub(crate) db: Db,
+    pub(crate) token_ttl: Duration,
     /// Every authenticated request resolves its token; caching the answer for a few seconds
-    /// saves a database transaction per request. The price: a token deleted in the database
-    /// keeps working on a node for at most the cache TTL (expiry itself is always checked).
-    cache: Option<TokenCache>,
+    /// saves a database transaction per request. A revocation drops the cache on every node
+    /// (`crate::tokens`); expiry itself is always checked.
+    pub(crate) cache: Option<TokenCache>,
+    /// Bumped by every revocation: a token resolved from the database before the bump is not
+    /// cached after it, so a lookup racing a revocation cannot put the revoked token back.
+    pub(crate) epoch: Arc<AtomicU64>,
+    /// The shared cache whose stream carries revocations to the other nodes.
+    pub(crate) revocations: Option<Cache>,
+    /// At most this many password hashes at once (each argon2 hash holds 19 MiB).
+    hashing: Arc<Semaphore>,
     /// `AURORA_HOST_CLOUD_CONFIG`: the deployment serves one org, so no second one is made.
     single_org: bool,
+    /// Whether anyone may register a new org; when not, only the first user of a fresh
+    /// install may (and becomes its admin).
+    open_registration: bool,
 }
+
+/// How long a login waits for a hashing slot before the node says it is busy.
+const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl std::fmt::Debug for Accounts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -148,8 +166,31 @@ impl Accounts {
             db,
             token_ttl: Duration::hours(i64::from(token_ttl_hours)),
             cache,
+            epoch: Arc::new(AtomicU64::new(0)),
+            revocations: None,
+            hashing: Arc::new(Semaphore::new(default_hash_slots())),
             single_org: false,
+            open_registration: true,
         }
+    }
+
+    /// Whether strangers may register new orgs (`AURORA_ALLOW_REGISTRATION`); closed, only the
+    /// first user of a fresh install can.
+    pub fn open_registration(mut self, open: bool) -> Accounts {
+        self.open_registration = open;
+        self
+    }
+
+    /// The cache shared by the cluster's nodes, whose stream carries revocations.
+    pub fn shared_cache(mut self, cache: Cache) -> Accounts {
+        self.revocations = Some(cache);
+        self
+    }
+
+    /// At most `slots` password hashes at once on this node (at least one).
+    pub fn hash_slots(mut self, slots: usize) -> Accounts {
+        self.hashing = Arc::new(Semaphore::new(slots.max(1)));
+        self
     }
 
     /// Refuses to create an org when one exists (`AURORA_HOST_CLOUD_CONFIG`: agent tools may
@@ -172,8 +213,32 @@ impl Accounts {
     /// (held to the end of the transaction) makes two registrations racing for the first org
     /// take turns, so they cannot both see none.
     async fn check_new_org(&self, conn: &impl ConnectionTrait) -> Result<(), StorageError> {
+        self.check_first_org(conn, self.single_org, "this deployment serves a single organization (AURORA_HOST_CLOUD_CONFIG is on)").await
+    }
+
+    /// Refuses a registration by a stranger when registration is closed: only while no org
+    /// exists (the install's first user) may one be made this way.
+    async fn check_registration(&self, conn: &impl ConnectionTrait) -> Result<(), StorageError> {
+        self.check_first_org(
+            conn,
+            !self.open_registration,
+            "registration is closed on this server: ask an admin of your organization for an invitation",
+        )
+        .await
+        .map_err(|e| match e {
+            StorageError::Conflict(m) => StorageError::Forbidden(m),
+            other => other,
+        })
+    }
+
+    async fn check_first_org(
+        &self,
+        conn: &impl ConnectionTrait,
+        only_first: bool,
+        refusal: &str,
+    ) -> Result<(), StorageError> {
         use sea_orm::{DbBackend, PaginatorTrait, Statement};
-        if !self.single_org {
+        if !only_first {
             return Ok(());
         }
         if conn.get_database_backend() == DbBackend::Postgres {
@@ -184,10 +249,7 @@ impl Accounts {
             .await?;
         }
         if organizations::Entity::find().count(conn).await? > 0 {
-            return Err(StorageError::Conflict(
-                "this deployment serves a single organization (AURORA_HOST_CLOUD_CONFIG is on)"
-                    .into(),
-            ));
+            return Err(StorageError::Conflict(refusal.into()));
         }
         Ok(())
     }
@@ -200,8 +262,9 @@ impl Accounts {
         org_name: &str,
     ) -> Result<Registered, StorageError> {
         let org_name = validate_name("org_name", org_name, 200)?;
-        let (email, hash) = new_credentials(email, password).await?;
+        let (email, hash) = self.new_credentials(email, password).await?;
         let tx = self.db.system().await?;
+        self.check_registration(tx.conn()).await?;
         ensure_email_free(tx.conn(), &email).await?;
         self.check_new_org(tx.conn()).await?;
         let org = insert_org(tx.conn(), org_name).await?;
@@ -235,10 +298,12 @@ impl Accounts {
         let tx = self.db.system().await?;
         let user = users::Entity::find()
             .filter(users::Column::Email.eq(&email))
+            .filter(users::Column::RemovedAt.is_null())
             .one(tx.conn())
             .await?;
         tx.commit().await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let _slot = self.hash_slot().await?;
         if !verify_password(password, stored).await? {
             return Err(StorageError::InvalidCredentials);
         }
@@ -270,6 +335,7 @@ impl Accounts {
             return Err(StorageError::Unauthorized("invalid token".into()));
         }
         let hash = token_hash(token);
+        let epoch = self.epoch.load(Ordering::SeqCst);
         if let Some((principal, expires_at)) = self.cache.as_ref().and_then(|c| c.get(&hash)) {
             if expires_at <= Utc::now() {
                 return Err(StorageError::Unauthorized("token expired".into()));
@@ -291,6 +357,7 @@ impl Accounts {
             .and_where(
                 Expr::col((api_tokens::Entity, api_tokens::Column::TokenHash)).eq(hash.clone()),
             )
+            .and_where(Expr::col((users::Entity, users::Column::RemovedAt)).is_null())
             .to_owned();
         let rows = self.db.system_query(&stmt).await?;
         let row = rows
@@ -309,7 +376,9 @@ impl Accounts {
             role: role.parse()?,
         };
         if let Some(cache) = &self.cache {
-            cache.insert(hash, (principal.clone(), expires_at));
+            if self.epoch.load(Ordering::SeqCst) == epoch {
+                cache.insert(hash, (principal.clone(), expires_at));
+            }
         }
         Ok(principal)
     }
@@ -322,7 +391,7 @@ impl Accounts {
         password: &str,
         role: Role,
     ) -> Result<User, StorageError> {
-        let (email, hash) = new_credentials(email, password).await?;
+        let (email, hash) = self.new_credentials(email, password).await?;
         let tx = self.db.org(by.org_id).await?;
         ensure_email_free(tx.conn(), &email).await?;
         let user = insert_user(tx.conn(), by.org_id, &email, hash, role).await?;
@@ -344,6 +413,7 @@ impl Accounts {
         let tx = self.db.org(org_id).await?;
         let rows = tx
             .select::<users::Entity>()
+            .filter(users::Column::RemovedAt.is_null())
             .order_by_asc(users::Column::CreatedAt)
             .all(tx.conn())
             .await?;
@@ -363,6 +433,7 @@ impl Accounts {
         let row = tx
             .select::<users::Entity>()
             .filter(users::Column::Id.eq(user_id))
+            .filter(users::Column::RemovedAt.is_null())
             .one(tx.conn())
             .await?;
         tx.commit().await?;
@@ -385,7 +456,7 @@ impl Accounts {
         role: Role,
     ) -> Result<User, StorageError> {
         let org_name = validate_name("org", org_name, 200)?;
-        let (email, hash) = new_credentials(email, password).await?;
+        let (email, hash) = self.new_credentials(email, password).await?;
         let tx = self.db.system().await?;
         ensure_email_free(tx.conn(), &email).await?;
         let existing = organizations::Entity::find()
@@ -420,6 +491,7 @@ impl Accounts {
         let tx = self.db.system().await?;
         let user = users::Entity::find()
             .filter(users::Column::Email.eq(&email))
+            .filter(users::Column::RemovedAt.is_null())
             .one(tx.conn())
             .await?
             .ok_or(StorageError::NotFound("user"))?;
@@ -448,6 +520,7 @@ impl Accounts {
         let user = tx
             .select::<users::Entity>()
             .filter(users::Column::Id.eq(principal.user_id))
+            .filter(users::Column::RemovedAt.is_null())
             .one(tx.conn())
             .await?
             .ok_or(StorageError::NotFound("user"))?;
@@ -457,11 +530,48 @@ impl Accounts {
     }
 }
 
-/// Validates a new user's email and password and hashes the password.
-async fn new_credentials(email: &str, password: &str) -> Result<(String, String), StorageError> {
-    let email = normalize_email(email)?;
-    validate_password(password)?;
-    Ok((email, hash_password(password).await?))
+impl Accounts {
+    /// Validates a new user's email and password and hashes the password (under the bound on
+    /// concurrent hashes).
+    pub(crate) async fn new_credentials(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<(String, String), StorageError> {
+        let email = normalize_email(email)?;
+        validate_password(password)?;
+        let _slot = self.hash_slot().await?;
+        Ok((email, hash_password(password).await?))
+    }
+
+    /// A slot to hash a password in: a storm of logins queues here instead of each holding an
+    /// argon2 hash's memory, and one that waits too long is told the node is busy.
+    async fn hash_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, StorageError> {
+        match tokio::time::timeout(HASH_WAIT, self.hashing.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(StorageError::Busy(
+                "too many sign-ins at once on this node, try again shortly".into(),
+            )),
+        }
+    }
+}
+
+/// Hashing slots when none are configured: one per core, at least two.
+fn default_hash_slots() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2)
+}
+
+/// A fresh secret: 256 random bits, URL-safe, after a prefix that says what it is.
+pub(crate) fn new_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 async fn insert_org(
@@ -478,7 +588,7 @@ async fn insert_org(
         .await?)
 }
 
-async fn ensure_email_free(conn: &impl ConnectionTrait, email: &str) -> Result<(), StorageError> {
+pub(crate) async fn ensure_email_free(conn: &impl ConnectionTrait, email: &str) -> Result<(), StorageError> {
     let taken = users::Entity::find()
         .filter(users::Column::Email.eq(email))
         .one(conn)
@@ -491,7 +601,7 @@ async fn ensure_email_free(conn: &impl ConnectionTrait, email: &str) -> Result<(
     }
 }
 
-async fn insert_user(
+pub(crate) async fn insert_user(
     conn: &impl ConnectionTrait,
     org_id: Uuid,
     email: &str,
@@ -505,6 +615,7 @@ async fn insert_user(
         password_hash: Set(hash),
         role: Set(role.as_str().to_string()),
         created_at: Set(Utc::now()),
+        removed_at: Set(None),
     };
     users::Entity::insert(user)
         .exec_with_returning(conn)
@@ -512,18 +623,13 @@ async fn insert_user(
         .map_err(|e| StorageError::from_db_conflict(e, "a user with this email already exists"))
 }
 
-async fn insert_token(
+pub(crate) async fn insert_token(
     conn: &impl ConnectionTrait,
     user: &users::Model,
     name: &str,
     ttl: Duration,
 ) -> Result<IssuedToken, StorageError> {
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    let token = format!(
-        "aur_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    );
+    let token = new_secret("aur_");
     let now = Utc::now();
     let expires_at = now + ttl;
     let row = api_tokens::ActiveModel {

@@ -237,6 +237,104 @@ impl Cache {
             }
         }
     }
+
+    /// Appends `value` to the stream `stream` (kept to its last thousand entries), for every
+    /// node following it. The embedded backend serves one node: nothing follows, nothing to do.
+    pub async fn post(&self, stream: &str, value: &str) -> Result<(), StorageError> {
+        match self {
+            Cache::Redis(pool) => {
+                let mut conn = pool.get().await?;
+                let _: String = cmd("XADD")
+                    .arg(stream)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(1000)
+                    .arg("*")
+                    .arg("v")
+                    .arg(value)
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(redis_err)?;
+                Ok(())
+            }
+            Cache::Local(_) => Ok(()),
+        }
+    }
+
+    /// Waits up to `block` for entries of `stream` after the id `last` (`"$"`: after the
+    /// newest one now), moves `last` past what arrived, and says whether anything did.
+    pub async fn follow(
+        &self,
+        stream: &str,
+        last: &mut String,
+        block: Duration,
+    ) -> Result<bool, StorageError> {
+        use bb8_redis::redis::Value;
+        match self {
+            Cache::Redis(pool) => {
+                let mut conn = pool.get().await?;
+                if last == "$" {
+                    // A concrete id, so nothing posted between two reads is missed.
+                    let newest: Vec<(String, Vec<(String, String)>)> = cmd("XREVRANGE")
+                        .arg(stream)
+                        .arg("+")
+                        .arg("-")
+                        .arg("COUNT")
+                        .arg(1)
+                        .query_async(&mut *conn)
+                        .await
+                        .map_err(redis_err)?;
+                    *last = newest.into_iter().next().map_or("0-0".into(), |(id, _)| id);
+                }
+                let reply: Value = cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(100)
+                    .arg("BLOCK")
+                    .arg(block.as_millis().max(1) as u64)
+                    .arg("STREAMS")
+                    .arg(stream)
+                    .arg(last.as_str())
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(redis_err)?;
+                let newest = newest_stream_id(&reply);
+                Ok(match newest {
+                    Some(id) => {
+                        *last = id;
+                        true
+                    }
+                    None => false,
+                })
+            }
+            Cache::Local(_) => {
+                tokio::time::sleep(block).await;
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// The last entry id in an XREAD reply (RESP2 arrays or a RESP3 map), if any entry came.
+fn newest_stream_id(reply: &bb8_redis::redis::Value) -> Option<String> {
+    use bb8_redis::redis::Value;
+    let entries = |v: &Value| -> Option<String> {
+        let Value::Array(items) = v else { return None };
+        let Value::Array(entry) = items.last()? else { return None };
+        match entry.first()? {
+            Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            Value::SimpleString(s) => Some(s.clone()),
+            _ => None,
+        }
+    };
+    match reply {
+        // [[stream, [[id, fields], ...]], ...]
+        Value::Array(streams) => streams.iter().find_map(|s| match s {
+            Value::Array(pair) if pair.len() == 2 => entries(&pair[1]),
+            _ => None,
+        }),
+        Value::Map(streams) => streams.iter().find_map(|(_, v)| entries(v)),
+        _ => None,
+    }
 }
 
 /// KEYS[1]: the total; ARGV[1]: the new value; ARGV[2]: ttl in ms. Returns 1 if it was set.

@@ -17,6 +17,12 @@ pub enum StorageError {
     InvalidCredentials,
     #[error("{0}")]
     Unauthorized(String),
+    /// Allowed to no one in the caller's position (registration closed, say).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The node is at a bound it keeps (concurrent password hashes); try again shortly.
+    #[error("{0}")]
+    Busy(String),
     #[error("database error: {0}")]
     Db(#[from] DbErr),
     #[error("redis error: {0}")]

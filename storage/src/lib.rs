@@ -18,6 +18,7 @@ mod db;
 pub mod entities;
 mod error;
 pub mod knowledge;
+pub mod members;
 pub mod migration;
 pub mod objects;
 pub mod policies;
@@ -27,6 +28,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod tickets;
 pub mod time;
+pub mod tokens;
 pub mod turns;
 pub mod usage;
 

@@ -28,6 +28,8 @@ use uuid::Uuid;
 
 use crate::{Backoff, Placement};
 
+mod check;
+
 /// How soon a session that must move but is running a turn is looked at again.
 const REHOME_RETRY: Duration = Duration::from_millis(250);
 
@@ -76,6 +78,12 @@ pub enum SessionsMsg {
     /// The placement changed, or sessions that must move were still running a turn: stop the
     /// sessions this node no longer owns.
     Rehome,
+    /// The storage check of `who`'s claim on `session_id` came back (sent by the check task).
+    Checked {
+        session_id: Uuid,
+        who: Principal,
+        outcome: check::Outcome,
+    },
 }
 
 // Local only: never sent to another node (ractor's `cluster` feature asks every message
@@ -132,6 +140,8 @@ pub struct SessionsState {
     started_at: DateTime<Utc>,
     /// A `Rehome` retry is already scheduled.
     rehome_pending: bool,
+    /// Messages for sessions with no actor here, waiting while storage says whose they are.
+    checking: HashMap<Uuid, Vec<(Principal, SessionMsg)>>,
 }
 
 /// Tells a client that the session is not theirs, exactly as if it did not exist.
@@ -203,14 +213,35 @@ impl SessionsSupervisor {
             }
             state.remove(session_id);
         }
-        if state
-            .dormant
-            .get(&session_id)
-            .is_some_and(|s| s.owner != who.user_id)
-        {
-            not_found(&msg, session_id);
-            return Ok(());
+        match state.dormant.get(&session_id) {
+            Some(s) if s.owner != who.user_id => {
+                not_found(&msg, session_id);
+                return Ok(());
+            }
+            // Its owner was checked when its first actor started.
+            Some(_) => {}
+            // Nothing here says whose the session is: storage decides before any actor
+            // exists. A frame with no query has nothing to act on without a running turn, so
+            // it never starts one.
+            None if matches!(msg, SessionMsg::Query { .. }) => {
+                Self::check(myself, state, session_id, who, msg);
+                return Ok(());
+            }
+            None => return Ok(()),
         }
+        Self::start(myself, state, session_id, who, msg, None).await
+    }
+
+    /// Starts `who`'s session actor (its owner checked) and gives it `msg`; `context` is the
+    /// model context the check read, so the actor does not read it again.
+    async fn start(
+        myself: &ActorRef<SessionsMsg>,
+        state: &mut SessionsState,
+        session_id: Uuid,
+        who: Principal,
+        msg: SessionMsg,
+        context: Option<Box<[aurora_models::llm::ChatMessage]>>,
+    ) -> Result<(), ActorProcessingErr> {
         // A session that crashed is rebuilt only once its backoff has passed; its messages
         // come back here then, in the order they were sent.
         if let Some(crashes) = state.crashes.get(&session_id) {
@@ -225,7 +256,13 @@ impl SessionsSupervisor {
                 return Ok(());
             }
         }
-        let resume = state.wake(session_id);
+        let resume = state.wake(session_id).or_else(|| {
+            context.map(|context| Dormant {
+                org_id: who.org_id,
+                context: Some(context),
+                runs_failed: 0,
+            })
+        });
         let mailbox = Mailbox::new();
         let args = SessionArgs {
             session_id,
@@ -433,6 +470,7 @@ impl Actor for SessionsSupervisor {
             crashes: HashMap::new(),
             started_at: Utc::now(),
             rehome_pending: false,
+            checking: HashMap::new(),
         })
     }
 
@@ -463,6 +501,13 @@ impl Actor for SessionsSupervisor {
             SessionsMsg::Rehome => {
                 state.rehome_pending = false;
                 Self::rehome(&myself, state).await;
+            }
+            SessionsMsg::Checked {
+                session_id,
+                who,
+                outcome,
+            } => {
+                Self::checked(&myself, state, session_id, who, outcome).await?;
             }
             SessionsMsg::Admin {
                 session_id,

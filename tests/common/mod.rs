@@ -138,6 +138,11 @@ impl TestNode {
             ("WS_PORT", "0"),
             ("AURORA_HEALTH_INTERVAL_MS", "100"),
             ("AURORA_SHUTDOWN_TIMEOUT_SECS", "5"),
+            // Most tests make several orgs and sign in often from one address; the tests of
+            // closed registration and of the sign-in limits set these back.
+            ("AURORA_ALLOW_REGISTRATION", "true"),
+            ("AURORA_SIGNIN_PER_ADDR", "1000000"),
+            ("AURORA_SIGNIN_PER_ACCOUNT", "1000000"),
         ]);
         if let Some(pg) = &pg {
             vars.push(("DATABASE_URL".into(), pg.url.clone()));

@@ -13,6 +13,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Sent as `Retry-After` (whole seconds, at least one) on a rate-limited answer.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Reject for ApiError {}
@@ -23,6 +25,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -50,9 +53,24 @@ impl ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "LLM_UNAVAILABLE", message)
     }
 
+    /// 429 with `Retry-After`.
+    pub fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message)
+        }
+    }
+
     pub fn into_response(self) -> warp::reply::Response {
         let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
-        warp::reply::with_status(warp::reply::json(&body), self.status).into_response()
+        let mut resp =
+            warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            resp.headers_mut()
+                .insert("retry-after", warp::http::HeaderValue::from(secs.max(1)));
+        }
+        resp
     }
 }
 
@@ -64,6 +82,8 @@ impl From<StorageError> for ApiError {
             StorageError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             StorageError::InvalidCredentials => ApiError::unauthorized("invalid email or password"),
             StorageError::Unauthorized(m) => ApiError::unauthorized(m),
+            StorageError::Forbidden(m) => ApiError::forbidden(m),
+            StorageError::Busy(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "BUSY", m),
             // The store's errors carry no secret, but may name internal addresses: the
             // details go to the log, the client gets the kind.
             StorageError::Secrets(e) if e.is_unavailable() => {

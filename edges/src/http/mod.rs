@@ -36,6 +36,8 @@ pub struct HttpState {
     pub sandbox: aurora_actors::tools::sandbox::SandboxStatus,
     pub node_name: String,
     pub accounts: Accounts,
+    /// The cache (Redis on a cluster): sign-in rate limits count here, cluster-wide.
+    pub cache: aurora_storage::cache::Cache,
     pub preferences: Preferences,
     pub sessions: Sessions,
     pub tickets: Tickets,

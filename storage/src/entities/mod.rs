@@ -5,6 +5,7 @@ pub mod api_tokens;
 pub mod audit_log;
 pub mod chat_messages;
 pub mod chat_sessions;
+pub mod invitations;
 pub mod command_policies;
 pub mod kb_chunks;
 pub mod kb_documents;
@@ -51,6 +52,7 @@ org_scoped!(
     kb_memory => OrgId,
     kb_index_versions => OrgId,
     org_credentials => OrgId,
+    invitations => OrgId,
 );
 
 /// The org-scoped tables, as named in SQL: each has row-level security on PostgreSQL.
@@ -70,4 +72,5 @@ pub const ORG_SCOPED_TABLES: &[(&str, &str)] = &[
     ("kb_memory", "org_id"),
     ("kb_index_versions", "org_id"),
     ("org_credentials", "org_id"),
+    ("invitations", "org_id"),
 ];

@@ -13,6 +13,9 @@ pub struct Model {
     pub password_hash: String,
     pub role: String,
     pub created_at: DateTimeUtc,
+    /// Set when an admin removed the member: the account stops working, its rows stay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removed_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

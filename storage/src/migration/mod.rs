@@ -8,6 +8,7 @@ mod m0003_usage_totals;
 mod m0004_chat_messages;
 mod m0005_knowledge_base;
 mod m0006_org_credentials;
+mod m0007_members_and_invitations;
 
 use sea_orm_migration::prelude::*;
 pub use sea_orm_migration::MigratorTrait;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_chat_messages::Migration),
             Box::new(m0005_knowledge_base::Migration),
             Box::new(m0006_org_credentials::Migration),
+            Box::new(m0007_members_and_invitations::Migration),
         ]
     }
 }

@@ -1,4 +1,5 @@
-//! Registration, login, the caller's identity and org, and admin user management.
+//! The caller's identity and org, WebSocket tickets, and admin user management (signing in is
+//! in `signin`, members and invitations in `members`).
 
 use std::sync::Arc;
 
@@ -11,21 +12,6 @@ use warp::Filter;
 use super::{json, Route};
 use crate::http::filters::{auth, json_body, with_state};
 use crate::http::{respond, ApiError, HttpState};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RegisterBody {
-    email: String,
-    password: String,
-    org_name: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoginBody {
-    email: String,
-    password: String,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,18 +28,6 @@ fn default_role() -> Role {
 
 pub fn routes(state: Arc<HttpState>) -> Route {
     let limit = state.config.max_body_bytes;
-    let register = warp::path!("api" / "auth" / "register")
-        .and(warp::post())
-        .and(with_state(state.clone()))
-        .and(json_body::<RegisterBody>(limit))
-        .then(register)
-        .map(respond);
-    let login = warp::path!("api" / "auth" / "login")
-        .and(warp::post())
-        .and(with_state(state.clone()))
-        .and(json_body::<LoginBody>(limit))
-        .then(login)
-        .map(respond);
     let me = warp::path!("api" / "auth" / "me")
         .and(warp::get())
         .and(auth(state.clone(), Role::Viewer))
@@ -82,10 +56,7 @@ pub fn routes(state: Arc<HttpState>) -> Route {
         .and(json_body::<CreateUserBody>(limit))
         .then(create_user)
         .map(respond);
-    register
-        .or(login)
-        .unify()
-        .or(me)
+    me
         .unify()
         .or(ws_token)
         .unify()
@@ -98,36 +69,8 @@ pub fn routes(state: Arc<HttpState>) -> Route {
         .boxed()
 }
 
-fn p_json(p: &Principal) -> serde_json::Value {
+pub(super) fn p_json(p: &Principal) -> serde_json::Value {
     json!({ "id": p.user_id, "email": p.email, "role": p.role, "org_id": p.org_id })
-}
-
-async fn register(
-    s: Arc<HttpState>,
-    body: RegisterBody,
-) -> Result<warp::reply::Response, ApiError> {
-    if !s.config.allow_registration {
-        return Err(ApiError::forbidden(
-            "registration is disabled on this server",
-        ));
-    }
-    let r = s
-        .accounts
-        .register(&body.email, &body.password, &body.org_name)
-        .await?;
-    tracing::info!(user_id = %r.user.id, org_id = %r.org.id, "registered");
-    Ok(json(
-        StatusCode::CREATED,
-        &json!({ "user": r.user, "org": r.org, "token": r.token.token, "expires_at": r.token.expires_at }),
-    ))
-}
-
-async fn login(s: Arc<HttpState>, body: LoginBody) -> Result<warp::reply::Response, ApiError> {
-    let (token, p) = s.accounts.login(&body.email, &body.password).await?;
-    Ok(json(
-        StatusCode::OK,
-        &json!({ "token": token.token, "expires_at": token.expires_at, "user": p_json(&p) }),
-    ))
 }
 
 /// A single-use ticket for the WebSocket edge (PROTOCOL.md, "Connecting and authenticating").

@@ -8,9 +8,12 @@ mod credentials;
 mod health;
 mod knowledge;
 mod llm_config;
+mod members;
 mod policies;
 mod preferences;
 mod sessions;
+mod signin;
+mod tokens;
 mod usage;
 
 use std::sync::Arc;
@@ -26,7 +29,13 @@ pub fn all(
     state: Arc<HttpState>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     health::routes(state.clone())
+        .or(signin::routes(state.clone()))
+        .unify()
         .or(accounts::routes(state.clone()))
+        .unify()
+        .or(tokens::routes(state.clone()))
+        .unify()
+        .or(members::routes(state.clone()))
         .unify()
         .or(preferences::routes(state.clone()))
         .unify()
