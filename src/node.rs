@@ -438,6 +438,11 @@ impl Node {
                 config.chat.rate_limit_queries,
                 Duration::from_secs(config.chat.rate_limit_window_secs),
             ),
+            max_connections: config.chat.ws_max_connections,
+            max_per_user: config.chat.ws_max_per_user,
+            handshake_wait: Duration::from_secs(config.chat.ws_handshake_secs),
+            sockets: Default::default(),
+            per_user: Default::default(),
         };
         let started_edges = async {
             let ws = serve_ws(ws_state, ws_listener)

@@ -5,8 +5,8 @@ mod common;
 
 use common::{assert_error, Backend, TestNode};
 use reqwest::Method;
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-use warp::http::StatusCode;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -23,7 +23,11 @@ async fn closed_registration_admits_only_the_first_user(backend: Backend) {
     let t = closed_node(backend).await;
     // The first user of a fresh install becomes its admin.
     let (status, body) = t
-        .post("/api/auth/register", None, register_body("root@acme.io", "Acme"))
+        .post(
+            "/api/auth/register",
+            None,
+            register_body("root@acme.io", "Acme"),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["user"]["role"], "admin");
@@ -42,7 +46,11 @@ async fn closed_registration_admits_only_the_first_user(backend: Backend) {
             "{body}"
         );
     }
-    assert_eq!(t.row_counts().await, before, "a refused registration wrote nothing");
+    assert_eq!(
+        t.row_counts().await,
+        before,
+        "a refused registration wrote nothing"
+    );
     t.stop().await;
 }
 
@@ -53,7 +61,11 @@ async fn invitations_bring_members_in_once(backend: Backend) {
 
     // Only admins invite; bad bodies are refused and write nothing.
     let (status, body) = t
-        .post("/api/org/invitations", Some(&viewer), json!({ "role": "editor" }))
+        .post(
+            "/api/org/invitations",
+            Some(&viewer),
+            json!({ "role": "editor" }),
+        )
         .await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "FORBIDDEN");
     let before = t.row_counts().await;
@@ -64,7 +76,9 @@ async fn invitations_bring_members_in_once(backend: Backend) {
         json!({ "role": "editor", "email": "not-an-email" }),
         json!({ "role": "editor", "extra": 1 }),
     ] {
-        let (status, body) = t.post("/api/org/invitations", Some(&admin), bad.clone()).await;
+        let (status, body) = t
+            .post("/api/org/invitations", Some(&admin), bad.clone())
+            .await;
         assert!(status.is_client_error(), "{bad}: {status} {body}");
         assert!(body["error"]["code"].is_string(), "{body}");
     }
@@ -120,11 +134,20 @@ async fn invitations_bring_members_in_once(backend: Backend) {
 
     // A revoked invitation cannot be accepted; an accepted one cannot be revoked.
     let (_, inv2) = t
-        .post("/api/org/invitations", Some(&admin), json!({ "role": "viewer" }))
+        .post(
+            "/api/org/invitations",
+            Some(&admin),
+            json!({ "role": "viewer" }),
+        )
         .await;
     let id2 = inv2["id"].as_str().unwrap();
     let (status, _) = t
-        .call(Method::DELETE, &format!("/api/org/invitations/{id2}"), Some(&admin), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/org/invitations/{id2}"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = t
@@ -137,13 +160,22 @@ async fn invitations_bring_members_in_once(backend: Backend) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let id1 = inv["id"].as_str().unwrap();
     let (status, body) = t
-        .call(Method::DELETE, &format!("/api/org/invitations/{id1}"), Some(&admin), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/org/invitations/{id1}"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "NOT_FOUND");
 
     // An expired invitation is refused like any other.
     let (_, inv3) = t
-        .post("/api/org/invitations", Some(&admin), json!({ "role": "viewer" }))
+        .post(
+            "/api/org/invitations",
+            Some(&admin),
+            json!({ "role": "viewer" }),
+        )
         .await;
     expire_invitation(&t, inv3["id"].as_str().unwrap()).await;
     let (status, _) = t
@@ -158,27 +190,25 @@ async fn invitations_bring_members_in_once(backend: Backend) {
 }
 
 async fn expire_invitation(t: &TestNode, id: &str) {
-    use sea_orm::{ConnectionTrait, Statement};
-    let conn = t.node().db().connection();
-    let past = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
-    let sql = match conn.get_database_backend() {
-        sea_orm::DbBackend::Postgres => {
-            format!("UPDATE invitations SET expires_at = '{past}' WHERE id = '{id}'")
-        }
-        _ => format!(
-            "UPDATE invitations SET expires_at = '{}' WHERE id = '{id}'",
-            (chrono::Utc::now() - chrono::Duration::hours(1)).format("%Y-%m-%d %H:%M:%S%.f%:z")
-        ),
-    };
-    let r = conn
-        .execute_raw(Statement::from_string(conn.get_database_backend(), sql))
+    use aurora_storage::entities::invitations;
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let id: uuid::Uuid = id.parse().unwrap();
+    let past = chrono::Utc::now() - chrono::Duration::hours(1);
+    let tx = t.node().db().system().await.unwrap();
+    let r = invitations::Entity::update_many()
+        .col_expr(invitations::Column::ExpiresAt, Expr::value(past))
+        .filter(invitations::Column::Id.eq(id))
+        .exec(tx.conn())
         .await
         .unwrap();
-    assert_eq!(r.rows_affected(), 1);
+    tx.commit().await.unwrap();
+    assert_eq!(r.rows_affected, 1);
 }
 
 async fn admins_manage_members(backend: Backend) {
-    let t = closed_node(backend).await;
+    // Open registration: a second org takes part below.
+    let t = TestNode::start(backend).await;
     let admin = t.register("root@acme.io", "Acme").await;
     let editor = t.add_user(&admin, "ed@acme.io", "editor").await;
     let ed = t.principal(&editor).await;
@@ -192,11 +222,21 @@ async fn admins_manage_members(backend: Backend) {
     // Only admins change roles; the org always keeps an admin.
     let path = format!("/api/org/members/{}", root.user_id);
     let (status, body) = t
-        .call(Method::PATCH, &path, Some(&editor), Some(json!({ "role": "viewer" })))
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&editor),
+            Some(json!({ "role": "viewer" })),
+        )
         .await;
     assert_error(status, &body, StatusCode::FORBIDDEN, "FORBIDDEN");
     let (status, body) = t
-        .call(Method::PATCH, &path, Some(&admin), Some(json!({ "role": "viewer" })))
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&admin),
+            Some(json!({ "role": "viewer" })),
+        )
         .await;
     assert_error(status, &body, StatusCode::CONFLICT, "CONFLICT");
     let (status, body) = t.call(Method::DELETE, &path, Some(&admin), None).await;
@@ -205,22 +245,41 @@ async fn admins_manage_members(backend: Backend) {
     // A role change holds at once, cache or not.
     let ed_path = format!("/api/org/members/{}", ed.user_id);
     let (status, body) = t
-        .call(Method::PATCH, &ed_path, Some(&admin), Some(json!({ "role": "viewer" })))
+        .call(
+            Method::PATCH,
+            &ed_path,
+            Some(&admin),
+            Some(json!({ "role": "viewer" })),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(t.principal(&editor).await.role, aurora_storage::auth::Role::Viewer);
+    assert_eq!(
+        t.principal(&editor).await.role,
+        aurora_storage::auth::Role::Viewer
+    );
     for bad in [json!({ "role": "root" }), json!({})] {
-        let (status, _) = t.call(Method::PATCH, &ed_path, Some(&admin), Some(bad)).await;
+        let (status, _) = t
+            .call(Method::PATCH, &ed_path, Some(&admin), Some(bad))
+            .await;
         assert!(status.is_client_error());
     }
     let (status, _) = t
-        .call(Method::PATCH, "/api/org/members/not-a-uuid", Some(&admin), Some(json!({ "role": "viewer" })))
+        .call(
+            Method::PATCH,
+            "/api/org/members/not-a-uuid",
+            Some(&admin),
+            Some(json!({ "role": "viewer" })),
+        )
         .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // Removed: their token stops at once, they cannot log in, their rows stay.
     let (status, _) = t
-        .post("/chat_api/sessions", Some(&editor), json!({ "title": "mine" }))
+        .post(
+            "/chat_api/sessions",
+            Some(&editor),
+            json!({ "title": "mine" }),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, _) = t.call(Method::DELETE, &ed_path, Some(&admin), None).await;
@@ -237,7 +296,10 @@ async fn admins_manage_members(backend: Backend) {
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
     let counts = t.row_counts().await;
     let sessions = counts.iter().find(|(n, _)| n == "chat_sessions").unwrap().1;
-    assert_eq!(sessions, 1, "the removed member's session stays with the org");
+    assert_eq!(
+        sessions, 1,
+        "the removed member's session stays with the org"
+    );
     let (_, list) = t.get("/api/org/members", Some(&admin)).await;
     assert_eq!(list["members"].as_array().unwrap().len(), 1);
 
@@ -245,7 +307,10 @@ async fn admins_manage_members(backend: Backend) {
     let other = t.register("boss@globex.io", "Globex").await;
     let (status, _) = t.call(Method::DELETE, &path, Some(&other), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(t.principal(&admin).await.role, aurora_storage::auth::Role::Admin);
+    assert_eq!(
+        t.principal(&admin).await.role,
+        aurora_storage::auth::Role::Admin
+    );
     t.stop().await;
 }
 
@@ -300,33 +365,54 @@ async fn tokens_are_listed_revoked_and_logged_out(backend: Backend) {
 
     // A member cannot revoke the admin's token; another org's admin cannot revoke ours.
     let (status, _) = t
-        .call(Method::DELETE, &format!("/api/auth/tokens/{admin_token_id}"), Some(&viewer), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/auth/tokens/{admin_token_id}"),
+            Some(&viewer),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let stranger = t.register("boss@globex.io", "Globex").await;
     let (status, _) = t
-        .call(Method::DELETE, &format!("/api/auth/tokens/{ci_id}"), Some(&stranger), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/auth/tokens/{ci_id}"),
+            Some(&stranger),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(t.get("/api/auth/me", Some(&ci)).await.0, StatusCode::OK);
 
     // The admin revokes the member's token: it stops at once, though it was cached.
     let (status, _) = t
-        .call(Method::DELETE, &format!("/api/auth/tokens/{ci_id}"), Some(&admin), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/auth/tokens/{ci_id}"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(t.get("/api/auth/me", Some(&ci)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        t.get("/api/auth/me", Some(&ci)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Logout ends the token it was sent with, and only that one.
     assert_eq!(t.get("/api/auth/me", Some(&viewer)).await.0, StatusCode::OK);
     let (status, _) = t.post("/api/auth/logout", Some(&viewer), json!({})).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(t.get("/api/auth/me", Some(&viewer)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        t.get("/api/auth/me", Some(&viewer)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(t.get("/api/auth/me", Some(&admin)).await.0, StatusCode::OK);
     t.stop().await;
 }
 
-common::on_both_backends!(
+on_both_backends!(
     closed_registration_admits_only_the_first_user,
     invitations_bring_members_in_once,
     admins_manage_members,
@@ -363,7 +449,11 @@ async fn sign_in_attempts_are_limited_per_account_and_address() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
-    let after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=300).contains(&after), "{after}");
     let (_, body) = common::read(resp).await;
     assert_eq!(body["error"]["code"], "RATE_LIMITED");
@@ -379,7 +469,13 @@ async fn sign_in_attempts_are_limited_per_account_and_address() {
             .await;
         statuses.push(status);
     }
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count(), 3);
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::UNAUTHORIZED)
+            .count(),
+        3
+    );
     assert_eq!(*statuses.last().unwrap(), StatusCode::TOO_MANY_REQUESTS);
     t.stop().await;
 }
@@ -388,7 +484,12 @@ async fn sign_in_attempts_are_limited_per_account_and_address() {
 fn rss_mib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        / 1024
 }
 
 /// `n` concurrent logins with wrong passwords for unknown accounts, while a legitimate login
@@ -415,7 +516,9 @@ async fn storm(t: &TestNode, n: usize) -> (u64, StatusCode) {
         tasks.push(tokio::spawn(async move {
             client
                 .post(url)
-                .json(&json!({ "email": format!("storm{i}@acme.io"), "password": "wrong password!" }))
+                .json(
+                    &json!({ "email": format!("storm{i}@acme.io"), "password": "wrong password!" }),
+                )
                 .send()
                 .await
                 .map(|r| r.status())
@@ -439,7 +542,7 @@ async fn a_login_storm_is_hashed_a_few_at_a_time() {
     // Every allocation of 1 MiB or more its own mapping, returned on free: resident memory
     // then shows the argon2 hashes (19 MiB each) alive at once, not what the allocator kept.
     assert_eq!(unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20) }, 1);
-    const N: usize = 48;
+    const N: usize = 64;
 
     // Two slots: a few hashes at a time, and a legitimate login is still served.
     let t = TestNode::start_with(Backend::Sqlite, &[("AURORA_HASH_SLOTS", "2")]).await;
@@ -454,9 +557,13 @@ async fn a_login_storm_is_hashed_a_few_at_a_time() {
     open.register("root@acme.io", "Acme").await;
     let (unbounded, _) = storm(&open, N).await;
     open.stop().await;
-    assert!(unbounded > 400, "the unbounded storm grew only {unbounded} MiB");
+    eprintln!("peak growth: {bounded} MiB with two slots, {unbounded} MiB without a bound");
     assert!(
-        bounded < 150,
+        unbounded > 250,
+        "the unbounded storm grew only {unbounded} MiB"
+    );
+    assert!(
+        bounded < 120 && bounded * 3 < unbounded,
         "with two slots the storm grew {bounded} MiB (unbounded: {unbounded} MiB)"
     );
 }

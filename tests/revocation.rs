@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::{redis_url, Backend, TestNode};
 use reqwest::Method;
+use reqwest::StatusCode;
 use serde_json::json;
-use warp::http::StatusCode;
 
 /// Another node on the same database; with the shared cache or without it.
 async fn peer(of: &TestNode, shared_cache: bool) -> TestNode {
@@ -42,7 +42,11 @@ async fn a_token_revoked_on_one_node_is_refused_on_the_others_within_a_second() 
     let a = TestNode::start_with(Backend::Postgres, &[("AURORA_AUTH_CACHE_SECS", "60")]).await;
     let admin = a.register("root@acme.io", "Acme").await;
     let (status, made) = a
-        .post("/api/auth/tokens", Some(&admin), json!({ "name": "deploy" }))
+        .post(
+            "/api/auth/tokens",
+            Some(&admin),
+            json!({ "name": "deploy" }),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{made}");
     let token = made["token"].as_str().unwrap().to_string();
@@ -57,13 +61,24 @@ async fn a_token_revoked_on_one_node_is_refused_on_the_others_within_a_second() 
     }
 
     let (status, _) = a
-        .call(Method::DELETE, &format!("/api/auth/tokens/{id}"), Some(&admin), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/auth/tokens/{id}"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(a.get("/api/auth/me", Some(&token)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        a.get("/api/auth/me", Some(&token)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 
     let on_b = still_works_for(&b, &token, Duration::from_secs(3)).await;
-    assert!(on_b < Duration::from_secs(1), "still accepted on b after {on_b:?}");
+    assert!(
+        on_b < Duration::from_secs(1),
+        "still accepted on b after {on_b:?}"
+    );
     let on_lone = still_works_for(&lone, &token, Duration::from_secs(2)).await;
     assert_eq!(
         on_lone,
@@ -76,11 +91,19 @@ async fn a_token_revoked_on_one_node_is_refused_on_the_others_within_a_second() 
     assert_eq!(b.get("/api/auth/me", Some(&viewer)).await.0, StatusCode::OK);
     let user_id = b.principal(&viewer).await.user_id;
     let (status, _) = a
-        .call(Method::DELETE, &format!("/api/org/members/{user_id}"), Some(&admin), None)
+        .call(
+            Method::DELETE,
+            &format!("/api/org/members/{user_id}"),
+            Some(&admin),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let on_b = still_works_for(&b, &viewer, Duration::from_secs(3)).await;
-    assert!(on_b < Duration::from_secs(1), "removed member still accepted after {on_b:?}");
+    assert!(
+        on_b < Duration::from_secs(1),
+        "removed member still accepted after {on_b:?}"
+    );
 
     lone.stop().await;
     b.stop().await;

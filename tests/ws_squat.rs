@@ -4,9 +4,9 @@
 
 mod common;
 
+use aurora_fakes::Reply;
 use common::ws::{chat_node, is_end, new_session, next, open, send, Ws};
 use common::TestNode;
-use aurora_fakes::Reply;
 use serde_json::{json, Value};
 
 const KUBECTL: &str = "#!/bin/sh\necho ok\n";
@@ -54,7 +54,11 @@ async fn a_stranger_cannot_take_a_session_before_its_owner_starts_it() {
         assert_eq!(f["type"], "error", "{f}");
         assert_eq!(f["data"]["code"], "NOT_FOUND", "{f}");
         // Frames with no query do not start anything either.
-        send(&mut ws, json!({ "type": "control", "action": "cancel", "session_id": sid })).await;
+        send(
+            &mut ws,
+            json!({ "type": "control", "action": "cancel", "session_id": sid }),
+        )
+        .await;
         send(
             &mut ws,
             json!({ "type": "confirmation_response", "confirmation_id": "x", "decision": "execute", "session_id": sid }),
@@ -62,7 +66,10 @@ async fn a_stranger_cannot_take_a_session_before_its_owner_starts_it() {
         .await;
     }
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    assert!(live_sessions(&t).await.is_empty(), "no actor for a refused claim");
+    assert!(
+        live_sessions(&t).await.is_empty(),
+        "no actor for a refused claim"
+    );
     assert!(fake.requests().is_empty());
 
     // The owner's session is theirs: the turn runs.
@@ -137,9 +144,12 @@ async fn a_flood_of_frames_with_made_up_ids_starts_nothing_and_is_cut_off() {
         after.iter().all(|f| f["data"]["code"] == "RATE_LIMITED"),
         "{after:?}"
     );
-    assert!(live_sessions(&t).await.is_empty(), "a frame with no query started a session");
+    assert!(
+        live_sessions(&t).await.is_empty(),
+        "a frame with no query started a session"
+    );
     // Others are served as before.
     let (status, _) = t.get("/api/auth/me", Some(&user)).await;
-    assert_eq!(status, warp::http::StatusCode::OK);
+    assert_eq!(status, reqwest::StatusCode::OK);
     t.stop().await;
 }

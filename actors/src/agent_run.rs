@@ -51,6 +51,8 @@ pub enum AgentRunMsg {
 impl ractor::Message for AgentRunMsg {}
 
 pub struct AgentRunState {
+    /// Counted in `aurora_actors` while the actor lives.
+    _live: crate::metrics::Live,
     decisions: mpsc::Sender<(String, Decision, uuid::Uuid)>,
     cancel: Arc<watch::Sender<bool>>,
     session_id: uuid::Uuid,
@@ -170,6 +172,7 @@ impl Actor for AgentRunActor {
             myself.stop(Some(reason.into()));
         });
         Ok(AgentRunState {
+            _live: crate::metrics::Live::new("agent_run"),
             decisions: decisions_tx,
             cancel: cancel_tx,
             session_id,

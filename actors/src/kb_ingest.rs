@@ -28,6 +28,8 @@ impl ractor::Message for KbIngestMsg {}
 
 pub struct KbIngestState {
     args: KbIngestArgs,
+    /// Counted in `aurora_actors` while the actor lives.
+    _live: crate::metrics::Live,
 }
 
 pub struct KbIngestActor;
@@ -45,7 +47,10 @@ impl Actor for KbIngestActor {
         // The work runs in `handle`: a failure in `pre_start` would go to the spawner, not
         // to the supervisor.
         myself.send_message(KbIngestMsg::Run)?;
-        Ok(KbIngestState { args })
+        Ok(KbIngestState {
+            args,
+            _live: crate::metrics::Live::new("kb_ingest"),
+        })
     }
 
     async fn handle(

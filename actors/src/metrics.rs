@@ -1,10 +1,51 @@
-//! The node's Prometheus counters that are events rather than state: turns, tool calls, open
-//! WebSockets. Actor counts, mailbox depths and restarts come from the actor tree at scrape time
-//! (the HTTP edge's `/metrics` registers these beside them, labelled with the node).
+//! The node's Prometheus counters, kept by the actors as they go: live actors and restarts by
+//! kind, turns, tool calls, open WebSockets. `/metrics` reads only these, so a scrape never asks
+//! an actor anything (asking every session would stall routing on a busy node); mailbox depths
+//! are in the admin console's tree.
 
 use std::sync::LazyLock;
 
-use prometheus::{IntCounterVec, IntGauge, Opts};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts};
+
+/// Live actors by kind (`session`, `agent_run`, `tool_execution`, `kb_ingest`).
+pub static LIVE_ACTORS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    IntGaugeVec::new(
+        Opts::new("aurora_actors", "Live actors, by kind"),
+        &["kind"],
+    )
+    .expect("valid metric")
+});
+
+/// Actors restarted after a crash, by kind.
+pub static ACTOR_RESTARTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "aurora_actor_restarts_total",
+            "Actors rebuilt after a crash, by kind",
+        ),
+        &["kind"],
+    )
+    .expect("valid metric")
+});
+
+/// Counts one live actor of a kind for as long as it is held (in the actor's state: dropped
+/// when the actor stops, however it stops).
+#[derive(Debug)]
+pub struct Live(IntGauge);
+
+impl Live {
+    pub fn new(kind: &str) -> Live {
+        let g = LIVE_ACTORS.with_label_values(&[kind]);
+        g.inc();
+        Live(g)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
 
 /// Finished turns by how they ended (`completed`, `cancelled`, `failed`).
 pub static TURNS: LazyLock<IntCounterVec> = LazyLock::new(|| {

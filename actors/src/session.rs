@@ -80,6 +80,8 @@ pub enum SessionMsg {
 impl ractor::Message for SessionMsg {}
 
 pub struct SessionState {
+    /// Counted in `aurora_actors` while the actor lives.
+    _live: crate::metrics::Live,
     args: SessionArgs,
     run: Option<Run>,
     /// The model context so far, loaded from storage on the first turn and extended by every
@@ -217,6 +219,7 @@ impl Actor for SessionActor {
             None => (None, 0),
         };
         Ok(SessionState {
+            _live: crate::metrics::Live::new("session"),
             args,
             run: None,
             context,

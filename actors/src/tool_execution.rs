@@ -29,6 +29,8 @@ pub enum ToolExecutionMsg {
 impl ractor::Message for ToolExecutionMsg {}
 
 pub struct ToolExecutionState {
+    /// Counted in `aurora_actors` while the actor lives.
+    _live: crate::metrics::Live,
     job: Option<(ToolJob, oneshot::Sender<Result<ToolOutput, ToolError>>)>,
     tool_call_id: String,
 }
@@ -49,6 +51,7 @@ impl Actor for ToolExecutionActor {
         // supervisor.
         myself.send_message(ToolExecutionMsg::Run)?;
         Ok(ToolExecutionState {
+            _live: crate::metrics::Live::new("tool_execution"),
             job: Some((args.job, args.reply)),
             tool_call_id: args.tool_call_id,
         })

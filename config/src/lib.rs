@@ -133,6 +133,13 @@ pub struct Config {
     pub signin_per_addr: u32,
     pub signin_per_account: u32,
     pub signin_window_secs: u64,
+    /// Bearer token a Prometheus scrape of `/metrics` may use (else an admin's API token).
+    pub metrics_token: Option<Secret>,
+    /// Seconds a client has to send its request headers; seconds a connection may sit with
+    /// nothing read or written; HTTP connections open at once on a node.
+    pub http_header_secs: u64,
+    pub http_idle_secs: u64,
+    pub http_max_connections: usize,
     pub max_body_bytes: u64,
     pub token_ttl_hours: u32,
     /// Seconds a resolved API token is cached in process (0 = off).
@@ -204,6 +211,11 @@ pub struct ChatConfig {
     /// `model=input:output` price overrides, USD per million tokens.
     pub llm_prices: Option<String>,
     pub ws_max_frame_bytes: usize,
+    /// Sockets open at once on the WebSocket edge of a node, and connections per user.
+    pub ws_max_connections: usize,
+    pub ws_max_per_user: usize,
+    /// Seconds a client has to finish the WebSocket handshake.
+    pub ws_handshake_secs: u64,
 }
 
 impl Config {
@@ -387,6 +399,10 @@ impl Config {
             signin_per_addr: positive(&src, "AURORA_SIGNIN_PER_ADDR", 30)?,
             signin_per_account: positive(&src, "AURORA_SIGNIN_PER_ACCOUNT", 10)?,
             signin_window_secs: u64::from(positive(&src, "AURORA_SIGNIN_WINDOW_SECS", 300)?),
+            metrics_token: metrics_token(&src)?,
+            http_header_secs: u64::from(positive(&src, "AURORA_HTTP_HEADER_SECS", 10)?),
+            http_idle_secs: u64::from(positive(&src, "AURORA_HTTP_IDLE_SECS", 120)?),
+            http_max_connections: positive(&src, "AURORA_HTTP_MAX_CONNECTIONS", 10_000)? as usize,
             max_body_bytes,
             token_ttl_hours,
             auth_cache_secs: src.get("AURORA_AUTH_CACHE_SECS")?.unwrap_or(10),
@@ -475,8 +491,18 @@ impl Config {
                 self.allow_registration.to_string(),
             ),
             ("AURORA_HASH_SLOTS", self.hash_slots.to_string()),
+            ("AURORA_METRICS_TOKEN", opt(&self.metrics_token)),
+            ("AURORA_HTTP_HEADER_SECS", self.http_header_secs.to_string()),
+            ("AURORA_HTTP_IDLE_SECS", self.http_idle_secs.to_string()),
+            (
+                "AURORA_HTTP_MAX_CONNECTIONS",
+                self.http_max_connections.to_string(),
+            ),
             ("AURORA_SIGNIN_PER_ADDR", self.signin_per_addr.to_string()),
-            ("AURORA_SIGNIN_PER_ACCOUNT", self.signin_per_account.to_string()),
+            (
+                "AURORA_SIGNIN_PER_ACCOUNT",
+                self.signin_per_account.to_string(),
+            ),
             (
                 "AURORA_SIGNIN_WINDOW_SECS",
                 self.signin_window_secs.to_string(),
@@ -539,6 +565,18 @@ impl Config {
             (
                 "AURORA_WS_MAX_FRAME_BYTES",
                 self.chat.ws_max_frame_bytes.to_string(),
+            ),
+            (
+                "AURORA_WS_MAX_CONNECTIONS",
+                self.chat.ws_max_connections.to_string(),
+            ),
+            (
+                "AURORA_WS_MAX_PER_USER",
+                self.chat.ws_max_per_user.to_string(),
+            ),
+            (
+                "AURORA_WS_HANDSHAKE_SECS",
+                self.chat.ws_handshake_secs.to_string(),
             ),
             ("EMBEDDING_MODEL_REPO", self.kb.model_repo.clone()),
             ("EMBEDDING_MODEL_REVISION", self.kb.model_revision.clone()),
@@ -615,6 +653,9 @@ fn chat_config(src: &Sources, data_dir: &Path) -> Result<ChatConfig, ConfigError
         rate_limit_window_secs: positive("AURORA_RATE_LIMIT_WINDOW_SECS", 60)?,
         llm_prices: src.get("AURORA_LLM_PRICES")?,
         ws_max_frame_bytes: positive("AURORA_WS_MAX_FRAME_BYTES", 10 * 1024 * 1024)? as usize,
+        ws_max_connections: positive("AURORA_WS_MAX_CONNECTIONS", 10_000)? as usize,
+        ws_max_per_user: positive("AURORA_WS_MAX_PER_USER", 16)? as usize,
+        ws_handshake_secs: positive("AURORA_WS_HANDSHAKE_SECS", 10)?,
     })
 }
 
@@ -820,4 +861,17 @@ fn positive(src: &Sources, key: &'static str, default: u32) -> Result<u32, Confi
         return Err(ConfigError::invalid(key, "0", "must be at least 1"));
     }
     Ok(v)
+}
+
+/// `AURORA_METRICS_TOKEN`: long enough not to be guessed.
+fn metrics_token(src: &Sources) -> Result<Option<Secret>, ConfigError> {
+    let token: Option<String> = src.get("AURORA_METRICS_TOKEN")?;
+    match token {
+        Some(t) if t.len() < 24 => Err(ConfigError::invalid(
+            "AURORA_METRICS_TOKEN",
+            "***",
+            "must be at least 24 characters",
+        )),
+        t => Ok(t.map(Secret::new)),
+    }
 }

@@ -66,6 +66,21 @@ fn bad_value_is_named() {
     assert!(err.to_string().contains("DATABASE_URL"));
     let err = Config::from_sources(None, env(&[("LLM_PROVIDER", "gpt")])).unwrap_err();
     assert!(err.to_string().contains("LLM_PROVIDER"));
+    let err =
+        Config::from_sources(None, env(&[("AURORA_METRICS_TOKEN", "short-token")])).unwrap_err();
+    assert!(
+        err.to_string().contains("AURORA_METRICS_TOKEN")
+            && !err.to_string().contains("short-token")
+    );
+    for key in [
+        "AURORA_SIGNIN_PER_ADDR",
+        "AURORA_SIGNIN_PER_ACCOUNT",
+        "AURORA_SIGNIN_WINDOW_SECS",
+        "AURORA_HASH_SLOTS",
+    ] {
+        let err = Config::from_sources(None, env(&[(key, "0")])).unwrap_err();
+        assert!(err.to_string().contains(key), "{err}");
+    }
     let err = Config::from_sources(None, env(&[("SECRET_KEY", "short")])).unwrap_err();
     assert!(err.to_string().contains("SECRET_KEY") && !err.to_string().contains("short"));
     for bad in ["0", "soon"] {

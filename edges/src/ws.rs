@@ -25,8 +25,10 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use uuid::Uuid;
 
 mod budget;
+mod limits;
 
 use budget::{FrameBudget, Spend};
+use limits::{PerUser, Sockets};
 
 const PING_EVERY: Duration = Duration::from_secs(20);
 const SILENT_LIMIT: Duration = Duration::from_secs(30);
@@ -42,6 +44,14 @@ pub struct WsState {
     pub chat_enabled: bool,
     pub max_frame_bytes: usize,
     pub rate_limit: (u32, Duration),
+    /// Sockets open at once on this node, and authenticated connections per user.
+    pub max_connections: usize,
+    pub max_per_user: usize,
+    /// How long the WebSocket handshake may take (a client that opens a socket and sends
+    /// nothing must not hold it).
+    pub handshake_wait: Duration,
+    pub sockets: Sockets,
+    pub per_user: PerUser,
 }
 
 pub struct WsServer {
@@ -109,6 +119,11 @@ pub async fn serve_ws(state: WsState, listener: TcpListener) -> std::io::Result<
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        let Some(socket) = state.sockets.admit(state.max_connections) else {
+                            tracing::warn!(%peer, cap = state.max_connections, "websocket refused: the node's connection cap is reached");
+                            drop(stream);
+                            continue;
+                        };
                         // Frames are small and each is flushed as sent: without this, Nagle
                         // holds the second of two quick frames until the client's delayed ACK
                         // (about 40 ms a turn).
@@ -119,6 +134,7 @@ pub async fn serve_ws(state: WsState, listener: TcpListener) -> std::io::Result<
                         let closing = closing_rx.clone();
                         let counted = counted.clone();
                         tokio::spawn(async move {
+                            let _socket = socket;
                             if let Err(e) = connection(state, stream, closing, counted).await {
                                 tracing::debug!(%peer, error = %e, "websocket connection ended with an error");
                             }
@@ -193,8 +209,14 @@ async fn connection(
         .write_buffer_size(0)
         .max_message_size(Some(state.max_frame_bytes))
         .max_frame_size(Some(state.max_frame_bytes));
-    let ws =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await?;
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config));
+    let ws = match tokio::time::timeout(state.handshake_wait, handshake).await {
+        Ok(ws) => ws?,
+        Err(_) => {
+            tracing::debug!("websocket handshake timed out");
+            return Ok(());
+        }
+    };
     let (mut sink, mut incoming) = ws.split();
 
     let token = match url_token {
@@ -223,6 +245,21 @@ async fn connection(
             sink.send(close(CloseCode::Policy, "unauthorized")).await?;
             return Ok(());
         }
+    };
+    let Some(_user_slot) = state.per_user.admit(who.user_id, state.max_per_user) else {
+        let reason = format!(
+            "at most {} connections per user; close one and try again",
+            state.max_per_user
+        );
+        sink.send(text(&ServerFrame::error(
+            ErrorCode::RateLimited,
+            reason,
+            None,
+        )))
+        .await?;
+        sink.send(close(CloseCode::Again, "too many connections"))
+            .await?;
+        return Ok(());
     };
     // Counted from here: a socket that never finished its handshake or authenticated holds
     // up no drain.

@@ -213,7 +213,12 @@ impl Accounts {
     /// (held to the end of the transaction) makes two registrations racing for the first org
     /// take turns, so they cannot both see none.
     async fn check_new_org(&self, conn: &impl ConnectionTrait) -> Result<(), StorageError> {
-        self.check_first_org(conn, self.single_org, "this deployment serves a single organization (AURORA_HOST_CLOUD_CONFIG is on)").await
+        self.check_first_org(
+            conn,
+            self.single_org,
+            "this deployment serves a single organization (AURORA_HOST_CLOUD_CONFIG is on)",
+        )
+        .await
     }
 
     /// Refuses a registration by a stranger when registration is closed: only while no org
@@ -588,7 +593,10 @@ async fn insert_org(
         .await?)
 }
 
-pub(crate) async fn ensure_email_free(conn: &impl ConnectionTrait, email: &str) -> Result<(), StorageError> {
+pub(crate) async fn ensure_email_free(
+    conn: &impl ConnectionTrait,
+    email: &str,
+) -> Result<(), StorageError> {
     let taken = users::Entity::find()
         .filter(users::Column::Email.eq(email))
         .one(conn)

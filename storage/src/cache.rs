@@ -319,7 +319,9 @@ fn newest_stream_id(reply: &bb8_redis::redis::Value) -> Option<String> {
     use bb8_redis::redis::Value;
     let entries = |v: &Value| -> Option<String> {
         let Value::Array(items) = v else { return None };
-        let Value::Array(entry) = items.last()? else { return None };
+        let Value::Array(entry) = items.last()? else {
+            return None;
+        };
         match entry.first()? {
             Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
             Value::SimpleString(s) => Some(s.clone()),

@@ -184,8 +184,7 @@ impl Accounts {
     /// This node's side of [`Accounts::invalidate`]: an entry resolved before the bump is
     /// never cached after it (see `authenticate`).
     pub(crate) fn drop_cache(&self) {
-        self.epoch
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Some(c) = &self.cache {
             c.invalidate_all();
         }

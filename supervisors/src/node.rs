@@ -210,6 +210,9 @@ impl NodeSupervisor {
         }
         let delay = backoff.delay(slot.restarts);
         slot.restarts += 1;
+        aurora_actors::metrics::ACTOR_RESTARTS
+            .with_label_values(&[child.name()])
+            .inc();
         tracing::warn!(
             child = child.name(),
             restarts = slot.restarts,

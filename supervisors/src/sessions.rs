@@ -518,16 +518,21 @@ impl Actor for SessionsSupervisor {
                 let _ = reply.send(Self::admin(state, session_id, org_id, action).await);
             }
             SessionsMsg::Status(reply) => {
-                let mut children = Vec::new();
-                for (id, entry) in &state.live {
-                    if let Ok(mut snap) =
-                        ractor::call_t!(entry.actor.actor, SessionMsg::Status, 500)
-                    {
-                        snap.restarts += state.crashes.get(id).map_or(0, |c| c.count);
-                        children.push(snap);
-                    }
-                }
-                let _ = reply.send(ActorSnapshot {
+                // Asked all at once, by a task: routing goes on while the sessions answer.
+                let asks: Vec<_> = state
+                    .live
+                    .iter()
+                    .map(|(id, entry)| {
+                        let restarts = state.crashes.get(id).map_or(0, |c| c.count);
+                        let actor = entry.actor.actor.clone();
+                        async move {
+                            let mut snap = ractor::call_t!(actor, SessionMsg::Status, 500).ok()?;
+                            snap.restarts += restarts;
+                            Some(snap)
+                        }
+                    })
+                    .collect();
+                let mut me = ActorSnapshot {
                     kind: "sessions_supervisor".into(),
                     id: "sessions".into(),
                     state: "running".into(),
@@ -535,7 +540,15 @@ impl Actor for SessionsSupervisor {
                     restarts: 0,
                     started_at: state.started_at,
                     owner: None,
-                    children,
+                    children: Vec::new(),
+                };
+                tokio::spawn(async move {
+                    me.children = futures::future::join_all(asks)
+                        .await
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                    let _ = reply.send(me);
                 });
             }
         }
@@ -574,6 +587,9 @@ impl Actor for SessionsSupervisor {
                 });
                 crashes.count += 1;
                 crashes.last = Instant::now();
+                aurora_actors::metrics::ACTOR_RESTARTS
+                    .with_label_values(&["session"])
+                    .inc();
                 tracing::error!(session_id = %id, error = %err, crashes = crashes.count, "session actor crashed; it is rebuilt from storage on its next message");
                 // A crashed actor runs no post_stop: stop its run here (the run saves what it
                 // has), and tell the client its turn ended.

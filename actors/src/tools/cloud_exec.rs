@@ -104,6 +104,14 @@ impl CloudExec {
         let dir = workdir.clone();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            // Missing ancestors too are made searchable only: the sandbox user must pass
+            // through them to its own directory, and list none of them.
+            if let Some(user_dir) = dir.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o711)
+                    .create(user_dir)?;
+            }
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)

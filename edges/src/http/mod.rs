@@ -4,11 +4,12 @@
 mod error;
 mod filters;
 mod routes;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aurora_actors::knowledge::KnowledgeBase;
 use aurora_actors::HealthReport;
@@ -91,16 +92,12 @@ pub async fn serve_http(
     let state = Arc::new(state);
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
-    let filter = api(state.clone());
-    let task = tokio::spawn(async move {
-        warp::serve(filter)
-            .incoming(listener)
-            .graceful(async {
-                let _ = rx.await;
-            })
-            .run()
-            .await;
-    });
+    let limits = server::Limits {
+        header_read: Duration::from_secs(state.config.http_header_secs),
+        idle: Duration::from_secs(state.config.http_idle_secs),
+        max_connections: state.config.http_max_connections,
+    };
+    let task = tokio::spawn(server::run(state.clone(), listener, limits, rx));
     tracing::info!(%addr, "http edge listening");
     Ok(HttpServer {
         addr,

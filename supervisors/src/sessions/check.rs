@@ -51,9 +51,7 @@ impl SessionsSupervisor {
             refuse(&msg, session_id, text);
             return;
         }
-        state
-            .checking
-            .insert(session_id, vec![(who.clone(), msg)]);
+        state.checking.insert(session_id, vec![(who.clone(), msg)]);
         let sessions = state.args.sessions.clone();
         let myself = myself.clone();
         tokio::spawn(async move {
@@ -100,7 +98,11 @@ impl SessionsSupervisor {
             Outcome::Failed(e) => {
                 tracing::error!(session_id = %session_id, error = %e, "session owner check failed");
                 for (_, msg) in &mine {
-                    refuse(msg, session_id, "the session could not be loaded; try again");
+                    refuse(
+                        msg,
+                        session_id,
+                        "the session could not be loaded; try again",
+                    );
                 }
                 None
             }

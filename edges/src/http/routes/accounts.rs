@@ -56,9 +56,7 @@ pub fn routes(state: Arc<HttpState>) -> Route {
         .and(json_body::<CreateUserBody>(limit))
         .then(create_user)
         .map(respond);
-    me
-        .unify()
-        .or(ws_token)
+    me.or(ws_token)
         .unify()
         .or(org)
         .unify()

@@ -8,10 +8,11 @@
 //!   actor of the admin's org, or cancel its running turn, on whichever node it is live.
 //! - `GET /admin`: the console page (static HTML and script; it logs in through the API and
 //!   polls the tree every two seconds).
-//! - `GET /metrics`: Prometheus text: actors, mailbox depths and restarts by kind (from the same
-//!   tree), turns, tool calls, open WebSockets and cluster members, labelled with this node
-//!   (each node is its own scrape target). Unauthenticated, like most scrape targets:
-//!   the node binds to loopback unless told otherwise.
+//! - `GET /metrics`: Prometheus text: live actors and restarts by kind, turns, tool calls,
+//!   hibernating sessions, open WebSockets and cluster members, labelled with this node (each
+//!   node is its own scrape target). Read from counters the actors keep, never by asking them,
+//!   so a scrape costs the node nothing it routes. It needs `AURORA_METRICS_TOKEN` as a bearer
+//!   token, or an admin's API token.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,9 +22,8 @@ use aurora_actors::ActorSnapshot;
 use aurora_cluster::NodeTree;
 use aurora_storage::auth::{Principal, Role};
 use aurora_supervisors::sessions::{AdminAction, AdminRefusal};
-use aurora_supervisors::NodeMsg;
 use chrono::Utc;
-use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Registry, TextEncoder};
 use serde::Deserialize;
 use uuid::Uuid;
 use warp::http::StatusCode;
@@ -54,6 +54,7 @@ pub fn routes(state: Arc<HttpState>) -> Route {
         .map(respond);
     let metrics = warp::path!("metrics")
         .and(warp::get())
+        .and(scraper(state.clone()))
         .and(with_state(state))
         .then(metrics)
         .map(respond);
@@ -85,16 +86,6 @@ fn console_page() -> warp::reply::Response {
 }
 
 /// This node's whole tree.
-async fn tree(state: &HttpState) -> Result<ActorSnapshot, ApiError> {
-    ractor::call_t!(state.node, NodeMsg::Status, TREE_TIMEOUT.as_millis() as u64).map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            format!("the actor tree could not be collected: {e}"),
-        )
-    })
-}
-
 async fn actors(
     who: Principal,
     state: Arc<HttpState>,
@@ -202,37 +193,61 @@ async fn stop(
     }
 }
 
+/// Lets a scrape through with the configured metrics token, or an admin's API token.
+fn scraper(state: Arc<HttpState>) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and_then(move |header: Option<String>| {
+            let state = state.clone();
+            async move {
+                let token = header
+                    .as_deref()
+                    .and_then(|h| h.split_once(' '))
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, t)| t.trim().to_string())
+                    .ok_or_else(|| {
+                        warp::reject::custom(ApiError::unauthorized(
+                            "metrics need a bearer token (AURORA_METRICS_TOKEN or an admin's)",
+                        ))
+                    })?;
+                if let Some(expected) = &state.config.metrics_token {
+                    // Compared as digests: how long the comparison takes says nothing about
+                    // how much of the token was right.
+                    use sha2::{Digest, Sha256};
+                    if Sha256::digest(token.as_bytes())
+                        == Sha256::digest(expected.expose().as_bytes())
+                    {
+                        return Ok(());
+                    }
+                }
+                let p = state
+                    .accounts
+                    .authenticate(&token)
+                    .await
+                    .map_err(|e| warp::reject::custom(ApiError::from(e)))?;
+                if p.role < Role::Admin {
+                    return Err(warp::reject::custom(ApiError::forbidden(
+                        "metrics are for admins",
+                    )));
+                }
+                Ok(())
+            }
+        })
+        .untuple_one()
+}
+
 async fn metrics(state: Arc<HttpState>) -> Result<warp::reply::Response, ApiError> {
     let internal = |e: prometheus::Error| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string())
     };
-    let tree = tree(&state).await?;
     // Every series carries the node, so a scrape of many nodes stays apart.
     let registry = Registry::new_custom(
         None,
-        Some(HashMap::from([("node".to_string(), tree.id.clone())])),
+        Some(HashMap::from([(
+            "node".to_string(),
+            state.node_name.clone(),
+        )])),
     )
     .map_err(internal)?;
-    let gauge = |name: &str, help: &str| -> Result<IntGaugeVec, ApiError> {
-        let g = IntGaugeVec::new(Opts::new(name, help), &["kind"]).map_err(internal)?;
-        registry.register(Box::new(g.clone())).map_err(internal)?;
-        Ok(g)
-    };
-    let actors = gauge("aurora_actors", "Live actors, by kind")?;
-    let mailbox = gauge(
-        "aurora_actor_mailbox_depth",
-        "Messages waiting, summed by kind",
-    )?;
-    let restarts = gauge(
-        "aurora_actor_restarts",
-        "Restarts of the live actors, summed by kind",
-    )?;
-    for a in tree.walk() {
-        let kind = [a.kind.as_str()];
-        actors.with_label_values(&kind).inc();
-        mailbox.with_label_values(&kind).add(a.mailbox as i64);
-        restarts.with_label_values(&kind).add(a.restarts as i64);
-    }
     let members = prometheus::IntGauge::new(
         "aurora_cluster_members",
         "Live members of the cluster as this node sees them (itself included)",
@@ -240,6 +255,13 @@ async fn metrics(state: Arc<HttpState>) -> Result<warp::reply::Response, ApiErro
     .map_err(internal)?;
     members.set(state.cluster.members().len() as i64);
     registry.register(Box::new(members)).map_err(internal)?;
+    use aurora_actors::metrics::{ACTOR_RESTARTS, LIVE_ACTORS};
+    registry
+        .register(Box::new(LIVE_ACTORS.clone()))
+        .map_err(internal)?;
+    registry
+        .register(Box::new(ACTOR_RESTARTS.clone()))
+        .map_err(internal)?;
     use aurora_actors::metrics::{HIBERNATED_SESSIONS, OPEN_WEBSOCKETS, TOOL_CALLS, TURNS};
     registry
         .register(Box::new(HIBERNATED_SESSIONS.clone()))

@@ -15,6 +15,7 @@ use warp::Filter;
 
 use super::{json, Route};
 use crate::http::filters::{json_body, with_state};
+use crate::http::server::ClientAddr;
 use crate::http::{respond, ApiError, HttpState};
 
 #[derive(Deserialize)]
@@ -45,25 +46,31 @@ pub fn routes(state: Arc<HttpState>) -> Route {
     let register = warp::path!("api" / "auth" / "register")
         .and(warp::post())
         .and(with_state(state.clone()))
-        .and(warp::addr::remote())
+        .and(client_addr())
         .and(json_body::<RegisterBody>(limit))
         .then(register)
         .map(respond);
     let login = warp::path!("api" / "auth" / "login")
         .and(warp::post())
         .and(with_state(state.clone()))
-        .and(warp::addr::remote())
+        .and(client_addr())
         .and(json_body::<LoginBody>(limit))
         .then(login)
         .map(respond);
     let accept = warp::path!("api" / "auth" / "accept-invitation")
         .and(warp::post())
         .and(with_state(state))
-        .and(warp::addr::remote())
+        .and(client_addr())
         .and(json_body::<AcceptBody>(limit))
         .then(accept)
         .map(respond);
     register.or(login).unify().or(accept).unify().boxed()
+}
+
+/// The client's address, as the server loop recorded it.
+fn client_addr(
+) -> impl Filter<Extract = (Option<SocketAddr>,), Error = std::convert::Infallible> + Clone {
+    warp::ext::optional::<ClientAddr>().map(|a: Option<ClientAddr>| a.map(|a| a.0))
 }
 
 /// Counts one sign-in attempt for the client's address and for the account it names; refuses
