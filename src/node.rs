@@ -65,8 +65,7 @@ what you found and what you intend to do. Destructive commands need the user's a
 fn sessions_args(
     config: &Config,
     db: &Db,
-    cache: &Cache,
-    accounts: &Accounts,
+    (cache, accounts): (&Cache, &Accounts),
     llm: Arc<dyn llm::LlmProvider>,
     knowledge: Option<Arc<KnowledgeBase>>,
     placement: watch::Receiver<Placement>,
@@ -352,8 +351,7 @@ impl Node {
             Some(llm) => Some(sessions_args(
                 &config,
                 &db,
-                &cache,
-                &accounts,
+                (&cache, &accounts),
                 llm.clone(),
                 knowledge.clone(),
                 placement_rx,

@@ -51,6 +51,14 @@ async fn two_orgs(t: &TestNode) -> (Uuid, Uuid) {
             )
             .await;
         assert_eq!(status, reqwest::StatusCode::CREATED);
+        let (status, _) = t
+            .post(
+                "/api/org/invitations",
+                Some(&token),
+                json!({ "role": "viewer", "email": format!("new@{org}.io") }),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::CREATED);
         let (_, me) = t.get("/api/auth/me", Some(&token)).await;
         let org_id: Uuid = me["org_id"].as_str().unwrap().parse().unwrap();
         // A turn as the chat runtime saves it: its messages (one row each, for history and

@@ -82,7 +82,7 @@ async fn a_stranger_cannot_take_a_session_before_its_owner_starts_it() {
     );
     assert!(is_end(frames.last().unwrap()), "{frames:?}");
     assert_eq!(fake.requests().len(), 1);
-    assert_eq!(live_sessions(&t).await, [sid.clone()]);
+    assert_eq!(live_sessions(&t).await, vec![sid]);
     t.stop().await;
 }
 

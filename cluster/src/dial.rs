@@ -1,6 +1,6 @@
-//! Joining the cluster: keep dialing the seeds this node is not connected to, with backoff.
-//! ractor_cluster's transitive mode then connects this node to its seeds' peers, so one live
-//! seed is enough; a link that breaks is dialed again the same way.
+//! Joining the cluster: keep dialing the seeds this node is not connected to, over TLS, with
+//! backoff; a link that breaks is dialed again the same way. Links are only made to seeds (and
+//! from nodes that name this one), so each node's seeds list the other nodes.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -21,6 +21,7 @@ pub(crate) fn start(
     server: ActorRef<NodeServerMessage>,
     seeds: Vec<String>,
     own: String,
+    tls: tokio_rustls::TlsConnector,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut retry = FIRST_RETRY;
@@ -64,9 +65,16 @@ pub(crate) fn start(
                 }
                 dialed.insert(seed.clone(), Instant::now());
                 // Bounded: a seed whose host drops packets must not hold up the others.
+                let name = match crate::tls::server_name(seed) {
+                    Ok(name) => name,
+                    Err(e) => {
+                        tracing::warn!(%seed, error = %e, "cluster seed has no usable name");
+                        continue;
+                    }
+                };
                 match tokio::time::timeout(
                     CONNECT_TIMEOUT,
-                    ractor_cluster::client_connect(&server, seed.as_str()),
+                    ractor_cluster::client_connect_enc(&server, seed.as_str(), tls.clone(), name),
                 )
                 .await
                 {

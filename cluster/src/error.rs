@@ -4,6 +4,8 @@ use thiserror::Error;
 pub enum ClusterError {
     #[error("cannot start the cluster listener on port {port}: {reason}")]
     Listen { port: u16, reason: String },
+    #[error("cluster TLS: {0}")]
+    Tls(String),
     #[error("cannot start the cluster gateway: {0}")]
     Gateway(String),
     #[error("node {0} is not a live member of the cluster")]

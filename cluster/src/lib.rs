@@ -11,6 +11,7 @@ mod dial;
 mod error;
 mod gateway;
 mod local;
+pub mod tls;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -110,15 +111,30 @@ impl Cluster {
         let (gateway, _) = Actor::spawn(None, GatewayActor, shared.clone())
             .await
             .map_err(|e| ClusterError::Gateway(e.to_string()))?;
-        let (server, dialer) = match (config.port, &config.cookie) {
-            (Some(port), Some(cookie)) => {
+        let (server, dialer) = match (config.port, &config.cookie, &config.tls) {
+            (Some(port), Some(cookie), Some(paths)) => {
+                let tls = match tls::ClusterTls::load(&tls::TlsFiles {
+                    cert: &paths.cert,
+                    key: &paths.key,
+                    ca: &paths.ca,
+                }) {
+                    Ok(tls) => tls,
+                    Err(e) => {
+                        gateway.stop(None);
+                        return Err(e);
+                    }
+                };
+                // Isolated: ractor_cluster's transitive mode dials a seed's peers in plain
+                // TCP, which the TLS listeners refuse; the dialer dials every seed instead.
                 let server = NodeServer::new(
                     port,
                     cookie.expose().to_string(),
                     args.name.clone(),
                     bind.to_string(),
-                    None,
-                    Some(ractor_cluster::node::NodeConnectionMode::Transitive),
+                    Some(ractor_cluster::IncomingEncryptionMode::Tls(
+                        tls.acceptor.clone(),
+                    )),
+                    Some(ractor_cluster::node::NodeConnectionMode::Isolated),
                 )
                 .with_listen_addr(bind);
                 let (server, _) = match Actor::spawn(None, server, ()).await {
@@ -132,7 +148,7 @@ impl Cluster {
                     }
                 };
                 let own = format!("{bind}:{port}");
-                let dialer = dial::start(server.clone(), config.seeds.clone(), own);
+                let dialer = dial::start(server.clone(), config.seeds.clone(), own, tls.connector);
                 tracing::info!(node = %args.name, port, seeds = ?config.seeds, "cluster listener started");
                 (Some(server), Some(dialer))
             }

@@ -164,6 +164,17 @@ pub struct ClusterConfig {
     pub seeds: Vec<String>,
     /// The secret every node of the cluster shares; required when clustered.
     pub cookie: Option<Secret>,
+    /// This node's certificate and key and the cluster's CA (PEM): cluster links are mutual
+    /// TLS; required when clustered.
+    pub tls: Option<ClusterTlsPaths>,
+}
+
+/// `CLUSTER_TLS_CERT`, `CLUSTER_TLS_KEY`, `CLUSTER_TLS_CA`.
+#[derive(Clone, Debug)]
+pub struct ClusterTlsPaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 impl ClusterConfig {
@@ -332,6 +343,31 @@ impl Config {
         let sandbox = sandbox::sandbox_settings(&src, &data_dir, &chat.workdir_root)?;
         let kb = kb_config(&src)?;
         let cluster = cluster_config(&src)?;
+        if cluster.enabled() {
+            // What every node of a cluster must share; without it the nodes disagree (a
+            // ticket redeemed on one node replayed on another, sessions in two databases).
+            if redis_url.is_none() {
+                return Err(ConfigError::invalid(
+                    "REDIS_URL",
+                    "",
+                    "required when CLUSTER_PORT is set: the nodes share one cache",
+                ));
+            }
+            if !matches!(database, DatabaseConfig::Postgres { .. }) {
+                return Err(ConfigError::invalid(
+                    "DATABASE_URL",
+                    "",
+                    "must be PostgreSQL when CLUSTER_PORT is set: the nodes share one database",
+                ));
+            }
+            if secret_key.is_none() {
+                return Err(ConfigError::invalid(
+                    "SECRET_KEY",
+                    "",
+                    "required when CLUSTER_PORT is set: the nodes sign and check each other's tickets",
+                ));
+            }
+        }
         let bind_addr: IpAddr = src
             .get("AURORA_BIND_ADDR")?
             .unwrap_or([127, 0, 0, 1].into());
@@ -396,7 +432,7 @@ impl Config {
                 Some(_) => positive(&src, "AURORA_HASH_SLOTS", 2)? as usize,
                 None => std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             },
-            signin_per_addr: positive(&src, "AURORA_SIGNIN_PER_ADDR", 30)?,
+            signin_per_addr: positive(&src, "AURORA_SIGNIN_PER_ADDR", 60)?,
             signin_per_account: positive(&src, "AURORA_SIGNIN_PER_ACCOUNT", 10)?,
             signin_window_secs: u64::from(positive(&src, "AURORA_SIGNIN_WINDOW_SECS", 300)?),
             metrics_token: metrics_token(&src)?,
@@ -448,6 +484,14 @@ impl Config {
             ("CLUSTER_PORT", opt(&self.cluster.port)),
             ("CLUSTER_SEEDS", self.cluster.seeds.join(",")),
             ("CLUSTER_COOKIE", opt(&self.cluster.cookie)),
+            (
+                "CLUSTER_TLS_CERT",
+                path(&self.cluster.tls.as_ref().map(|t| t.cert.clone())),
+            ),
+            (
+                "CLUSTER_TLS_CA",
+                path(&self.cluster.tls.as_ref().map(|t| t.ca.clone())),
+            ),
             ("HTTP_PORT", self.http_port.to_string()),
             ("WS_PORT", self.ws_port.to_string()),
             ("AURORA_BIND_ADDR", self.bind_addr.to_string()),
@@ -700,20 +744,43 @@ fn cluster_config(src: &Sources) -> Result<ClusterConfig, ConfigError> {
                     "required when CLUSTER_PORT is set: peers authenticate with it",
                 ))
             }
-            Some(c) if c.len() < 8 => {
+            Some(c) if c.len() < 32 => {
                 return Err(ConfigError::invalid(
                     "CLUSTER_COOKIE",
                     "(hidden)",
-                    "must be at least 8 characters",
+                    "must be at least 32 characters (a random secret, as SECRET_KEY)",
                 ))
             }
             Some(_) => {}
         }
     }
+    let tls = match (
+        src.get::<PathBuf>("CLUSTER_TLS_CERT")?,
+        src.get::<PathBuf>("CLUSTER_TLS_KEY")?,
+        src.get::<PathBuf>("CLUSTER_TLS_CA")?,
+    ) {
+        (Some(cert), Some(key), Some(ca)) => Some(ClusterTlsPaths { cert, key, ca }),
+        (None, None, None) => None,
+        _ => {
+            return Err(ConfigError::invalid(
+                "CLUSTER_TLS_CERT",
+                "",
+                "CLUSTER_TLS_CERT, CLUSTER_TLS_KEY and CLUSTER_TLS_CA go together",
+            ))
+        }
+    };
+    if port.is_some() && tls.is_none() {
+        return Err(ConfigError::invalid(
+            "CLUSTER_TLS_CERT",
+            "",
+            "required when CLUSTER_PORT is set (with CLUSTER_TLS_KEY and CLUSTER_TLS_CA): nodes speak TLS to each other",
+        ));
+    }
     Ok(ClusterConfig {
         port,
         seeds,
         cookie: cookie.map(Secret::new),
+        tls,
     })
 }
 

@@ -165,14 +165,32 @@ fn node_names_are_checked() {
     }
 }
 
+/// What a clustered node needs besides its cluster settings.
+const SHARED: [(&str, &str); 6] = [
+    ("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    ("DATABASE_URL", "postgres://aurora@127.0.0.1/aurora"),
+    ("SECRET_KEY", "0123456789abcdef0123456789abcdef"),
+    ("CLUSTER_TLS_CERT", "/etc/aurora/node.pem"),
+    ("CLUSTER_TLS_KEY", "/etc/aurora/node.key"),
+    ("CLUSTER_TLS_CA", "/etc/aurora/ca.pem"),
+];
+
+const COOKIE: &str = "s3cret-cookie-s3cret-cookie-s3cret";
+
+fn clustered(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut vars = SHARED.to_vec();
+    vars.extend_from_slice(extra);
+    env(&vars)
+}
+
 #[test]
 fn clustering_needs_a_cookie_and_well_formed_seeds() {
     let c = Config::from_sources(
         None,
-        env(&[
+        clustered(&[
             ("CLUSTER_PORT", "7101"),
             ("CLUSTER_SEEDS", "127.0.0.1:7102, node-c:7103"),
-            ("CLUSTER_COOKIE", "s3cret-cookie"),
+            ("CLUSTER_COOKIE", COOKIE),
         ]),
     )
     .unwrap();
@@ -181,6 +199,7 @@ fn clustering_needs_a_cookie_and_well_formed_seeds() {
     assert_eq!(c.cluster.seeds, vec!["127.0.0.1:7102", "node-c:7103"]);
     let described = format!("{:?}", c.describe());
     assert!(!described.contains("s3cret-cookie"), "{described}");
+    assert!(c.cluster.tls.is_some());
     assert!(!Config::from_sources(None, env(&[]))
         .unwrap()
         .cluster
@@ -189,14 +208,17 @@ fn clustering_needs_a_cookie_and_well_formed_seeds() {
     let refused = [
         (vec![("CLUSTER_PORT", "7101")], "CLUSTER_COOKIE"),
         (
-            vec![("CLUSTER_PORT", "7101"), ("CLUSTER_COOKIE", "short")],
+            vec![
+                ("CLUSTER_PORT", "7101"),
+                ("CLUSTER_COOKIE", "short-cookie-of-20ch"),
+            ],
             "CLUSTER_COOKIE",
         ),
         (vec![("CLUSTER_SEEDS", "127.0.0.1:7102")], "CLUSTER_SEEDS"),
         (
             vec![
                 ("CLUSTER_PORT", "7101"),
-                ("CLUSTER_COOKIE", "s3cret-cookie"),
+                ("CLUSTER_COOKIE", COOKIE),
                 ("CLUSTER_SEEDS", "no-port"),
             ],
             "CLUSTER_SEEDS",
@@ -205,18 +227,45 @@ fn clustering_needs_a_cookie_and_well_formed_seeds() {
         (
             vec![
                 ("CLUSTER_PORT", "7101"),
-                ("CLUSTER_COOKIE", "s3cret-cookie"),
+                ("CLUSTER_COOKIE", COOKIE),
                 ("AURORA_BIND_ADDR", "0.0.0.0"),
             ],
             "AURORA_BIND_ADDR",
         ),
     ];
     for (vars, key) in refused {
-        let err = Config::from_sources(None, env(&vars)).unwrap_err();
+        let err = Config::from_sources(None, clustered(&vars)).unwrap_err();
         assert!(err.to_string().contains(key), "{vars:?}: {err}");
     }
+    // A clustered node refuses to start without what the nodes share, naming what is missing.
+    let node = [("CLUSTER_PORT", "7101"), ("CLUSTER_COOKIE", COOKIE)];
+    for missing in [
+        "REDIS_URL",
+        "DATABASE_URL",
+        "SECRET_KEY",
+        "CLUSTER_TLS_CERT",
+    ] {
+        let mut vars: Vec<(&str, &str)> = SHARED
+            .iter()
+            .copied()
+            .filter(|(k, _)| {
+                *k != missing && !(missing == "CLUSTER_TLS_CERT" && k.starts_with("CLUSTER_TLS"))
+            })
+            .collect();
+        vars.extend_from_slice(&node);
+        let err = Config::from_sources(None, env(&vars)).unwrap_err();
+        assert!(err.to_string().contains(missing), "{missing}: {err}");
+    }
+    // Half a TLS identity is refused too.
+    let mut vars: Vec<(&str, &str)> = SHARED
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "CLUSTER_TLS_CA")
+        .collect();
+    vars.extend_from_slice(&node);
+    let err = Config::from_sources(None, env(&vars)).unwrap_err();
+    assert!(err.to_string().contains("CLUSTER_TLS"), "{err}");
 }
-
 #[test]
 fn secret_store_keys() {
     let c = Config::from_sources(None, env(&[])).unwrap();

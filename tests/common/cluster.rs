@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::ws::Ws;
 use super::{free_port, redis_url, TestDb};
 
-pub const COOKIE: &str = "test-cluster-cookie";
+pub const COOKIE: &str = "test-cluster-cookie-0123456789abcdef";
 /// The password of every user [`TestCluster::register`] creates.
 pub const PASSWORD: &str = "correct-horse-battery";
 
@@ -58,6 +58,8 @@ pub struct TestCluster {
     pub db: TestDb,
     pub client: reqwest::Client,
     dir: tempfile::TempDir,
+    /// The cluster's CA and the certificate every node presents.
+    pub tls: super::pki::Identity,
 }
 
 impl TestCluster {
@@ -82,12 +84,14 @@ impl TestCluster {
                 log: dir.path().join(format!("node{}.log", i + 1)),
             })
             .collect();
+        let tls = super::pki::identity(dir.path(), "cluster");
         let mut c = TestCluster {
             nodes,
             fake,
             db,
             client: reqwest::Client::new(),
             dir,
+            tls,
         };
         for i in 0..n {
             c.spawn(i);
@@ -142,6 +146,9 @@ impl TestCluster {
             .env("LLM_BASE_URL", self.fake.base_url())
             .env("LLM_MODEL", "gpt-4o")
             .env("LLM_API_KEY", "sk-test")
+            .env("CLUSTER_TLS_CERT", &self.tls.cert)
+            .env("CLUSTER_TLS_KEY", &self.tls.key)
+            .env("CLUSTER_TLS_CA", &self.tls.ca)
             .env("AURORA_RATE_LIMIT_QUERIES", "100000")
             .env("AURORA_ALLOW_REGISTRATION", "true")
             .env("AURORA_SIGNIN_PER_ADDR", "1000000")

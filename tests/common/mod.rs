@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod kb;
+pub mod pki;
 pub mod ws;
 
 use std::path::Path;
