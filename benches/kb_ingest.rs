@@ -93,6 +93,12 @@ async fn main() -> anyhow::Result<()> {
         pool,
         ObjectStore::local(objects_dir.path()),
         u64::MAX,
+        // Markdown only here: read in process, no child.
+        aurora_actors::knowledge::child::Extractor {
+            program: None,
+            timeout: std::time::Duration::from_secs(60),
+            memory_bytes: 1 << 30,
+        },
     );
     let text = runbook(mb * 1024 * 1024, &mut StdRng::seed_from_u64(3));
     let t = Instant::now();

@@ -38,6 +38,10 @@ enum Command {
     /// Administrative tasks against the database.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Internal: the knowledge base's text extractor, run by a node as a child process under
+    /// limits (the file on stdin, its text on stdout).
+    #[command(hide = true)]
+    KbExtract { kind: String },
 }
 
 /// Flags of `serve`; each overrides its environment variable.
@@ -104,6 +108,11 @@ enum AdminCommand {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The extractor child reads no configuration and logs nothing: its stdout is the text.
+    if let Command::KbExtract { kind } = &cli.command {
+        let code = aurora_actors::knowledge::child::child_main(kind);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let overrides = match &cli.command {
         Command::Serve(args) => args.overrides(),
         _ => Vec::new(),
@@ -156,6 +165,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             db.close().await?;
             result
         }
+        // Handled in `main`, before any configuration is read.
+        Command::KbExtract { .. } => Ok(()),
     }
 }
 

@@ -21,7 +21,7 @@ use aurora_storage::audit::Audit;
 use aurora_storage::auth::Accounts;
 use aurora_storage::cache::Cache;
 use aurora_storage::credentials::Credentials;
-use aurora_storage::knowledge::Knowledge;
+use aurora_storage::knowledge::{DocCaps, Knowledge};
 use aurora_storage::objects::{ObjectStore, S3Settings};
 use aurora_storage::policies::Policies;
 use aurora_storage::preferences::Preferences;
@@ -271,11 +271,24 @@ async fn open_knowledge(
         workers: pool_config.workers,
         backoff: Backoff::DEFAULT,
     };
+    let extractor = aurora_actors::knowledge::child::Extractor {
+        program: config
+            .kb
+            .extractor
+            .clone()
+            .or_else(|| std::env::current_exe().ok()),
+        timeout: Duration::from_secs(config.kb.extract_secs),
+        memory_bytes: config.kb.extract_memory_mb * 1024 * 1024,
+    };
     let kb = KnowledgeBase::new(
-        Knowledge::new(db.clone()),
+        Knowledge::new(db.clone()).with_caps(DocCaps {
+            max_documents: config.kb.max_documents,
+            max_in_flight: config.kb.max_ingestions,
+        }),
         pool,
         objects.clone(),
         config.kb.max_upload_bytes,
+        extractor,
     );
     Ok(Some((kb, workers)))
 }

@@ -196,6 +196,15 @@ pub struct KbConfig {
     pub stuck_secs: u64,
     /// How often the stuck-document sweep runs.
     pub sweep_secs: u64,
+    /// The program PDFs are read by, in a child process (`<program> kb-extract pdf`); default:
+    /// this binary.
+    pub extractor: Option<PathBuf>,
+    /// What one extraction may take: seconds, and MiB of address space.
+    pub extract_secs: u64,
+    pub extract_memory_mb: u64,
+    /// Documents an org may keep, and process at once.
+    pub max_documents: u64,
+    pub max_ingestions: u64,
 }
 
 /// The chat runtime's limits.
@@ -631,6 +640,17 @@ impl Config {
             ),
             ("AURORA_KB_STUCK_SECS", self.kb.stuck_secs.to_string()),
             ("AURORA_KB_SWEEP_SECS", self.kb.sweep_secs.to_string()),
+            ("AURORA_KB_EXTRACTOR", path(&self.kb.extractor)),
+            ("AURORA_KB_EXTRACT_SECS", self.kb.extract_secs.to_string()),
+            (
+                "AURORA_KB_EXTRACT_MEMORY_MB",
+                self.kb.extract_memory_mb.to_string(),
+            ),
+            ("AURORA_KB_MAX_DOCUMENTS", self.kb.max_documents.to_string()),
+            (
+                "AURORA_KB_MAX_INGESTIONS",
+                self.kb.max_ingestions.to_string(),
+            ),
         ]
     }
 }
@@ -830,6 +850,11 @@ fn kb_config(src: &Sources) -> Result<KbConfig, ConfigError> {
         max_upload_bytes: positive("AURORA_KB_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)?,
         stuck_secs: positive("AURORA_KB_STUCK_SECS", 180)?,
         sweep_secs: positive("AURORA_KB_SWEEP_SECS", 180)?,
+        extractor: src.get("AURORA_KB_EXTRACTOR")?,
+        extract_secs: positive("AURORA_KB_EXTRACT_SECS", 120)?,
+        extract_memory_mb: positive("AURORA_KB_EXTRACT_MEMORY_MB", 1024)?,
+        max_documents: positive("AURORA_KB_MAX_DOCUMENTS", 10_000)?,
+        max_ingestions: positive("AURORA_KB_MAX_INGESTIONS", 4)?,
     })
 }
 

@@ -20,6 +20,9 @@ pub enum StorageError {
     /// Allowed to no one in the caller's position (registration closed, say).
     #[error("{0}")]
     Forbidden(String),
+    /// The org is at one of its caps (documents kept, ingestions at once).
+    #[error("{0}")]
+    LimitReached(String),
     /// The node is at a bound it keeps (concurrent password hashes); try again shortly.
     #[error("{0}")]
     Busy(String),

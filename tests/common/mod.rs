@@ -144,6 +144,8 @@ impl TestNode {
             ("AURORA_ALLOW_REGISTRATION", "true"),
             ("AURORA_SIGNIN_PER_ADDR", "1000000"),
             ("AURORA_SIGNIN_PER_ACCOUNT", "1000000"),
+            // In-process nodes: this test binary is not the extractor, the aurora binary is.
+            ("AURORA_KB_EXTRACTOR", env!("CARGO_BIN_EXE_aurora")),
         ]);
         if let Some(pg) = &pg {
             vars.push(("DATABASE_URL".into(), pg.url.clone()));

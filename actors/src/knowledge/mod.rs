@@ -4,6 +4,7 @@
 //! The relational rows and the search index live in `aurora_storage::knowledge`; the model in
 //! `aurora_models::embeddings`; the uploaded files in object storage. This ties them together.
 
+pub mod child;
 mod extract;
 mod split;
 
@@ -52,6 +53,8 @@ pub struct KnowledgeBase {
     pub objects: ObjectStore,
     /// Largest accepted upload.
     pub max_upload_bytes: u64,
+    /// Reads PDFs in a child process under limits.
+    pub extractor: child::Extractor,
 }
 
 impl KnowledgeBase {
@@ -60,6 +63,7 @@ impl KnowledgeBase {
         embeddings: EmbeddingPool,
         objects: ObjectStore,
         max_upload_bytes: u64,
+        extractor: child::Extractor,
     ) -> Arc<KnowledgeBase> {
         Arc::new(KnowledgeBase {
             index: KnowledgeIndex::new(knowledge.clone()),
@@ -67,6 +71,7 @@ impl KnowledgeBase {
             embeddings,
             objects,
             max_upload_bytes,
+            extractor,
         })
     }
 
@@ -145,12 +150,10 @@ impl KnowledgeBase {
             .get(&doc.object_key(org_id)?)
             .await?
             .ok_or_else(|| KbError::Unreadable("the uploaded file is missing".into()))?;
-        let chunks = tokio::task::spawn_blocking(move || {
-            let text = extract(kind, &bytes)?;
-            Ok::<_, KbError>(split(kind, &text))
-        })
-        .await
-        .map_err(|e| KbError::Unreadable(format!("text extraction failed: {e}")))??;
+        let text = self.extractor.text(kind, bytes).await?;
+        let chunks = tokio::task::spawn_blocking(move || split(kind, &text))
+            .await
+            .map_err(|e| KbError::Unreadable(format!("text extraction failed: {e}")))?;
         if chunks.is_empty() {
             return Err(KbError::Unreadable("the file has no text".into()));
         }

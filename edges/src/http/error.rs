@@ -83,6 +83,9 @@ impl From<StorageError> for ApiError {
             StorageError::InvalidCredentials => ApiError::unauthorized("invalid email or password"),
             StorageError::Unauthorized(m) => ApiError::unauthorized(m),
             StorageError::Forbidden(m) => ApiError::forbidden(m),
+            StorageError::LimitReached(m) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "LIMIT_REACHED", m)
+            }
             StorageError::Busy(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "BUSY", m),
             // The store's errors carry no secret, but may name internal addresses: the
             // details go to the log, the client gets the kind.

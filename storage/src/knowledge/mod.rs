@@ -224,11 +224,78 @@ async fn bump_generation(tx: &OrgTx) -> Result<i64, StorageError> {
 #[derive(Clone, Debug)]
 pub struct Knowledge {
     db: Db,
+    caps: DocCaps,
+}
+
+/// Per-org bounds on the knowledge base, checked when a document is created.
+#[derive(Clone, Copy, Debug)]
+pub struct DocCaps {
+    /// Documents an org may keep.
+    pub max_documents: u64,
+    /// Documents of an org being uploaded or ingested at once.
+    pub max_in_flight: u64,
+}
+
+impl Default for DocCaps {
+    fn default() -> Self {
+        DocCaps {
+            max_documents: 10_000,
+            max_in_flight: 4,
+        }
+    }
 }
 
 impl Knowledge {
     pub fn new(db: Db) -> Knowledge {
-        Knowledge { db }
+        Knowledge {
+            db,
+            caps: DocCaps::default(),
+        }
+    }
+
+    pub fn with_caps(mut self, caps: DocCaps) -> Knowledge {
+        self.caps = caps;
+        self
+    }
+
+    /// Refuses a new document over the org's caps. On PostgreSQL the org's row is locked
+    /// first, so uploads racing each other are counted one after another.
+    async fn check_caps(
+        &self,
+        conn: &impl sea_orm::ConnectionTrait,
+        org_id: Uuid,
+    ) -> Result<(), StorageError> {
+        use sea_orm::{DbBackend, PaginatorTrait, Statement};
+        if conn.get_database_backend() == DbBackend::Postgres {
+            conn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT id FROM organizations WHERE id = $1 FOR UPDATE",
+                [org_id.into()],
+            ))
+            .await?;
+        }
+        let org_docs =
+            || kb_documents::Entity::find().filter(kb_documents::Column::OrgId.eq(org_id));
+        if org_docs().count(conn).await? >= self.caps.max_documents {
+            return Err(StorageError::LimitReached(format!(
+                "the organization keeps at most {} documents: delete some first",
+                self.caps.max_documents
+            )));
+        }
+        let in_flight = org_docs()
+            .filter(kb_documents::Column::Status.is_in([
+                DocStatus::Uploading.as_str(),
+                DocStatus::Processing.as_str(),
+            ]))
+            .count(conn)
+            .await?;
+        if in_flight >= self.caps.max_in_flight {
+            return Err(StorageError::LimitReached(format!(
+                "at most {} documents of an organization are processed at once: try again when one is done",
+                self.caps.max_in_flight
+            )));
+        }
+        Ok(())
     }
 
     /// Records a new upload in state `uploading`; the file goes to object storage next.
@@ -272,6 +339,7 @@ impl Knowledge {
             updated_at: Set(now),
         };
         let tx = self.db.org(who.org_id).await?;
+        self.check_caps(tx.conn(), who.org_id).await?;
         let m = kb_documents::Entity::insert(row)
             .exec_with_returning(tx.conn())
             .await?;
