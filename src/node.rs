@@ -405,6 +405,7 @@ impl Node {
                 sessions: sessions.clone(),
                 node: supervisor.clone(),
                 placement: placement_tx,
+                tickets: Tickets::new(&secret, cache.clone(), WS_TICKET_TTL),
             },
             &config.cluster,
             config.bind_addr,

@@ -67,6 +67,8 @@ pub(crate) struct Shared {
     pub relays: Mutex<HashMap<ConnAddr, mpsc::WeakSender<ServerFrame>>>,
     /// Set once when the node starts to shut down: it takes no more sessions.
     pub leaving: AtomicBool,
+    /// Checks the tickets forwarded frames carry.
+    pub tickets: aurora_storage::tickets::Tickets,
 }
 
 pub(crate) struct GatewayActor;
@@ -109,10 +111,21 @@ impl GatewayActor {
             Cast::Route {
                 session_id,
                 who,
+                ticket,
                 msg,
                 reply_to,
             } => {
                 let frames = relay(&state.shared, reply_to);
+                if !vouched(&state.shared.tickets, &ticket, &who) {
+                    tracing::warn!(session_id = %session_id, user_id = %who.user_id, "a forwarded frame's principal does not match its ticket; refused");
+                    let _ = frames.try_send(ServerFrame::error(
+                        aurora_actors::protocol::ErrorCode::Unauthorized,
+                        "the connection could not be verified",
+                        Some(session_id),
+                    ));
+                    let _ = frames.try_send(ServerFrame::end(session_id));
+                    return;
+                }
                 if let Err(frame) =
                     crate::local::deliver(&state.shared.sessions, session_id, &who, msg, &frames)
                 {
@@ -389,5 +402,76 @@ impl Actor for GatewayActor {
             Self::refresh(state);
         }
         Ok(())
+    }
+}
+
+/// Whether `ticket` is one this cluster signed, naming `who` (user, org and role).
+pub(crate) fn vouched(
+    tickets: &aurora_storage::tickets::Tickets,
+    ticket: &str,
+    who: &aurora_storage::auth::Principal,
+) -> bool {
+    tickets
+        .vouch(ticket)
+        .is_ok_and(|p| p.user_id == who.user_id && p.org_id == who.org_id && p.role == who.role)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use aurora_storage::auth::{Principal, Role};
+    use aurora_storage::cache::Cache;
+    use aurora_storage::tickets::Tickets;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn who(role: Role) -> Principal {
+        Principal {
+            user_id: Uuid::now_v7(),
+            org_id: Uuid::now_v7(),
+            email: "a@acme.io".into(),
+            role,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_principal_must_match_its_ticket() {
+        let tickets = Tickets::new(
+            b"cluster-secret-0123456789abcdef",
+            Cache::local(),
+            Duration::from_secs(30),
+        );
+        let viewer = who(Role::Viewer);
+        let ticket = tickets.issue(&viewer).unwrap().token;
+        // Redeemed by the edge (burned) and later forwarded: still vouches.
+        tickets.redeem(&ticket).await.unwrap();
+        assert!(vouched(&tickets, &ticket, &viewer));
+        // A peer claiming someone else, or more rights, with that ticket: refused.
+        let mut admin = viewer.clone();
+        admin.role = Role::Admin;
+        assert!(!vouched(&tickets, &ticket, &admin));
+        assert!(!vouched(&tickets, &ticket, &who(Role::Viewer)));
+        // A ticket signed with another key, or none at all: refused.
+        let forged = Tickets::new(
+            b"another-secret-0123456789abcdef",
+            Cache::local(),
+            Duration::from_secs(30),
+        )
+        .issue(&viewer)
+        .unwrap()
+        .token;
+        assert!(!vouched(&tickets, &forged, &viewer));
+        assert!(!vouched(&tickets, "", &viewer));
+        // Long expired: still vouches (a connection outlives its ticket).
+        let short = Tickets::new(
+            b"cluster-secret-0123456789abcdef",
+            Cache::local(),
+            Duration::from_secs(0),
+        );
+        let old = short.issue(&viewer).unwrap().token;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert!(vouched(&tickets, &old, &viewer));
     }
 }

@@ -46,6 +46,8 @@ pub struct ClusterArgs {
     pub node: ActorRef<NodeMsg>,
     /// Published on every membership change (the sessions supervisor watches it).
     pub placement: watch::Sender<Placement>,
+    /// Checks the tickets forwarded frames carry.
+    pub tickets: aurora_storage::tickets::Tickets,
 }
 
 /// A handle on this node's view of the cluster; cheap to clone.
@@ -73,6 +75,8 @@ pub struct Conn {
     id: u64,
     frames: mpsc::Sender<ServerFrame>,
     cluster: Cluster,
+    /// The ticket the connection was opened with, sent along with forwarded frames.
+    ticket: String,
 }
 
 impl Conn {
@@ -104,6 +108,7 @@ impl Cluster {
             conns: Default::default(),
             relays: Mutex::new(Default::default()),
             leaving: Default::default(),
+            tickets: args.tickets,
         });
         shared
             .placement
@@ -187,12 +192,14 @@ impl Cluster {
     }
 
     /// Registers a connection whose frames go to `frames`.
-    pub fn open(&self, frames: mpsc::Sender<ServerFrame>) -> Conn {
+    /// A client connection, authenticated by `ticket` (redeemed by the edge).
+    pub fn open(&self, frames: mpsc::Sender<ServerFrame>, ticket: String) -> Conn {
         let id = self.inner.shared.conns.open(frames.clone());
         Conn {
             id,
             frames,
             cluster: self.clone(),
+            ticket,
         }
     }
 
@@ -225,6 +232,7 @@ impl Cluster {
                 let cast = Cast::Route {
                     session_id,
                     who: who.clone(),
+                    ticket: conn.ticket.clone(),
                     msg: msg.clone(),
                     reply_to: ConnAddr {
                         node: shared.name.clone(),

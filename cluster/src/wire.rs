@@ -39,6 +39,9 @@ pub enum Cast {
     Route {
         session_id: Uuid,
         who: Principal,
+        /// The ticket the client's edge redeemed for this connection: the receiving node
+        /// checks `who` against it instead of taking the sender's word.
+        ticket: String,
         msg: Forward,
         reply_to: ConnAddr,
     },

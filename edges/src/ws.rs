@@ -229,8 +229,8 @@ async fn connection(
             _ => None,
         },
     };
-    let who = match token {
-        Some(t) => state.tickets.redeem(&t).await.map_err(|e| e.to_string()),
+    let who = match &token {
+        Some(t) => state.tickets.redeem(t).await.map_err(|e| e.to_string()),
         None => Err("send a ticket: ?token= in the URL or an init frame first".to_string()),
     };
     let who = match who {
@@ -265,7 +265,7 @@ async fn connection(
     // up no drain.
     let _open = OpenConnection::new(counted);
     let (frames_tx, mut frames_rx) = mpsc::channel::<ServerFrame>(1024);
-    let conn = state.cluster.open(frames_tx);
+    let conn = state.cluster.open(frames_tx, token.unwrap_or_default());
     sink.send(text(&ServerFrame::start())).await?;
     let mut ticker = tokio::time::interval(PING_EVERY);
     ticker.tick().await;
