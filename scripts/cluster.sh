@@ -6,7 +6,7 @@
 #
 # The LLM provider and the rest of the configuration come from the environment as for one
 # node (LLM_PROVIDER, LLM_BASE_URL, LLM_API_KEY, LLM_MODEL, ...). CLUSTER_COOKIE and SECRET_KEY
-# are generated for the run when unset.
+# are generated for the run when unset, the TLS certificates once (data/cluster/tls).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=services.sh
@@ -22,6 +22,24 @@ export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 export SECRET_KEY="${SECRET_KEY:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
 cookie="${CLUSTER_COOKIE:-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
 unset CLUSTER_COOKIE CLUSTER_PORT CLUSTER_SEEDS NODE_NAME HTTP_PORT WS_PORT AURORA_DATA_DIR
+
+# Cluster links are mutual TLS. Unless given, a CA and one certificate for 127.0.0.1 (shared by
+# the three local nodes) are made with openssl, once, under data/cluster/tls.
+if [ -z "${CLUSTER_TLS_CERT:-}" ]; then
+  tls=data/cluster/tls
+  mkdir -p "${tls}"
+  if [ ! -f "${tls}/node.pem" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+      -subj "/CN=aurora cluster CA" -keyout "${tls}/ca.key" -out "${tls}/ca.pem" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=aurora node" \
+      -keyout "${tls}/node.key" -out "${tls}/node.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "${tls}/ext.cnf"
+    openssl x509 -req -in "${tls}/node.csr" -CA "${tls}/ca.pem" -CAkey "${tls}/ca.key" \
+      -CAcreateserial -days 3650 -extfile "${tls}/ext.cnf" -out "${tls}/node.pem" 2>/dev/null
+    chmod 600 "${tls}"/*.key
+  fi
+  export CLUSTER_TLS_CERT="${tls}/node.pem" CLUSTER_TLS_KEY="${tls}/node.key" CLUSTER_TLS_CA="${tls}/ca.pem"
+fi
 
 cargo build --release --bin aurora
 bin="${CARGO_TARGET_DIR:-target}/release/aurora"
