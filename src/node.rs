@@ -442,6 +442,7 @@ impl Node {
         };
         let ws_state = WsState {
             tickets: Tickets::new(&secret, cache.clone(), WS_TICKET_TTL),
+            accounts: accounts.clone(),
             cache: cache.clone(),
             cluster: cluster.clone(),
             chat_enabled: llm.is_some(),

@@ -143,3 +143,55 @@ async fn an_approval_is_judged_by_the_role_held_when_it_arrives() {
     );
     assert!(ran(&t, &me.user_id.to_string(), &sid).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_connection_follows_removal_and_demotion() {
+    let (t, fake, _dir) =
+        chat_node(vec![Reply::text(&["fine"], (10, 2))], LOGGING_KUBECTL, &[]).await;
+    let admin = t.register("admin@acme.io", "Acme").await;
+    let editor = t.add_user(&admin, "editor@acme.io", "editor").await;
+    let ed = t.principal(&editor).await;
+    let sid = new_session(&t, &editor).await;
+    // Opened while an editor.
+    let mut ws = open(&t, &editor).await;
+
+    // Demoted to viewer: the same connection is held to ask mode from its next query.
+    let path = format!("/api/org/members/{}", ed.user_id);
+    let (status, _) = t
+        .call(
+            reqwest::Method::PATCH,
+            &path,
+            Some(&admin),
+            Some(json!({ "role": "viewer" })),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    query(&mut ws, &sid, "scale it up", "agent").await;
+    let f = next(&mut ws).await.unwrap();
+    assert_eq!(f["data"]["code"], "FORBIDDEN", "{f}");
+    assert!(fake.requests().is_empty());
+
+    // Removed: the next query is refused and the connection closed.
+    let (status, _) = t
+        .call(reqwest::Method::DELETE, &path, Some(&admin), None)
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    query(&mut ws, &sid, "still here?", "ask").await;
+    // (The refused turn's own closing frames may come first.)
+    let mut seen = Vec::new();
+    let refusal = loop {
+        let f = next(&mut ws).await.expect("a refusal before the close");
+        if f["data"]["code"] == "UNAUTHORIZED" {
+            break f;
+        }
+        seen.push(f);
+    };
+    assert_eq!(
+        refusal["session_id"],
+        sid.as_str(),
+        "{refusal} after {seen:?}"
+    );
+    assert!(next(&mut ws).await.is_none(), "closed after UNAUTHORIZED");
+    assert!(fake.requests().is_empty());
+    t.stop().await;
+}

@@ -297,6 +297,11 @@ impl ServerFrame {
         }
     }
 
+    /// An `UNAUTHORIZED` refusal: the connection is closed after it.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, ServerFrame::Error { data, .. } if data.code == ErrorCode::Unauthorized)
+    }
+
     /// The session whose query this frame settles: its END, or a `NOT_FOUND` refusal (the
     /// one answer to a query that comes without an END; SESSION_BUSY refuses only the new
     /// query, the running turn goes on to its own END).

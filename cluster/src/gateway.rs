@@ -405,7 +405,9 @@ impl Actor for GatewayActor {
     }
 }
 
-/// Whether `ticket` is one this cluster signed, naming `who` (user, org and role).
+/// Whether `ticket` is one this cluster signed, naming `who`'s user and org with at least
+/// `who`'s role (the edge lowers the role of a member demoted since the ticket; it never
+/// raises it).
 pub(crate) fn vouched(
     tickets: &aurora_storage::tickets::Tickets,
     ticket: &str,
@@ -413,7 +415,7 @@ pub(crate) fn vouched(
 ) -> bool {
     tickets
         .vouch(ticket)
-        .is_ok_and(|p| p.user_id == who.user_id && p.org_id == who.org_id && p.role == who.role)
+        .is_ok_and(|p| p.user_id == who.user_id && p.org_id == who.org_id && who.role <= p.role)
 }
 
 #[cfg(test)]
@@ -453,6 +455,12 @@ mod tests {
         admin.role = Role::Admin;
         assert!(!vouched(&tickets, &ticket, &admin));
         assert!(!vouched(&tickets, &ticket, &who(Role::Viewer)));
+        // Fewer rights (a member demoted since): vouched.
+        let editor = who(Role::Editor);
+        let editor_ticket = tickets.issue(&editor).unwrap().token;
+        let mut demoted = editor.clone();
+        demoted.role = Role::Viewer;
+        assert!(vouched(&tickets, &editor_ticket, &demoted));
         // A ticket signed with another key, or none at all: refused.
         let forged = Tickets::new(
             b"another-secret-0123456789abcdef",

@@ -37,6 +37,8 @@ const INIT_WAIT: Duration = Duration::from_secs(10);
 
 pub struct WsState {
     pub tickets: Tickets,
+    /// Each query checks the account is still a member, with its role as it is now.
+    pub accounts: aurora_storage::auth::Accounts,
     pub cache: Cache,
     /// Where a session's messages go: this node's sessions or the owner node's.
     pub cluster: Cluster,
@@ -306,6 +308,11 @@ async fn connection(
                                 waiting.insert(session_id);
                             }
                             Ok(None) => {}
+                            Err(reply) if reply.is_unauthorized() => {
+                                sink.send(text(&reply)).await?;
+                                sink.send(close(CloseCode::Policy, "unauthorized")).await?;
+                                break;
+                            }
                             Err(reply) => sink.send(text(&reply)).await?,
                         }
                     }
@@ -407,6 +414,39 @@ async fn client_frame(
                     ))
                 }
             }
+            // The account as it is now: a member removed since the connection opened is cut
+            // off, and a lowered role holds from the next query (a raised one from the next
+            // connection: the ticket names the most this connection may do).
+            match state.accounts.current_role(who.org_id, who.user_id).await {
+                Ok(Some(role)) => {
+                    if role < who.role {
+                        let mut lowered = who.clone();
+                        lowered.role = role;
+                        return route(
+                            state,
+                            &lowered,
+                            conn,
+                            session_id,
+                            Forward::Query { query, mode, model },
+                        );
+                    }
+                }
+                Ok(None) => {
+                    return Err(ServerFrame::error(
+                        ErrorCode::Unauthorized,
+                        "this account is no longer a member of the organization",
+                        Some(session_id),
+                    ))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check the account");
+                    return Err(ServerFrame::error(
+                        ErrorCode::Internal,
+                        "the account could not be checked; try again",
+                        Some(session_id),
+                    ));
+                }
+            }
             (session_id, Forward::Query { query, mode, model })
         }
         ClientFrame::ConfirmationResponse {
@@ -422,6 +462,17 @@ async fn client_frame(
         ),
         ClientFrame::Control { session_id, .. } => (session_id, Forward::Cancel),
     };
+    route(state, who, conn, session_id, msg)
+}
+
+/// Sends a client's message to its session; `Some(session)` for a query (its END is awaited).
+fn route(
+    state: &WsState,
+    who: &Principal,
+    conn: &Conn,
+    session_id: Uuid,
+    msg: Forward,
+) -> Result<Option<Uuid>, ServerFrame> {
     let query = matches!(msg, Forward::Query { .. });
     // The session's owner may be another node: the cluster forwards there and relays back.
     state
