@@ -45,6 +45,7 @@ async fn turn(
         model: None,
         interactive: true,
         frames: tx.clone(),
+        role: None,
     };
     sup.cast(SessionsMsg::Route {
         session_id,

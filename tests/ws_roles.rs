@@ -146,16 +146,28 @@ async fn an_approval_is_judged_by_the_role_held_when_it_arrives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_connection_follows_removal_and_demotion() {
-    let (t, fake, _dir) =
-        chat_node(vec![Reply::text(&["fine"], (10, 2))], LOGGING_KUBECTL, &[]).await;
+    let (t, fake, _dir) = chat_node(
+        vec![
+            Reply::text(&["fine"], (10, 2)),
+            Reply::text(&["never"], (10, 2)),
+        ],
+        LOGGING_KUBECTL,
+        &[],
+    )
+    .await;
     let admin = t.register("admin@acme.io", "Acme").await;
     let editor = t.add_user(&admin, "editor@acme.io", "editor").await;
     let ed = t.principal(&editor).await;
     let sid = new_session(&t, &editor).await;
-    // Opened while an editor.
+    // Opened while an editor, with an agent-mode turn: the session's actor is live.
     let mut ws = open(&t, &editor).await;
+    query(&mut ws, &sid, "look around", "agent").await;
+    let frames = turn(&mut ws, "execute").await;
+    assert!(!types(&frames).contains(&"error"), "{frames:?}");
+    assert_eq!(fake.requests().len(), 1);
 
-    // Demoted to viewer: the same connection is held to ask mode from its next query.
+    // Demoted to viewer: the same connection and the live session are held to ask mode from
+    // the next query.
     let path = format!("/api/org/members/{}", ed.user_id);
     let (status, _) = t
         .call(
@@ -167,31 +179,69 @@ async fn an_open_connection_follows_removal_and_demotion() {
         .await;
     assert_eq!(status, reqwest::StatusCode::OK);
     query(&mut ws, &sid, "scale it up", "agent").await;
-    let f = next(&mut ws).await.unwrap();
-    assert_eq!(f["data"]["code"], "FORBIDDEN", "{f}");
-    assert!(fake.requests().is_empty());
+    let frames = turn_answering(&mut ws, None).await;
+    assert!(
+        errors(&frames).iter().any(|(code, _)| code == "FORBIDDEN"),
+        "{frames:?}"
+    );
+    assert_eq!(fake.requests().len(), 1);
 
-    // Removed: the next query is refused and the connection closed.
+    // Removed: the next frame is refused and the connection closed.
     let (status, _) = t
         .call(reqwest::Method::DELETE, &path, Some(&admin), None)
         .await;
     assert_eq!(status, reqwest::StatusCode::OK);
     query(&mut ws, &sid, "still here?", "ask").await;
-    // (The refused turn's own closing frames may come first.)
-    let mut seen = Vec::new();
-    let refusal = loop {
-        let f = next(&mut ws).await.expect("a refusal before the close");
-        if f["data"]["code"] == "UNAUTHORIZED" {
-            break f;
-        }
-        seen.push(f);
-    };
-    assert_eq!(
-        refusal["session_id"],
-        sid.as_str(),
-        "{refusal} after {seen:?}"
-    );
+    let f = next(&mut ws).await.unwrap();
+    assert_eq!(f["data"]["code"], "UNAUTHORIZED", "{f}");
     assert!(next(&mut ws).await.is_none(), "closed after UNAUTHORIZED");
+    assert_eq!(fake.requests().len(), 1);
+    t.stop().await;
+}
+
+/// A named API token of the admin's: (token, id).
+async fn named_token(t: &common::TestNode, admin: &str, name: &str) -> (String, String) {
+    let (_, made) = t
+        .post("/api/auth/tokens", Some(admin), json!({ "name": name }))
+        .await;
+    (
+        made["token"].as_str().unwrap().to_string(),
+        made["id"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn revoke(t: &common::TestNode, admin: &str, id: &str) {
+    let (status, _) = t
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/auth/tokens/{id}"),
+            Some(admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_ends_its_websockets() {
+    let (t, fake, _dir) = chat_node(vec![], LOGGING_KUBECTL, &[]).await;
+    let admin = t.register("admin@acme.io", "Acme").await;
+    let sid = new_session(&t, &admin).await;
+    // A connection opened with a token ends when the token is revoked.
+    let (laptop, laptop_id) = named_token(&t, &admin, "laptop").await;
+    let mut ws = open(&t, &laptop).await;
+    revoke(&t, &admin, &laptop_id).await;
+    query(&mut ws, &sid, "still mine?", "ask").await;
+    let f = next(&mut ws).await.unwrap();
+    assert_eq!(f["data"]["code"], "UNAUTHORIZED", "{f}");
+    assert!(next(&mut ws).await.is_none(), "closed after UNAUTHORIZED");
+    // A ticket bought with a token revoked since cannot be redeemed.
+    let (phone, phone_id) = named_token(&t, &admin, "phone").await;
+    let ticket = common::ws::ticket(&t, &phone).await;
+    revoke(&t, &admin, &phone_id).await;
+    let mut ws = common::ws::connect(&t, &ticket).await;
+    let f = next(&mut ws).await.unwrap();
+    assert_eq!(f["data"]["code"], "UNAUTHORIZED", "{f}");
     assert!(fake.requests().is_empty());
     t.stop().await;
 }

@@ -59,6 +59,9 @@ pub enum SessionMsg {
         model: Option<String>,
         interactive: bool,
         frames: mpsc::Sender<ServerFrame>,
+        /// The caller's role as the edge found it for this query (a member demoted since the
+        /// session started is held to the new role from this turn on); `None`: unchanged.
+        role: Option<aurora_storage::auth::Role>,
     },
     Decision {
         confirmation_id: String,
@@ -245,7 +248,11 @@ impl Actor for SessionActor {
                 model,
                 interactive,
                 frames,
+                role,
             } => {
+                if let Some(role) = role {
+                    state.args.who.role = role;
+                }
                 // Boxed: the turn start is the largest future this actor awaits, and an
                 // unboxed one would sit in every idle session's task.
                 let query = (query, mode, model, interactive, frames);

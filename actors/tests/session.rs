@@ -43,6 +43,7 @@ fn query(actor: &ActorRef<SessionMsg>, text: &str) -> mpsc::Receiver<ServerFrame
             model: None,
             interactive: true,
             frames: tx,
+            role: None,
         })
         .unwrap();
     rx

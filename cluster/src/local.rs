@@ -28,6 +28,7 @@ pub(crate) fn deliver(
             model,
             interactive: true,
             frames: frames.clone(),
+            role: Some(who.role),
         },
         Forward::Decision {
             confirmation_id,

@@ -232,10 +232,10 @@ async fn connection(
         },
     };
     let who = match &token {
-        Some(t) => state.tickets.redeem(t).await.map_err(|e| e.to_string()),
+        Some(t) => redeem(&state, t).await,
         None => Err("send a ticket: ?token= in the URL or an init frame first".to_string()),
     };
-    let who = match who {
+    let (who, bound_to) = match who {
         Ok(p) => p,
         Err(reason) => {
             sink.send(text(&ServerFrame::error(
@@ -303,7 +303,7 @@ async fn connection(
                 }
                 match msg {
                     Some(Ok(Message::Text(t))) => {
-                        match client_frame(&state, &who, &t, &conn).await {
+                        match client_frame(&state, (&who, &bound_to), &t, &conn).await {
                             Ok(Some(session_id)) => {
                                 waiting.insert(session_id);
                             }
@@ -358,7 +358,7 @@ async fn connection(
 /// is awaited), `Err(frame)` to answer with directly.
 async fn client_frame(
     state: &WsState,
-    who: &Principal,
+    (ticket_who, bound_to): (&Principal, &str),
     raw: &str,
     conn: &Conn,
 ) -> Result<Option<Uuid>, ServerFrame> {
@@ -366,6 +366,14 @@ async fn client_frame(
         Ok(f) => f,
         Err(e) => return Err(ServerFrame::error(e.code, e.message, None)),
     };
+    if matches!(frame, ClientFrame::Init { .. }) {
+        return Err(ServerFrame::error(
+            ErrorCode::BadMessage,
+            "already authenticated",
+            None,
+        ));
+    }
+    let who = &current(state, ticket_who, bound_to).await?;
     if !state.chat_enabled {
         return Err(ServerFrame::error(
             ErrorCode::LlmUnavailable,
@@ -414,39 +422,6 @@ async fn client_frame(
                     ))
                 }
             }
-            // The account as it is now: a member removed since the connection opened is cut
-            // off, and a lowered role holds from the next query (a raised one from the next
-            // connection: the ticket names the most this connection may do).
-            match state.accounts.current_role(who.org_id, who.user_id).await {
-                Ok(Some(role)) => {
-                    if role < who.role {
-                        let mut lowered = who.clone();
-                        lowered.role = role;
-                        return route(
-                            state,
-                            &lowered,
-                            conn,
-                            session_id,
-                            Forward::Query { query, mode, model },
-                        );
-                    }
-                }
-                Ok(None) => {
-                    return Err(ServerFrame::error(
-                        ErrorCode::Unauthorized,
-                        "this account is no longer a member of the organization",
-                        Some(session_id),
-                    ))
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot check the account");
-                    return Err(ServerFrame::error(
-                        ErrorCode::Internal,
-                        "the account could not be checked; try again",
-                        Some(session_id),
-                    ));
-                }
-            }
             (session_id, Forward::Query { query, mode, model })
         }
         ClientFrame::ConfirmationResponse {
@@ -482,4 +457,51 @@ fn route(
         .route(conn, session_id, who, msg)
         .map_err(|f| *f)?;
     Ok(query.then_some(session_id))
+}
+
+/// Redeems a ticket and checks the API token it is bound to is alive: the principal, and the
+/// token's hash (kept for the connection's life).
+async fn redeem(state: &WsState, ticket: &str) -> Result<(Principal, String), String> {
+    let (who, bound_to) = state
+        .tickets
+        .redeem_bound(ticket)
+        .await
+        .map_err(|e| e.to_string())?;
+    let bound_to = bound_to.ok_or_else(|| "invalid ticket".to_string())?;
+    let now = current(state, &who, &bound_to)
+        .await
+        .map_err(|_| "the token this ticket came from is no longer valid".to_string())?;
+    Ok((now, bound_to))
+}
+
+/// The caller as things stand now, checked at every frame: the API token the connection was
+/// opened with must still be alive (revoked, logged out, expired or its member removed: the
+/// connection is refused and closed), and the role is the lower of the ticket's and the
+/// member's current one (a demotion holds from the next frame; a promotion from the next
+/// connection). Cheap: the token lookup is the per-node cache, which every revocation drops.
+async fn current(
+    state: &WsState,
+    ticket_who: &Principal,
+    bound_to: &str,
+) -> Result<Principal, ServerFrame> {
+    match state.accounts.authenticate_hash(bound_to).await {
+        Ok(p) if p.user_id == ticket_who.user_id && p.org_id == ticket_who.org_id => {
+            let mut who = ticket_who.clone();
+            who.role = who.role.min(p.role);
+            Ok(who)
+        }
+        Ok(_) | Err(aurora_storage::StorageError::Unauthorized(_)) => Err(ServerFrame::error(
+            ErrorCode::Unauthorized,
+            "the token this connection was opened with is no longer valid",
+            None,
+        )),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check the connection's token");
+            Err(ServerFrame::error(
+                ErrorCode::Internal,
+                "the account could not be checked; try again",
+                None,
+            ))
+        }
+    }
 }

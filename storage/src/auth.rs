@@ -339,7 +339,13 @@ impl Accounts {
         if token.is_empty() || token.len() > 256 {
             return Err(StorageError::Unauthorized("invalid token".into()));
         }
-        let hash = token_hash(token);
+        self.authenticate_hash(&token_hash(token)).await
+    }
+
+    /// [`Accounts::authenticate`] by the token's SHA-256 (a WebSocket connection keeps only
+    /// that, to check its token is still alive at each frame).
+    pub async fn authenticate_hash(&self, hash: &str) -> Result<Principal, StorageError> {
+        let hash = hash.to_string();
         let epoch = self.epoch.load(Ordering::SeqCst);
         if let Some((principal, expires_at)) = self.cache.as_ref().and_then(|c| c.get(&hash)) {
             if expires_at <= Utc::now() {

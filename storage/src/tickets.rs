@@ -25,6 +25,10 @@ struct Claims {
     iat: i64,
     exp: i64,
     jti: String,
+    /// SHA-256 of the API token the ticket was bought with: the WebSocket edge holds the
+    /// connection to that token (revoked, the connection ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tok: Option<String>,
 }
 
 /// A ticket as handed to the client.
@@ -59,7 +63,18 @@ impl Tickets {
         }
     }
 
+    /// A ticket bound to no API token (the WebSocket edge refuses those: see
+    /// [`Tickets::issue_bound`]).
     pub fn issue(&self, who: &Principal) -> Result<Ticket, StorageError> {
+        self.sign(who, None)
+    }
+
+    /// A ticket bound to the API token (by its SHA-256) it was bought with.
+    pub fn issue_bound(&self, who: &Principal, token_hash: &str) -> Result<Ticket, StorageError> {
+        self.sign(who, Some(token_hash.to_string()))
+    }
+
+    fn sign(&self, who: &Principal, tok: Option<String>) -> Result<Ticket, StorageError> {
         let now = Utc::now();
         let expires_at = now
             + chrono::Duration::from_std(self.ttl)
@@ -73,6 +88,7 @@ impl Tickets {
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
             jti: Uuid::new_v4().to_string(),
+            tok,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| StorageError::Internal(format!("cannot sign ticket: {e}")))?;
@@ -101,6 +117,14 @@ impl Tickets {
     /// Checks signature, audience and expiry, then burns the ticket. A second redemption of the
     /// same ticket, on this node or another, is refused.
     pub async fn redeem(&self, token: &str) -> Result<Principal, StorageError> {
+        Ok(self.redeem_bound(token).await?.0)
+    }
+
+    /// [`Tickets::redeem`], with the hash of the API token the ticket is bound to, if any.
+    pub async fn redeem_bound(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, Option<String>), StorageError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[AUDIENCE]);
         validation.leeway = 0;
@@ -129,11 +153,14 @@ impl Tickets {
         {
             return Err(StorageError::Unauthorized("ticket already used".into()));
         }
-        Ok(Principal {
-            user_id: c.sub,
-            org_id: c.org,
-            email: c.email,
-            role: c.role,
-        })
+        Ok((
+            Principal {
+                user_id: c.sub,
+                org_id: c.org,
+                email: c.email,
+                role: c.role,
+            },
+            c.tok,
+        ))
     }
 }

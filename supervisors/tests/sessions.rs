@@ -72,6 +72,7 @@ async fn ask(
         model: None,
         interactive: true,
         frames: tx,
+        role: None,
     };
     sup.cast(SessionsMsg::Route {
         session_id,

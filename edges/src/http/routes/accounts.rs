@@ -35,6 +35,7 @@ pub fn routes(state: Arc<HttpState>) -> Route {
     let ws_token = warp::path!("api" / "auth" / "ws-token")
         .and(warp::post())
         .and(auth(state.clone(), Role::Viewer))
+        .and(warp::header::<String>("authorization"))
         .and(with_state(state.clone()))
         .map(ws_token);
     let org = warp::path!("api" / "orgs" / "current")
@@ -71,11 +72,14 @@ pub(super) fn p_json(p: &Principal) -> serde_json::Value {
     json!({ "id": p.user_id, "email": p.email, "role": p.role, "org_id": p.org_id })
 }
 
-/// A single-use ticket for the WebSocket edge (PROTOCOL.md, "Connecting and authenticating").
-fn ws_token(p: Principal, s: Arc<HttpState>) -> warp::reply::Response {
+/// A single-use ticket for the WebSocket edge (PROTOCOL.md, "Connecting and authenticating"),
+/// bound to the API token it was asked with: the connection lives only as long as that token.
+fn ws_token(p: Principal, header: String, s: Arc<HttpState>) -> warp::reply::Response {
+    // `auth` has already checked the header's shape.
+    let token = header.split_once(' ').map_or("", |(_, t)| t.trim());
     respond(
         s.tickets
-            .issue(&p)
+            .issue_bound(&p, &aurora_storage::auth::token_hash(token))
             .map(|t| {
                 json(
                     StatusCode::OK,
