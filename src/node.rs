@@ -296,6 +296,7 @@ async fn open_knowledge(
 impl Node {
     /// Opens storage, migrates, starts the supervision tree and binds the HTTP edge.
     pub async fn start(config: Config) -> anyhow::Result<Node> {
+        raise_open_files(&config);
         let config = Arc::new(config);
         let started = Instant::now();
         let db = open_database(&config).await?;
@@ -616,4 +617,37 @@ pub fn init_tracing(format: LogFormat) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// Raises the open-file limit to its hard maximum: each connection is a descriptor, and the
+/// connection caps are meant to be what stops a flood, not EMFILE. Says so when even the
+/// maximum is below the caps.
+fn raise_open_files(config: &Config) {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
+            return;
+        }
+        if rl.rlim_cur < rl.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: rl.rlim_max,
+                rlim_max: rl.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                rl = raised;
+            }
+        }
+    }
+    let wanted = (config.http_max_connections + config.chat.ws_max_connections) as u64 + 256;
+    if rl.rlim_cur < wanted {
+        tracing::warn!(
+            open_files = rl.rlim_cur,
+            wanted,
+            "the open-file limit is below the connection caps (AURORA_HTTP_MAX_CONNECTIONS + AURORA_WS_MAX_CONNECTIONS): raise it, or lower the caps"
+        );
+    }
 }

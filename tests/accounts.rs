@@ -101,10 +101,20 @@ async fn invitations_bring_members_in_once(backend: Backend) {
 
     // For another address, a wrong code, or no code: refused, nothing written.
     let before = t.row_counts().await;
-    for (c, email) in [
-        (code.as_str(), "other@acme.io"),
-        ("inv_guessed", "new@acme.io"),
-        ("", "new@acme.io"),
+    for (c, email, want, code_name) in [
+        (
+            code.as_str(),
+            "other@acme.io",
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+        ),
+        (
+            "inv_guessed",
+            "new@acme.io",
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+        ),
+        ("", "new@acme.io", StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
     ] {
         let (status, body) = t
             .post(
@@ -113,7 +123,7 @@ async fn invitations_bring_members_in_once(backend: Backend) {
                 json!({ "code": c, "email": email, "password": PASSWORD }),
             )
             .await;
-        assert_error(status, &body, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+        assert_error(status, &body, want, code_name);
     }
     assert_eq!(t.row_counts().await, before);
 
@@ -186,6 +196,34 @@ async fn invitations_bring_members_in_once(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // An invitation made by an admin who is removed (or demoted) since is void: it cannot be
+    // their way back in.
+    let second = t.add_user(&admin, "second@acme.io", "admin").await;
+    let (_, backdoor) = t
+        .post(
+            "/api/org/invitations",
+            Some(&second),
+            json!({ "role": "admin" }),
+        )
+        .await;
+    let second_id = t.principal(&second).await.user_id;
+    let (status, _) = t
+        .call(
+            Method::DELETE,
+            &format!("/api/org/members/{second_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = t
+        .post(
+            "/api/auth/accept-invitation",
+            None,
+            json!({ "code": backdoor["code"], "email": "back@evil.io", "password": PASSWORD }),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
     t.stop().await;
 }
 

@@ -2,6 +2,9 @@
 //! actions on a session and its running turn, the Prometheus metrics, and sessions that
 //! hibernate when idle.
 
+/// The scrape token the nodes of these tests are given.
+const SCRAPE: &str = "scrape-token-0123456789abcdef";
+
 mod common;
 
 use aurora_fakes::Reply;
@@ -42,7 +45,7 @@ async fn approval_node() -> (
             (10, 5),
         )],
         "#!/bin/sh\necho deleted\n",
-        &[],
+        &[("AURORA_METRICS_TOKEN", SCRAPE)],
     )
     .await
 }
@@ -131,7 +134,12 @@ async fn admins_see_their_orgs_actors_stop_them_and_metrics_count_them() {
 
     // Metrics need a token: an admin's (or the configured scrape token, tested below).
     assert_eq!(raw(&t, "/metrics", None).await.0, StatusCode::UNAUTHORIZED);
-    let (status, metrics) = raw(&t, "/metrics", Some(&admin)).await;
+    assert_eq!(
+        raw(&t, "/metrics", Some(&admin)).await.0,
+        StatusCode::UNAUTHORIZED,
+        "an org's admin does not see the node's metrics"
+    );
+    let (status, metrics) = raw(&t, "/metrics", Some(SCRAPE)).await;
     assert_eq!(status, StatusCode::OK);
     let node_name = t.node().name.clone();
     for line in [
@@ -215,7 +223,10 @@ async fn an_idle_session_hibernates_and_its_next_turn_wakes_it() {
             Reply::text(&["second answer"], (1, 1)),
         ],
         "#!/bin/sh\n",
-        &[("AURORA_SESSION_HIBERNATE_SECS", "1")],
+        &[
+            ("AURORA_SESSION_HIBERNATE_SECS", "1"),
+            ("AURORA_METRICS_TOKEN", SCRAPE),
+        ],
     )
     .await;
     let token = t.register("sleepy@acme.io", "Acme").await;
@@ -228,7 +239,7 @@ async fn an_idle_session_hibernates_and_its_next_turn_wakes_it() {
     let hibernated = |n: u32| format!("aurora_sessions_hibernated{{node=\"{node_name}\"}} {n}");
     let mut slept = false;
     for _ in 0..60 {
-        if raw(&t, "/metrics", Some(&token))
+        if raw(&t, "/metrics", Some(SCRAPE))
             .await
             .1
             .contains(&hibernated(1))
@@ -248,15 +259,14 @@ async fn an_idle_session_hibernates_and_its_next_turn_wakes_it() {
     assert!(!types(&frames).contains(&"error"), "{frames:?}");
     let second = &fake.requests()[1]["messages"];
     assert_eq!(second[2]["content"], "first answer", "{second}");
-    assert!(raw(&t, "/metrics", Some(&token))
+    assert!(raw(&t, "/metrics", Some(SCRAPE))
         .await
         .1
         .contains(&hibernated(0)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_need_the_scrape_token_or_an_admin() {
-    const SCRAPE: &str = "scrape-token-0123456789abcdef";
+async fn metrics_need_the_scrape_token() {
     let t =
         common::TestNode::start_with(common::Backend::Sqlite, &[("AURORA_METRICS_TOKEN", SCRAPE)])
             .await;
@@ -265,9 +275,10 @@ async fn metrics_need_the_scrape_token_or_an_admin() {
     for (token, want) in [
         (None, StatusCode::UNAUTHORIZED),
         (Some("scrape-token-wrong"), StatusCode::UNAUTHORIZED),
-        (Some(viewer.as_str()), StatusCode::FORBIDDEN),
+        (Some(viewer.as_str()), StatusCode::UNAUTHORIZED),
+        // Metrics are the node's, across orgs: no org's admin reads them.
+        (Some(admin.as_str()), StatusCode::UNAUTHORIZED),
         (Some(SCRAPE), StatusCode::OK),
-        (Some(admin.as_str()), StatusCode::OK),
     ] {
         let (status, body) = raw(&t, "/metrics", token).await;
         assert_eq!(status, want, "{token:?}: {body}");
@@ -276,4 +287,8 @@ async fn metrics_need_the_scrape_token_or_an_admin() {
         }
     }
     t.stop().await;
+    // With no scrape token configured, metrics are off.
+    let off = common::TestNode::start(common::Backend::Sqlite).await;
+    assert_eq!(raw(&off, "/metrics", None).await.0, StatusCode::NOT_FOUND);
+    off.stop().await;
 }

@@ -162,12 +162,7 @@ async fn a_hung_extraction_is_cut_at_its_deadline_and_caps_hold() {
     assert_eq!(settled(&t, &token, &md).await["status"], "ready");
     // Two documents kept (one failed, one ready) is the org's other cap.
     let (status, body) = upload(&t, &token, "third.md", b"# Third".to_vec()).await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::TOO_MANY_REQUESTS,
-        "LIMIT_REACHED",
-    );
+    assert_error(status, &body, StatusCode::CONFLICT, "CONFLICT");
     // Another org has caps of its own.
     let other = t.register("kb@globex.io", "Globex").await;
     let theirs = upload_ok(&t, &other, "theirs.md", b"# Theirs\ntext".to_vec()).await;

@@ -115,17 +115,12 @@ impl GatewayActor {
                 msg,
                 reply_to,
             } => {
-                let frames = relay(&state.shared, reply_to);
                 if !vouched(&state.shared.tickets, &ticket, &who) {
                     tracing::warn!(session_id = %session_id, user_id = %who.user_id, "a forwarded frame's principal does not match its ticket; refused");
-                    let _ = frames.try_send(ServerFrame::error(
-                        aurora_actors::protocol::ErrorCode::Unauthorized,
-                        "the connection could not be verified",
-                        Some(session_id),
-                    ));
-                    let _ = frames.try_send(ServerFrame::end(session_id));
+                    refuse_forged(reply_to, session_id);
                     return;
                 }
+                let frames = relay(&state.shared, reply_to);
                 if let Err(frame) =
                     crate::local::deliver(&state.shared.sessions, session_id, &who, msg, &frames)
                 {
@@ -403,6 +398,26 @@ impl Actor for GatewayActor {
         }
         Ok(())
     }
+}
+
+/// Tells the sending node's connection its frame was refused: one message straight to that
+/// node's gateway, no relay kept for it.
+fn refuse_forged(reply_to: ConnAddr, session_id: uuid::Uuid) {
+    let Some(gateway) = gateway_of(&reply_to.node) else {
+        return;
+    };
+    let cast = Cast::Frames {
+        conn: reply_to.conn,
+        frames: vec![
+            ServerFrame::error(
+                aurora_actors::protocol::ErrorCode::Unauthorized,
+                "the connection could not be verified",
+                Some(session_id),
+            ),
+            ServerFrame::end(session_id),
+        ],
+    };
+    let _ = gateway.cast(GatewayMsg::Cast(wire::encode(&cast)));
 }
 
 /// Whether `ticket` is one this cluster signed, naming `who`'s user and org with at least

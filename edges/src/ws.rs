@@ -142,7 +142,11 @@ pub async fn serve_ws(state: WsState, listener: TcpListener) -> std::io::Result<
                             }
                         });
                     }
-                    Err(e) => tracing::warn!(error = %e, "websocket accept failed"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "websocket accept failed");
+                        // Out of descriptors, most likely: give open connections time to end.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 },
                 _ = &mut stop_rx => break,
             }

@@ -267,6 +267,11 @@ impl Accounts {
         org_name: &str,
     ) -> Result<Registered, StorageError> {
         let org_name = validate_name("org_name", org_name, 200)?;
+        // Closed and taken: refused before any hashing (checked again, under the lock, below).
+        if !self.open_registration && self.organization_count().await? > 0 {
+            let tx = self.db.system().await?;
+            self.check_registration(tx.conn()).await?;
+        }
         let (email, hash) = self.new_credentials(email, password).await?;
         let tx = self.db.system().await?;
         self.check_registration(tx.conn()).await?;
@@ -308,8 +313,8 @@ impl Accounts {
             .await?;
         tx.commit().await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
-        let _slot = self.hash_slot().await?;
-        if !verify_password(password, stored).await? {
+        let slot = self.hash_slot().await?;
+        if !verify_password(password, stored, slot).await? {
             return Err(StorageError::InvalidCredentials);
         }
         let user = user.ok_or(StorageError::InvalidCredentials)?;
@@ -551,8 +556,8 @@ impl Accounts {
     ) -> Result<(String, String), StorageError> {
         let email = normalize_email(email)?;
         validate_password(password)?;
-        let _slot = self.hash_slot().await?;
-        Ok((email, hash_password(password).await?))
+        let slot = self.hash_slot().await?;
+        Ok((email, hash_password(password, slot).await?))
     }
 
     /// A slot to hash a password in: a storm of logins queues here instead of each holding an
@@ -705,9 +710,15 @@ pub fn validate_name(field: &'static str, value: &str, max: usize) -> Result<Str
     Ok(value.to_string())
 }
 
-async fn hash_password(password: &str) -> Result<String, StorageError> {
+/// Hashes on the blocking pool; the slot is released when the hash is done, not when the
+/// request is (a client that disconnects mid-request does not free it early).
+async fn hash_password(
+    password: &str,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) -> Result<String, StorageError> {
     let password = password.to_string();
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
@@ -720,10 +731,15 @@ async fn hash_password(password: &str) -> Result<String, StorageError> {
 
 /// Verifies `password` against `stored`; with no stored hash it still spends the same work on a
 /// fixed dummy hash so an unknown email cannot be told from a wrong password by timing.
-async fn verify_password(password: &str, stored: Option<String>) -> Result<bool, StorageError> {
+async fn verify_password(
+    password: &str,
+    stored: Option<String>,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) -> Result<bool, StorageError> {
     const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$kwz3wr2Ha3MZ1Sdd3ewWBqYpgz6bCZmsj6Mq0zHu7Ak";
     let password = password.to_string();
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| DUMMY.to_string());
         let parsed = PasswordHash::new(&stored)

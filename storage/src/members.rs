@@ -20,6 +20,8 @@ use crate::{audit, StorageError};
 
 /// The longest an invitation may stay open.
 pub const MAX_INVITATION_HOURS: i64 = 24 * 30;
+/// Open invitations an org may have at once (none can hide among thousands).
+pub const MAX_OPEN_INVITATIONS: u64 = 200;
 
 /// A new invitation: the only time its code exists outside the invitee's hands.
 #[derive(Clone, Debug, Serialize)]
@@ -60,6 +62,22 @@ impl Accounts {
         }
         let email = email.map(crate::auth::normalize_email).transpose()?;
         let code = new_secret("inv_");
+        let open = {
+            let tx = self.db.org(by.org_id).await?;
+            let n = tx
+                .select::<invitations::Entity>()
+                .filter(invitations::Column::AcceptedAt.is_null())
+                .filter(invitations::Column::ExpiresAt.gt(Utc::now()))
+                .count(tx.conn())
+                .await?;
+            tx.commit().await?;
+            n
+        };
+        if open >= MAX_OPEN_INVITATIONS {
+            return Err(StorageError::Conflict(format!(
+                "at most {MAX_OPEN_INVITATIONS} open invitations: revoke some first"
+            )));
+        }
         let now = Utc::now();
         let row = invitations::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -154,9 +172,25 @@ impl Accounts {
             .await?
             .ok_or_else(invalid_invitation)?;
         if inv.email.as_deref().is_some_and(|e| e != email) {
-            return Err(StorageError::Unauthorized(
+            return Err(StorageError::Forbidden(
                 "this invitation is for another email address".into(),
             ));
+        }
+        // An invitation is only as good as its issuer: one made by an admin since removed or
+        // demoted is void (it could otherwise be their way back in).
+        let issuer_is_admin = match inv.created_by {
+            Some(by) => users::Entity::find()
+                .filter(users::Column::Id.eq(by))
+                .filter(users::Column::OrgId.eq(inv.org_id))
+                .filter(users::Column::Role.eq(Role::Admin.as_str()))
+                .filter(users::Column::RemovedAt.is_null())
+                .one(tx.conn())
+                .await?
+                .is_some(),
+            None => false,
+        };
+        if !issuer_is_admin {
+            return Err(invalid_invitation());
         }
         let role: Role = inv.role.parse()?;
         ensure_email_free(tx.conn(), &email).await?;

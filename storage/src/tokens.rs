@@ -199,14 +199,23 @@ impl Accounts {
         };
         let mut last = "$".to_string();
         let block = std::time::Duration::from_millis(500);
+        // Set while the stream cannot be read: the first read that works drops the cache
+        // again (a token may have been cached and revoked meanwhile). The last id read is
+        // kept across the gap, so nothing posted during it is skipped.
+        let mut gap = false;
         loop {
             match cache.follow(REVOCATION_STREAM, &mut last, block).await {
-                Ok(true) => self.drop_cache(),
-                Ok(false) => {}
+                Ok(arrived) => {
+                    if arrived || std::mem::take(&mut gap) {
+                        self.drop_cache();
+                    }
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "revocation stream unreadable; dropping the token cache");
+                    if !gap {
+                        tracing::warn!(error = %e, "revocation stream unreadable; dropping the token cache");
+                    }
+                    gap = true;
                     self.drop_cache();
-                    last = "$".into();
                     tokio::time::sleep(block).await;
                 }
             }

@@ -75,6 +75,14 @@ impl Extractor {
                 limit(libc::RLIMIT_AS, memory)?;
                 limit(libc::RLIMIT_CPU, cpu)?;
                 limit(libc::RLIMIT_CORE, 0)?;
+                // Its own session (no terminal, its own process group), and no way to gain
+                // privileges through an exec.
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
@@ -98,6 +106,12 @@ impl Extractor {
                 tokio::join!(out.read_to_end(&mut text), errs.read_to_end(&mut err));
             read_out.map_err(|e| KbError::Unreadable(format!("text extraction failed: {e}")))?;
             let _ = read_err;
+            // Past either cap the child would block on a full pipe: end it now.
+            if text.len() as u64 > MAX_TEXT_BYTES + HEADER.len() as u64
+                || err.len() as u64 >= MAX_ERR_BYTES
+            {
+                let _ = child.start_kill();
+            }
             let status = child
                 .wait()
                 .await
@@ -116,6 +130,12 @@ impl Extractor {
                 )));
             }
         };
+        if text.len() as u64 > MAX_TEXT_BYTES + HEADER.len() as u64 {
+            return Err(KbError::Unreadable(format!(
+                "the file has more than {} MiB of text",
+                MAX_TEXT_BYTES / (1024 * 1024)
+            )));
+        }
         if status.success() {
             let Some(text) = text.strip_prefix(HEADER) else {
                 tracing::error!(program = %program.display(), "the extractor is not an aurora binary (AURORA_KB_EXTRACTOR)");
@@ -159,6 +179,8 @@ impl Extractor {
 /// or [`REFUSED`] with the reason on stderr.
 pub fn child_main(kind: &str) -> i32 {
     use std::io::{Read, Write};
+    // A parser panic is reported as one plain line (below), never with the build's paths.
+    std::panic::set_hook(Box::new(|_| {}));
     let kind = match kind {
         "pdf" => FileKind::Pdf,
         "md" => FileKind::Markdown,

@@ -86,7 +86,10 @@ impl From<StorageError> for ApiError {
             StorageError::LimitReached(m) => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "LIMIT_REACHED", m)
             }
-            StorageError::Busy(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "BUSY", m),
+            StorageError::Busy(m) => ApiError {
+                retry_after: Some(std::time::Duration::from_secs(1)),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "BUSY", m)
+            },
             // The store's errors carry no secret, but may name internal addresses: the
             // details go to the log, the client gets the kind.
             StorageError::Secrets(e) if e.is_unavailable() => {

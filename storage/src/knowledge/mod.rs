@@ -277,7 +277,8 @@ impl Knowledge {
         let org_docs =
             || kb_documents::Entity::find().filter(kb_documents::Column::OrgId.eq(org_id));
         if org_docs().count(conn).await? >= self.caps.max_documents {
-            return Err(StorageError::LimitReached(format!(
+            // A quota, not a rate: retrying does not help (409, not 429).
+            return Err(StorageError::Conflict(format!(
                 "the organization keeps at most {} documents: delete some first",
                 self.caps.max_documents
             )));
