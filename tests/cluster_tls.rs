@@ -105,6 +105,11 @@ async fn plaintext_and_foreign_certificate_peers_are_refused() {
         "a peer with a foreign certificate joined"
     );
 
+    // A connection that never starts its handshake holds up nobody (a listener that waited
+    // on it would take no peer again).
+    let _stalled = tokio::net::TcpStream::connect(node.as_str()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
     // The cluster's own certificate: linked.
     let ours = load(&cluster.tls);
     let friend = probe("friend", Some(&ours)).await;

@@ -10,6 +10,7 @@ mod conns;
 mod dial;
 mod error;
 mod gateway;
+mod listen;
 mod local;
 pub mod tls;
 pub mod wire;
@@ -61,6 +62,8 @@ struct Inner {
     gateway: ActorRef<GatewayMsg>,
     server: Option<ActorRef<NodeServerMessage>>,
     dialer: Mutex<Option<JoinHandle<()>>>,
+    /// The cluster port's accept loop (`listen`).
+    listener: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// One node's tree, or why it could not be had.
@@ -116,6 +119,7 @@ impl Cluster {
         let (gateway, _) = Actor::spawn(None, GatewayActor, shared.clone())
             .await
             .map_err(|e| ClusterError::Gateway(e.to_string()))?;
+        let listen_task: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
         let (server, dialer) = match (config.port, &config.cookie, &config.tls) {
             (Some(port), Some(cookie), Some(paths)) => {
                 let tls = match tls::ClusterTls::load(&tls::TlsFiles {
@@ -131,8 +135,15 @@ impl Cluster {
                 };
                 // Isolated: ractor_cluster's transitive mode dials a seed's peers in plain
                 // TCP, which the TLS listeners refuse; the dialer dials every seed instead.
+                // Its own listener goes to an ephemeral loopback port: peers come in through
+                // `listen` (handshakes under a deadline), on CLUSTER_PORT.
+                let loopback: IpAddr = if bind.is_ipv6() {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                } else {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                };
                 let server = NodeServer::new(
-                    port,
+                    0,
                     cookie.expose().to_string(),
                     args.name.clone(),
                     bind.to_string(),
@@ -141,17 +152,32 @@ impl Cluster {
                     )),
                     Some(ractor_cluster::node::NodeConnectionMode::Isolated),
                 )
-                .with_listen_addr(bind);
+                .with_listen_addr(loopback);
+                let listen_err = |e: String| ClusterError::Listen { port, reason: e };
                 let (server, _) = match Actor::spawn(None, server, ()).await {
                     Ok(s) => s,
                     Err(e) => {
                         gateway.stop(None);
-                        return Err(ClusterError::Listen {
-                            port,
-                            reason: e.to_string(),
-                        });
+                        return Err(listen_err(e.to_string()));
                     }
                 };
+                let (listener, port) = match listen::start(
+                    std::net::SocketAddr::new(bind, port),
+                    tls.acceptor.clone(),
+                    server.clone(),
+                )
+                .await
+                {
+                    Ok(l) => l,
+                    Err(e) => {
+                        server.stop(None);
+                        gateway.stop(None);
+                        return Err(listen_err(e.to_string()));
+                    }
+                };
+                // Announced to peers: the port they reach this node on.
+                let _ = server.cast(NodeServerMessage::PortChanged { port });
+                *listen_task.lock().unwrap_or_else(|e| e.into_inner()) = Some(listener);
                 let own = format!("{bind}:{port}");
                 let dialer = dial::start(server.clone(), config.seeds.clone(), own, tls.connector);
                 tracing::info!(node = %args.name, port, seeds = ?config.seeds, "cluster listener started");
@@ -165,6 +191,7 @@ impl Cluster {
                 gateway,
                 server,
                 dialer: Mutex::new(dialer),
+                listener: listen_task,
             }),
         })
     }
@@ -439,6 +466,15 @@ impl Cluster {
     /// Leaves the cluster: stops dialing, the gateway (peers see this node leave) and the
     /// listener.
     pub async fn shutdown(&self) {
+        if let Some(listener) = self
+            .inner
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            listener.abort();
+        }
         if let Some(dialer) = self
             .inner
             .dialer
