@@ -596,8 +596,10 @@ async fn a_login_storm_is_hashed_a_few_at_a_time() {
     let (unbounded, _) = storm(&open, N).await;
     open.stop().await;
     eprintln!("peak growth: {bounded} MiB with two slots, {unbounded} MiB without a bound");
+    // How many of the unbounded hashes overlap depends on the machine's load: the margins
+    // are wide (19 MiB each; two slots hold at most ~40 MiB of them).
     assert!(
-        unbounded > 250,
+        unbounded > 150,
         "the unbounded storm grew only {unbounded} MiB"
     );
     assert!(
