@@ -86,7 +86,7 @@ pub async fn run(
 }
 
 /// A stream that fails with `TimedOut` once nothing has been read or written for `idle` while
-/// a read waits.
+/// a read or a write waits.
 struct IdleIo {
     inner: TcpStream,
     idle: Duration,
@@ -104,6 +104,29 @@ impl IdleIo {
 
     fn progress(&mut self) {
         self.deadline.as_mut().reset(Instant::now() + self.idle);
+    }
+
+    /// A write that moved bytes is progress; one the client does not let through (it never
+    /// reads its responses) fails once the deadline passes, as a stalled read does.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<usize>>,
+    ) -> Poll<std::io::Result<usize>> {
+        match r {
+            Poll::Ready(Ok(n)) if n > 0 => {
+                self.progress();
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => match self.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connection idle",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+            other => other,
+        }
     }
 }
 
@@ -139,10 +162,7 @@ impl AsyncWrite for IdleIo {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.progress();
-        }
-        r
+        self.after_write(cx, r)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -159,10 +179,7 @@ impl AsyncWrite for IdleIo {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.progress();
-        }
-        r
+        self.after_write(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -81,7 +81,7 @@ async fn count_attempt(
     email: &str,
 ) -> Result<(), ApiError> {
     let window = Duration::from_secs(s.config.signin_window_secs);
-    let ip = addr.map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+    let ip = addr.map_or_else(|| "unknown".to_string(), |a| address_key(a.ip()));
     // The account key is a hash: the cache never holds the addresses people typed.
     let account = hex::encode(Sha256::digest(email.trim().to_lowercase().as_bytes()));
     for (key, limit) in [
@@ -158,4 +158,35 @@ async fn accept(
         StatusCode::CREATED,
         &json!({ "user": j.user, "org": j.org, "token": j.token.token, "expires_at": j.token.expires_at }),
     ))
+}
+
+/// The address a sign-in counts against: an IPv4 address, or an IPv6 address's /64 (one host
+/// is usually given a whole /64, and would otherwise have as many buckets as it likes).
+fn address_key(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_key;
+
+    #[test]
+    fn ipv6_hosts_count_per_64() {
+        let a = address_key("2001:db8:1:2::1".parse().unwrap());
+        let b = address_key("2001:db8:1:2:ffff::9".parse().unwrap());
+        let c = address_key("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(address_key("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1");
+        assert_eq!(address_key("10.0.0.1".parse().unwrap()), "10.0.0.1");
+    }
 }
