@@ -262,14 +262,15 @@ impl Cache {
     }
 
     /// Waits up to `block` for entries of `stream` after the id `last` (`"$"`: after the
-    /// newest one now), moves `last` past what arrived, and says whether anything did.
+    /// newest one now), moves `last` past what arrived, and returns their values.
     pub async fn follow(
         &self,
         stream: &str,
         last: &mut String,
         block: Duration,
-    ) -> Result<bool, StorageError> {
-        use bb8_redis::redis::Value;
+    ) -> Result<Vec<String>, StorageError> {
+        /// An XREAD reply: per stream, its entries as (id, [field, value, ...]).
+        type Read = Option<Vec<(String, Vec<(String, Vec<(String, String)>)>)>>;
         match self {
             Cache::Redis(pool) => {
                 let mut conn = pool.get().await?;
@@ -286,7 +287,7 @@ impl Cache {
                         .map_err(redis_err)?;
                     *last = newest.into_iter().next().map_or("0-0".into(), |(id, _)| id);
                 }
-                let reply: Value = cmd("XREAD")
+                let reply: Read = cmd("XREAD")
                     .arg("COUNT")
                     .arg(100)
                     .arg("BLOCK")
@@ -297,45 +298,20 @@ impl Cache {
                     .query_async(&mut *conn)
                     .await
                     .map_err(redis_err)?;
-                let newest = newest_stream_id(&reply);
-                Ok(match newest {
-                    Some(id) => {
+                let mut values = Vec::new();
+                for (_, entries) in reply.unwrap_or_default() {
+                    for (id, fields) in entries {
+                        values.extend(fields.into_iter().map(|(_, v)| v));
                         *last = id;
-                        true
                     }
-                    None => false,
-                })
+                }
+                Ok(values)
             }
             Cache::Local(_) => {
                 tokio::time::sleep(block).await;
-                Ok(false)
+                Ok(Vec::new())
             }
         }
-    }
-}
-
-/// The last entry id in an XREAD reply (RESP2 arrays or a RESP3 map), if any entry came.
-fn newest_stream_id(reply: &bb8_redis::redis::Value) -> Option<String> {
-    use bb8_redis::redis::Value;
-    let entries = |v: &Value| -> Option<String> {
-        let Value::Array(items) = v else { return None };
-        let Value::Array(entry) = items.last()? else {
-            return None;
-        };
-        match entry.first()? {
-            Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-            Value::SimpleString(s) => Some(s.clone()),
-            _ => None,
-        }
-    };
-    match reply {
-        // [[stream, [[id, fields], ...]], ...]
-        Value::Array(streams) => streams.iter().find_map(|s| match s {
-            Value::Array(pair) if pair.len() == 2 => entries(&pair[1]),
-            _ => None,
-        }),
-        Value::Map(streams) => streams.iter().find_map(|(_, v)| entries(v)),
-        _ => None,
     }
 }
 

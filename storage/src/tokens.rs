@@ -1,9 +1,10 @@
 //! API tokens a user (and an admin, for the whole org) can see and revoke, and logout.
 //!
 //! A revoked token must stop working on every node within a second, but each node caches
-//! resolved tokens for a few seconds. So every revocation (and every role change or removal of
-//! a member) bumps this node's cache epoch and posts to a stream in the shared cache; each node
-//! follows that stream ([`Accounts::follow_revocations`]) and drops its cache on each entry.
+//! resolved tokens for a few seconds. So every revocation bumps this node's cache epoch and
+//! posts to a stream in the shared cache: the token's hash for a revocation or logout (only
+//! that entry is dropped), `all` for a member's role change or removal. Each node follows the
+//! stream ([`Accounts::follow_revocations`]) and drops what each entry names.
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -125,15 +126,21 @@ impl Accounts {
     /// token is "not found" to a non-admin, as a token of another org is to everyone.
     pub async fn revoke_token(&self, by: &Principal, id: Uuid) -> Result<(), StorageError> {
         let tx = self.db.org(by.org_id).await?;
-        let mut q = api_tokens::Entity::delete_many()
-            .filter(api_tokens::Column::OrgId.eq(by.org_id))
+        let mut q = tx
+            .select::<api_tokens::Entity>()
             .filter(api_tokens::Column::Id.eq(id));
         if by.role < Role::Admin {
             q = q.filter(api_tokens::Column::UserId.eq(by.user_id));
         }
-        if q.exec(tx.conn()).await?.rows_affected == 0 {
-            return Err(StorageError::NotFound("token"));
-        }
+        let row = q
+            .one(tx.conn())
+            .await?
+            .ok_or(StorageError::NotFound("token"))?;
+        api_tokens::Entity::delete_many()
+            .filter(api_tokens::Column::OrgId.eq(by.org_id))
+            .filter(api_tokens::Column::Id.eq(row.id))
+            .exec(tx.conn())
+            .await?;
         audit::record(
             tx.conn(),
             by.org_id,
@@ -144,7 +151,7 @@ impl Accounts {
         )
         .await?;
         tx.commit().await?;
-        self.invalidate().await;
+        self.invalidate_token(&row.token_hash).await;
         Ok(())
     }
 
@@ -166,18 +173,38 @@ impl Accounts {
         )
         .await?;
         tx.commit().await?;
-        self.invalidate().await;
+        self.invalidate_token(&token_hash(token)).await;
         Ok(())
     }
 
-    /// Drops every cached token on this node and tells the other nodes to do the same.
+    /// Drops every cached token on this node and tells the other nodes to do the same (a
+    /// member's role or membership changed: any of their tokens may be cached).
     pub async fn invalidate(&self) {
         self.drop_cache();
+        self.announce("all").await;
+    }
+
+    /// Drops one token (by its SHA-256) from every node's cache: a revocation or logout. Only
+    /// that entry goes, so revoking tokens in a loop cannot keep the caches empty.
+    pub async fn invalidate_token(&self, hash: &str) {
+        self.drop_cached(hash);
+        self.announce(&format!("token:{hash}")).await;
+    }
+
+    async fn announce(&self, what: &str) {
         if let Some(cache) = &self.revocations {
-            if let Err(e) = cache.post(REVOCATION_STREAM, "revoked").await {
+            if let Err(e) = cache.post(REVOCATION_STREAM, what).await {
                 // The other nodes' caches then hold the token until their TTL runs out.
                 tracing::warn!(error = %e, "could not tell the cluster about a revocation");
             }
+        }
+    }
+
+    /// This node's side of [`Accounts::invalidate_token`].
+    pub(crate) fn drop_cached(&self, hash: &str) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(c) = &self.cache {
+            c.invalidate(hash);
         }
     }
 
@@ -205,9 +232,15 @@ impl Accounts {
         let mut gap = false;
         loop {
             match cache.follow(REVOCATION_STREAM, &mut last, block).await {
-                Ok(arrived) => {
-                    if arrived || std::mem::take(&mut gap) {
+                Ok(revoked) => {
+                    if std::mem::take(&mut gap) {
                         self.drop_cache();
+                    }
+                    for what in revoked {
+                        match what.strip_prefix("token:") {
+                            Some(hash) => self.drop_cached(hash),
+                            None => self.drop_cache(),
+                        }
                     }
                 }
                 Err(e) => {
