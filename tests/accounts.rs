@@ -341,10 +341,57 @@ async fn admins_manage_members(backend: Backend) {
     let (_, list) = t.get("/api/org/members", Some(&admin)).await;
     assert_eq!(list["members"].as_array().unwrap().len(), 1);
 
+    // Invited back, the removed member is the same user again (their session is theirs), with
+    // the new password; their old token stays dead.
+    let (_, inv) = t
+        .post(
+            "/api/org/invitations",
+            Some(&admin),
+            json!({ "role": "viewer", "email": "ed@acme.io" }),
+        )
+        .await;
+    let (status, back) = t
+        .post(
+            "/api/auth/accept-invitation",
+            None,
+            json!({ "code": inv["code"], "email": "ed@acme.io", "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{back}");
+    assert_eq!(back["user"]["id"], ed.user_id.to_string());
+    assert_eq!(back["user"]["role"], "viewer");
+    let again = back["token"].as_str().unwrap();
+    let (_, sessions) = t.get("/chat_api/sessions", Some(again)).await;
+    assert_eq!(
+        sessions["sessions"].as_array().unwrap().len(),
+        1,
+        "{sessions}"
+    );
+    assert_eq!(
+        t.get("/api/auth/me", Some(&editor)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
     // Another org's member is "not found", never touched.
     let other = t.register("boss@globex.io", "Globex").await;
     let (status, _) = t.call(Method::DELETE, &path, Some(&other), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // An address in use in another org cannot be invited here.
+    let (_, inv) = t
+        .post(
+            "/api/org/invitations",
+            Some(&admin),
+            json!({ "role": "viewer", "email": "boss@globex.io" }),
+        )
+        .await;
+    let (status, body) = t
+        .post(
+            "/api/auth/accept-invitation",
+            None,
+            json!({ "code": inv["code"], "email": "boss@globex.io", "password": PASSWORD }),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "CONFLICT");
     assert_eq!(
         t.principal(&admin).await.role,
         aurora_storage::auth::Role::Admin

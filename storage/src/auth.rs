@@ -409,8 +409,7 @@ impl Accounts {
     ) -> Result<User, StorageError> {
         let (email, hash) = self.new_credentials(email, password).await?;
         let tx = self.db.org(by.org_id).await?;
-        ensure_email_free(tx.conn(), &email).await?;
-        let user = insert_user(tx.conn(), by.org_id, &email, hash, role).await?;
+        let user = admit_user(tx.conn(), by.org_id, &email, hash, role).await?;
         audit::record(
             tx.conn(),
             by.org_id,
@@ -617,6 +616,47 @@ pub(crate) async fn ensure_email_free(
             "a user with this email already exists".into(),
         )),
         None => Ok(()),
+    }
+}
+
+/// A user for `email` in `org_id`: a new row, or the org's own removed member of that address
+/// brought back (their sessions and usage are theirs again; their old tokens stay gone). An
+/// address in use anywhere else is a conflict.
+pub(crate) async fn admit_user(
+    conn: &impl ConnectionTrait,
+    org_id: Uuid,
+    email: &str,
+    hash: String,
+    role: Role,
+) -> Result<users::Model, StorageError> {
+    use sea_orm::sea_query::Expr;
+    let existing = users::Entity::find()
+        .filter(users::Column::Email.eq(email))
+        .one(conn)
+        .await?;
+    match existing {
+        None => insert_user(conn, org_id, email, hash, role).await,
+        Some(u) if u.org_id == org_id && u.removed_at.is_some() => {
+            users::Entity::update_many()
+                .col_expr(
+                    users::Column::RemovedAt,
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
+                .col_expr(users::Column::Role, Expr::value(role.as_str()))
+                .col_expr(users::Column::PasswordHash, Expr::value(hash.clone()))
+                .filter(users::Column::Id.eq(u.id))
+                .exec(conn)
+                .await?;
+            Ok(users::Model {
+                removed_at: None,
+                role: role.as_str().to_string(),
+                password_hash: hash,
+                ..u
+            })
+        }
+        Some(_) => Err(StorageError::Conflict(
+            "a user with this email already exists".into(),
+        )),
     }
 }
 

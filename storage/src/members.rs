@@ -12,8 +12,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::auth::{
-    ensure_email_free, insert_token, insert_user, new_secret, token_hash, Accounts, IssuedToken,
-    Principal, Role, User,
+    admit_user, insert_token, new_secret, token_hash, Accounts, IssuedToken, Principal, Role, User,
 };
 use crate::entities::{api_tokens, invitations, organizations, users};
 use crate::{audit, StorageError};
@@ -193,12 +192,11 @@ impl Accounts {
             return Err(invalid_invitation());
         }
         let role: Role = inv.role.parse()?;
-        ensure_email_free(tx.conn(), &email).await?;
         let org = organizations::Entity::find_by_id(inv.org_id)
             .one(tx.conn())
             .await?
             .ok_or_else(invalid_invitation)?;
-        let user = insert_user(tx.conn(), inv.org_id, &email, hash, role).await?;
+        let user = admit_user(tx.conn(), inv.org_id, &email, hash, role).await?;
         let claimed = invitations::Entity::update_many()
             .col_expr(invitations::Column::AcceptedAt, Expr::value(now))
             .col_expr(invitations::Column::AcceptedBy, Expr::value(user.id))
