@@ -395,3 +395,22 @@ impl SystemTx {
         Ok(())
     }
 }
+
+/// Makes transactions that change one org's membership or quotas take turns on PostgreSQL:
+/// the org's row is locked to the end of the transaction, so two of them cannot both pass a
+/// count made before either wrote. SQLite has one writer already.
+pub(crate) async fn lock_org(
+    conn: &impl sea_orm::ConnectionTrait,
+    org_id: Uuid,
+) -> Result<(), StorageError> {
+    use sea_orm::{DbBackend, Statement};
+    if conn.get_database_backend() == DbBackend::Postgres {
+        conn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT id FROM organizations WHERE id = $1 FOR UPDATE",
+            [org_id.into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}

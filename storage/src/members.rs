@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::auth::{
     admit_user, insert_token, new_secret, token_hash, Accounts, IssuedToken, Principal, Role, User,
 };
+use crate::db::lock_org;
 use crate::entities::{api_tokens, invitations, organizations, users};
 use crate::{audit, StorageError};
 
@@ -293,20 +294,8 @@ impl Accounts {
     }
 }
 
-/// Serializes membership changes of one org on PostgreSQL (two admins demoting each other at
-/// once must not both pass the "another admin remains" check). SQLite has one writer already.
-async fn lock_org(conn: &impl ConnectionTrait, org_id: Uuid) -> Result<(), StorageError> {
-    use sea_orm::{DbBackend, Statement};
-    if conn.get_database_backend() == DbBackend::Postgres {
-        conn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT id FROM organizations WHERE id = $1 FOR UPDATE",
-            [org_id.into()],
-        ))
-        .await?;
-    }
-    Ok(())
-}
+// Membership changes of one org take turns (`lock_org`): two admins demoting each other at
+// once must not both pass the "another admin remains" check.
 
 async fn find_member(
     conn: &impl ConnectionTrait,

@@ -71,13 +71,10 @@ pub fn auth(
         let state = state.clone();
         async move {
             let header = header.ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
-            let token = match header.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-                _ => {
-                    return Err(warp::reject::custom(ApiError::unauthorized(
-                        "expected 'Authorization: Bearer <token>'",
-                    )))
-                }
+            let Some(token) = bearer_of(&header) else {
+                return Err(warp::reject::custom(ApiError::unauthorized(
+                    "expected 'Authorization: Bearer <token>'",
+                )));
             };
             let principal = state
                 .accounts
@@ -211,4 +208,18 @@ pub fn int_param(
             ))),
         },
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header value.
+pub fn bearer_of(header: &str) -> Option<&str> {
+    match header.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Some(token.trim()),
+        _ => None,
+    }
+}
+
+/// A path segment that names a row by UUID (`what` names it in the refusal).
+pub fn id_param(id: &str, what: &str) -> Result<uuid::Uuid, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::validation(format!("{what} id must be a UUID")))
 }

@@ -265,15 +265,8 @@ impl Knowledge {
         conn: &impl sea_orm::ConnectionTrait,
         org_id: Uuid,
     ) -> Result<(), StorageError> {
-        use sea_orm::{DbBackend, PaginatorTrait, Statement};
-        if conn.get_database_backend() == DbBackend::Postgres {
-            conn.execute_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT id FROM organizations WHERE id = $1 FOR UPDATE",
-                [org_id.into()],
-            ))
-            .await?;
-        }
+        use sea_orm::PaginatorTrait;
+        crate::db::lock_org(conn, org_id).await?;
         let org_docs =
             || kb_documents::Entity::find().filter(kb_documents::Column::OrgId.eq(org_id));
         if org_docs().count(conn).await? >= self.caps.max_documents {

@@ -76,7 +76,7 @@ pub(super) fn p_json(p: &Principal) -> serde_json::Value {
 /// bound to the API token it was asked with: the connection lives only as long as that token.
 fn ws_token(p: Principal, header: String, s: Arc<HttpState>) -> warp::reply::Response {
     // `auth` has already checked the header's shape.
-    let token = header.split_once(' ').map_or("", |(_, t)| t.trim());
+    let token = crate::http::filters::bearer_of(&header).unwrap_or_default();
     respond(
         s.tickets
             .issue_bound(&p, &aurora_storage::auth::token_hash(token))

@@ -207,9 +207,7 @@ fn scraper(state: Arc<HttpState>) -> impl Filter<Extract = (), Error = warp::Rej
                 };
                 let token = header
                     .as_deref()
-                    .and_then(|h| h.split_once(' '))
-                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                    .map(|(_, t)| t.trim().to_string())
+                    .and_then(crate::http::filters::bearer_of)
                     .unwrap_or_default();
                 // Compared as digests: how long the comparison takes says nothing about how
                 // much of the token was right.

@@ -63,9 +63,7 @@ async fn delete(
     p: Principal,
     s: Arc<HttpState>,
 ) -> Result<warp::reply::Response, ApiError> {
-    let id = id
-        .parse()
-        .map_err(|_| ApiError::validation("credential id must be a UUID"))?;
+    let id = crate::http::filters::id_param(&id, "credential")?;
     s.credentials.delete(&p, id).await?;
     Ok(json(StatusCode::OK, &json!({ "deleted": id })))
 }

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use aurora_storage::auth::{Principal, Role};
 use serde::Deserialize;
 use serde_json::json;
-use uuid::Uuid;
 use warp::http::StatusCode;
 use warp::Filter;
 
 use super::{json, Route};
-use crate::http::filters::{auth, json_body, with_state};
+use crate::http::filters::{auth, id_param, json_body, with_state};
 use crate::http::{respond, ApiError, HttpState};
 
 #[derive(Deserialize)]
@@ -33,11 +32,6 @@ fn default_invitation_hours() -> i64 {
 #[serde(deny_unknown_fields)]
 struct RoleBody {
     role: Role,
-}
-
-fn id_param(id: &str, what: &str) -> Result<Uuid, ApiError> {
-    id.parse()
-        .map_err(|_| ApiError::validation(format!("{what} id must be a UUID")))
 }
 
 pub fn routes(state: Arc<HttpState>) -> Route {

@@ -12,7 +12,7 @@ use warp::http::StatusCode;
 use warp::Filter;
 
 use super::{json, Route};
-use crate::http::filters::{auth, json_body, query_map, with_state};
+use crate::http::filters::{auth, bearer_of, id_param, json_body, query_map, with_state};
 use crate::http::{respond, ApiError, HttpState};
 
 #[derive(Deserialize)]
@@ -102,9 +102,7 @@ async fn revoke(
     p: Principal,
     s: Arc<HttpState>,
 ) -> Result<warp::reply::Response, ApiError> {
-    let id = id
-        .parse()
-        .map_err(|_| ApiError::validation("token id must be a UUID"))?;
+    let id = id_param(&id, "token")?;
     s.accounts.revoke_token(&p, id).await?;
     tracing::info!(token_id = %id, "token revoked");
     Ok(json(StatusCode::OK, &json!({ "revoked": id })))
@@ -116,7 +114,7 @@ async fn logout(
     s: Arc<HttpState>,
 ) -> Result<warp::reply::Response, ApiError> {
     // `auth` has already checked the header's shape.
-    let token = header.split_once(' ').map_or("", |(_, t)| t.trim());
+    let token = bearer_of(&header).unwrap_or_default();
     s.accounts.logout(&p, token).await?;
     Ok(json(StatusCode::OK, &json!({ "logged_out": true })))
 }
