@@ -4,6 +4,7 @@
 //! [`Node::start`].
 
 pub mod cli;
+mod incidents;
 mod node;
 mod tools;
 

@@ -52,6 +52,8 @@ pub struct Node {
     supervisor_task: JoinHandle<()>,
     /// Follows the cluster's token revocations (`Accounts::follow_revocations`).
     revocations: JoinHandle<()>,
+    /// Follows the incident feed of every node (`Feed::follow`).
+    feed: JoinHandle<()>,
     db: Db,
     health: watch::Receiver<HealthReport>,
 }
@@ -70,6 +72,7 @@ fn sessions_args(
     knowledge: Option<Arc<KnowledgeBase>>,
     placement: watch::Receiver<Placement>,
     (cloud_exec, terraform, grants): (CloudExec, Terraform, Grants),
+    incidents: aurora_storage::incidents::Incidents,
 ) -> anyhow::Result<SessionsArgs> {
     let chat = &config.chat;
     let prices = PriceTable::with_overrides(chat.llm_prices.as_deref().unwrap_or(""))
@@ -79,6 +82,7 @@ fn sessions_args(
         prices,
         terraform,
         knowledge,
+        incidents: Some(incidents),
         cloud_exec,
         policies: Policies::new(db.clone()),
         writer: TurnWriter::start(db.clone(), cache.clone()),
@@ -334,11 +338,7 @@ impl Node {
         let (health_tx, health_rx) = watch::channel(HealthReport::starting());
         // The cluster publishes who owns which session here once it starts (below).
         let (placement_tx, placement_rx) = watch::channel(Placement::alone("starting"));
-        let ingest_args = knowledge.as_ref().map(|kb| IngestArgs {
-            kb: kb.clone(),
-            stuck_after: Duration::from_secs(config.kb.stuck_secs),
-            sweep_every: Duration::from_secs(config.kb.sweep_secs),
-        });
+        let ingest_args = knowledge.as_ref().map(|kb| IngestArgs { kb: kb.clone() });
         let (ingest_tx, ingest) = watch::channel(None);
         let (sessions_tx, sessions) = watch::channel(None);
         // Bound before anything is named after them: with port 0 the name carries the port
@@ -359,6 +359,10 @@ impl Node {
                 ws_listener.local_addr()?.port(),
             ],
         );
+        let incidents = aurora_storage::incidents::Incidents::new(
+            db.clone(),
+            aurora_storage::incidents::Feed::new(cache.clone()),
+        );
         // Each tool call gets its org's credentials from the secret store.
         let grants = Grants::new(Credentials::new(db.clone(), secrets.clone()));
         let sessions_args = match &llm {
@@ -368,11 +372,12 @@ impl Node {
                 (&cache, &accounts),
                 llm.clone(),
                 knowledge.clone(),
-                placement_rx,
+                placement_rx.clone(),
                 {
                     let (exec, tf) = crate::tools::runners(&config, sandbox.clone(), &objects);
                     (exec, tf, grants.clone())
                 },
+                incidents.clone(),
             )?),
             None => None,
         };
@@ -380,6 +385,18 @@ impl Node {
             Some(name) => name.clone(),
             None => format!("aurora@{}", http_listener.local_addr()?),
         };
+        let (incidents_tx, incidents_handle) = watch::channel(None);
+        let pipeline = crate::incidents::parts(crate::incidents::Inputs {
+            config: &config,
+            db: &db,
+            secrets: &secrets,
+            knowledge: knowledge.as_ref(),
+            sessions: llm.as_ref().map(|_| sessions.clone()),
+            placement: placement_rx,
+            node: &node_name,
+            cloud_exec: crate::tools::runners(&config, sandbox.clone(), &objects).0,
+            incidents,
+        })?;
         let (supervisor, supervisor_task) = Actor::spawn(
             None,
             NodeSupervisor,
@@ -395,6 +412,9 @@ impl Node {
                 embeddings,
                 ingest: ingest_args,
                 ingest_handle: Arc::new(ingest_tx),
+                incidents: Some(pipeline.supervisor),
+                incidents_handle: Arc::new(incidents_tx),
+                scheduler: Some(pipeline.scheduler),
                 backoff: Backoff::DEFAULT,
             },
         )
@@ -407,6 +427,7 @@ impl Node {
                 node: supervisor.clone(),
                 placement: placement_tx,
                 tickets: Tickets::new(&secret, cache.clone(), WS_TICKET_TTL),
+                incidents: incidents_handle.clone(),
             },
             &config.cluster,
             config.bind_addr,
@@ -434,6 +455,9 @@ impl Node {
             knowledge: knowledge.clone(),
             kb_store: Knowledge::new(db.clone()),
             ingest,
+            incidents: pipeline.incidents.clone(),
+            webhooks: pipeline.webhooks,
+            incidents_handle,
             node: supervisor.clone(),
             cluster: cluster.clone(),
             llm: llm.clone(),
@@ -476,6 +500,8 @@ impl Node {
             }
         };
         let revocations = tokio::spawn(async move { accounts.follow_revocations().await });
+        let feed = pipeline.incidents.feed().clone();
+        let feed = tokio::spawn(async move { feed.follow().await });
         tracing::info!(node = %node_name, http = %http.addr, ws = %ws.addr, elapsed_ms = started.elapsed().as_millis() as u64, "node started");
         Ok(Node {
             config,
@@ -487,6 +513,7 @@ impl Node {
             supervisor,
             supervisor_task,
             revocations,
+            feed,
             db,
             health: health_rx,
         })
@@ -537,6 +564,7 @@ impl Node {
         let start = Instant::now();
         tracing::info!(deadline_s = deadline.as_secs(), "shutting down");
         self.revocations.abort();
+        self.feed.abort();
         if tokio::time::timeout(deadline, self.http.shutdown())
             .await
             .is_err()

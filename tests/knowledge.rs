@@ -474,7 +474,7 @@ async fn crashes_in_ingestion_and_embedding_are_contained_and_stuck_documents_sw
         &[
             ("EMBEDDING_MODEL_DIR", model.as_str()),
             ("AURORA_KB_STUCK_SECS", "1"),
-            ("AURORA_KB_SWEEP_SECS", "1"),
+            ("AURORA_CRON_STALE_UPLOADS", "* * * * * *"),
         ],
     )
     .await;

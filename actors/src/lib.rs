@@ -6,6 +6,7 @@
 pub mod agent_run;
 pub mod embedding_worker;
 pub mod health;
+pub mod incidents;
 pub mod kb_ingest;
 pub mod knowledge;
 pub mod mailbox;

@@ -85,3 +85,27 @@ pub static OPEN_WEBSOCKETS: LazyLock<IntGauge> = LazyLock::new(|| {
     )
     .expect("valid metric")
 });
+
+/// Periodic job runs on this node, by job and outcome (a job runs on one node per period).
+pub static SCHEDULER_RUNS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    IntCounterVec::new(
+        Opts::new(
+            "aurora_scheduler_runs_total",
+            "Periodic job runs on this node, by job and outcome",
+        ),
+        &["job", "outcome"],
+    )
+    .expect("valid metric")
+});
+
+/// When each periodic job last ended on this node, and how long it took.
+pub static SCHEDULER_LAST: LazyLock<prometheus::GaugeVec> = LazyLock::new(|| {
+    prometheus::GaugeVec::new(
+        Opts::new(
+            "aurora_scheduler_last_run",
+            "The last run of each periodic job on this node: end (unix seconds) and duration (seconds)",
+        ),
+        &["job", "what"],
+    )
+    .expect("valid metric")
+});

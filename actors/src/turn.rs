@@ -29,6 +29,7 @@ use crate::protocol::{
 use crate::tool_execution::{execute, ToolJob};
 use crate::tools::cloud_exec::{self, CloudExec};
 use crate::tools::grants::{Grants, OrgGrant};
+use crate::tools::incident_lookup;
 use crate::tools::knowledge_search;
 use crate::tools::terraform::{self, Owner, Terraform};
 use crate::tools::ToolError;
@@ -42,6 +43,8 @@ pub struct TurnDeps {
     pub terraform: Terraform,
     /// The org knowledge base the agent can search (absent when no embedding model is loaded).
     pub knowledge: Option<Arc<KnowledgeBase>>,
+    /// The orgs' incidents, for the `incident_lookup` tool (absent on nodes built without them).
+    pub incidents: Option<aurora_storage::incidents::Incidents>,
     pub policies: Policies,
     pub audit: Audit,
     /// The orgs' credentials for their tools.
@@ -125,6 +128,7 @@ pub fn tools_for(mode: Mode, knowledge: bool) -> Vec<aurora_models::llm::ToolSpe
     if knowledge {
         tools.push(knowledge_search::spec());
     }
+    tools.push(incident_lookup::spec());
     tools
 }
 
@@ -625,6 +629,28 @@ impl Turn<'_> {
                     gated: false,
                     job: Box::new(move || {
                         Box::pin(knowledge_search::run(kb, org_id, query, limit))
+                    }),
+                })
+            }
+            incident_lookup::NAME => {
+                let incidents = self.deps.incidents.clone().ok_or_else(|| {
+                    ToolError::InvalidArguments("this node keeps no incidents".into())
+                })?;
+                let (id, limit) = incident_lookup::parse(input)?;
+                let org_id = owner.org_id;
+                Ok(Prepared {
+                    command: match id {
+                        Some(id) => format!("{} {id}", incident_lookup::NAME),
+                        None => incident_lookup::NAME.to_string(),
+                    },
+                    class: Classification {
+                        class: Class::Read,
+                        reason: "looking up incidents only reads".into(),
+                    },
+                    local_only: false,
+                    gated: false,
+                    job: Box::new(move || {
+                        Box::pin(incident_lookup::run(incidents, org_id, id, limit))
                     }),
                 })
             }

@@ -136,6 +136,7 @@ impl Bench {
                 },
             },
             knowledge: None,
+            incidents: None,
             cloud_exec,
             policies: Policies::new(db.clone()),
             writer: TurnWriter::start(db.clone(), Cache::local()),

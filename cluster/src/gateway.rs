@@ -69,6 +69,7 @@ pub(crate) struct Shared {
     pub leaving: AtomicBool,
     /// Checks the tickets forwarded frames carry.
     pub tickets: aurora_storage::tickets::Tickets,
+    pub incidents: aurora_supervisors::incidents::IncidentsHandle,
 }
 
 pub(crate) struct GatewayActor;
@@ -130,6 +131,7 @@ impl GatewayActor {
                 }
             }
             Cast::Frames { conn, frames } => state.shared.conns.deliver(conn, frames),
+            Cast::Correlate { org_id } => crate::local::correlate(&state.shared.incidents, org_id),
         }
     }
 

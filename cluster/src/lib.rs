@@ -49,6 +49,8 @@ pub struct ClusterArgs {
     pub placement: watch::Sender<Placement>,
     /// Checks the tickets forwarded frames carry.
     pub tickets: aurora_storage::tickets::Tickets,
+    /// This node's incidents supervisor: correlation nudges for orgs it owns arrive here.
+    pub incidents: aurora_supervisors::incidents::IncidentsHandle,
 }
 
 /// A handle on this node's view of the cluster; cheap to clone.
@@ -112,6 +114,7 @@ impl Cluster {
             relays: Mutex::new(Default::default()),
             leaving: Default::default(),
             tickets: args.tickets,
+            incidents: args.incidents,
         });
         shared
             .placement
@@ -228,6 +231,23 @@ impl Cluster {
             cluster: self.clone(),
             ticket,
         }
+    }
+
+    /// Tells the node that owns `org_id`'s correlation (placement by org id) that alerts of
+    /// the org wait. A nudge lost on the way (the owner just died) is made up by the owner's
+    /// periodic look for waiting alerts.
+    pub fn correlate(&self, org_id: Uuid) {
+        let shared = &self.inner.shared;
+        let owner = self.placement().owner(org_id).to_string();
+        if owner != shared.name {
+            if let Some(gateway) = gateway_of(&owner) {
+                let cast = Cast::Correlate { org_id };
+                if gateway.cast(GatewayMsg::Cast(wire::encode(&cast))).is_ok() {
+                    return;
+                }
+            }
+        }
+        crate::local::correlate(&shared.incidents, org_id);
     }
 
     /// Sends a client's message to the session's owner: directly when that is this node,

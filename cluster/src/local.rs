@@ -67,3 +67,11 @@ pub(crate) fn deliver(
             ))
         })
 }
+
+/// Nudges this node's correlator of `org_id` (nothing while the incidents supervisor restarts:
+/// its first tick finds the waiting alerts).
+pub(crate) fn correlate(incidents: &aurora_supervisors::incidents::IncidentsHandle, org_id: Uuid) {
+    if let Some(s) = incidents.borrow().clone() {
+        let _ = s.cast(aurora_supervisors::incidents::IncidentsMsg::Nudge(org_id));
+    }
+}

@@ -47,6 +47,8 @@ pub enum Cast {
     },
     /// Frames of sessions on the sender, for a connection on the receiver.
     Frames { conn: u64, frames: Vec<ServerFrame> },
+    /// Alerts of the org wait for its correlator (the receiver owns the org).
+    Correlate { org_id: Uuid },
 }
 
 /// A request that wants an answer.

@@ -8,6 +8,7 @@
 //! naming the key, so a typo never silently falls back to a default.
 
 mod error;
+mod incidents;
 mod keys;
 mod sandbox;
 mod secret;
@@ -17,6 +18,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 pub use error::ConfigError;
+pub use incidents::IncidentsConfig;
 pub use keys::KEYS;
 pub use sandbox::{SandboxSettings, DEFAULT_PROVIDERS};
 pub use secret::Secret;
@@ -151,6 +153,8 @@ pub struct Config {
     /// The tool sandbox.
     pub sandbox: SandboxSettings,
     pub kb: KbConfig,
+    /// Alerts, correlation, background analyses, the feed, the periodic jobs.
+    pub incidents: IncidentsConfig,
     pub cluster: ClusterConfig,
 }
 
@@ -194,8 +198,6 @@ pub struct KbConfig {
     pub max_upload_bytes: u64,
     /// A document with no ingestion progress for this long is marked failed.
     pub stuck_secs: u64,
-    /// How often the stuck-document sweep runs.
-    pub sweep_secs: u64,
     /// The program PDFs are read by, in a child process (`<program> kb-extract pdf`); default:
     /// this binary.
     pub extractor: Option<PathBuf>,
@@ -351,6 +353,7 @@ impl Config {
         let chat = chat_config(&src, &data_dir)?;
         let sandbox = sandbox::sandbox_settings(&src, &data_dir, &chat.workdir_root)?;
         let kb = kb_config(&src)?;
+        let incidents = incidents::incidents_config(&src)?;
         let cluster = cluster_config(&src)?;
         if cluster.enabled() {
             // What every node of a cluster must share; without it the nodes disagree (a
@@ -410,6 +413,7 @@ impl Config {
         Ok(Config {
             chat,
             sandbox,
+            incidents,
             kb,
             cluster,
             node_name: node_name(&src)?,
@@ -639,7 +643,6 @@ impl Config {
                 self.kb.max_upload_bytes.to_string(),
             ),
             ("AURORA_KB_STUCK_SECS", self.kb.stuck_secs.to_string()),
-            ("AURORA_KB_SWEEP_SECS", self.kb.sweep_secs.to_string()),
             ("AURORA_KB_EXTRACTOR", path(&self.kb.extractor)),
             ("AURORA_KB_EXTRACT_SECS", self.kb.extract_secs.to_string()),
             (
@@ -652,6 +655,9 @@ impl Config {
                 self.kb.max_ingestions.to_string(),
             ),
         ]
+        .into_iter()
+        .chain(self.incidents.describe())
+        .collect()
     }
 }
 
@@ -849,7 +855,6 @@ fn kb_config(src: &Sources) -> Result<KbConfig, ConfigError> {
         hub_offline: src.get_bool("HF_HUB_OFFLINE")?.unwrap_or(false),
         max_upload_bytes: positive("AURORA_KB_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)?,
         stuck_secs: positive("AURORA_KB_STUCK_SECS", 180)?,
-        sweep_secs: positive("AURORA_KB_SWEEP_SECS", 180)?,
         extractor: src.get("AURORA_KB_EXTRACTOR")?,
         extract_secs: positive("AURORA_KB_EXTRACT_SECS", 120)?,
         extract_memory_mb: positive("AURORA_KB_EXTRACT_MEMORY_MB", 1024)?,

@@ -309,6 +309,7 @@ impl Accounts {
         let user = users::Entity::find()
             .filter(users::Column::Email.eq(&email))
             .filter(users::Column::RemovedAt.is_null())
+            .filter(users::Column::Agent.eq(false))
             .one(tx.conn())
             .await?;
         tx.commit().await?;
@@ -374,6 +375,7 @@ impl Accounts {
                 Expr::col((api_tokens::Entity, api_tokens::Column::TokenHash)).eq(hash.clone()),
             )
             .and_where(Expr::col((users::Entity, users::Column::RemovedAt)).is_null())
+            .and_where(Expr::col((users::Entity, users::Column::Agent)).eq(false))
             .to_owned();
         let rows = self.db.system_query(&stmt).await?;
         let row = rows
@@ -429,6 +431,7 @@ impl Accounts {
         let rows = tx
             .select::<users::Entity>()
             .filter(users::Column::RemovedAt.is_null())
+            .filter(users::Column::Agent.eq(false))
             .order_by_asc(users::Column::CreatedAt)
             .all(tx.conn())
             .await?;
@@ -507,6 +510,7 @@ impl Accounts {
         let user = users::Entity::find()
             .filter(users::Column::Email.eq(&email))
             .filter(users::Column::RemovedAt.is_null())
+            .filter(users::Column::Agent.eq(false))
             .one(tx.conn())
             .await?
             .ok_or(StorageError::NotFound("user"))?;
@@ -675,6 +679,7 @@ pub(crate) async fn insert_user(
         role: Set(role.as_str().to_string()),
         created_at: Set(Utc::now()),
         removed_at: Set(None),
+        agent: Set(false),
     };
     users::Entity::insert(user)
         .exec_with_returning(conn)

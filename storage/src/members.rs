@@ -306,6 +306,7 @@ async fn find_member(
         .filter(users::Column::OrgId.eq(org_id))
         .filter(users::Column::Id.eq(user_id))
         .filter(users::Column::RemovedAt.is_null())
+        .filter(users::Column::Agent.eq(false))
         .one(conn)
         .await?
         .ok_or(StorageError::NotFound("member"))

@@ -1,11 +1,10 @@
-//! `IngestSupervisor`: owns one `KbIngestActor` per document being ingested, and runs the
-//! stuck-document sweep. A crashed ingest actor leaves its document `failed` with the reason,
-//! never stuck in `processing`; documents whose ingestion died with a node (no progress for
-//! `stuck_after`) are failed by the periodic sweep of whichever node runs it first.
+//! `IngestSupervisor`: owns one `KbIngestActor` per document being ingested. A crashed ingest
+//! actor leaves its document `failed` with the reason, never stuck in `processing`; documents
+//! whose ingestion died with a node (no progress for `AURORA_KB_STUCK_SECS`) are failed by the
+//! scheduler's `stale_uploads` job, once per period across the cluster.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aurora_actors::kb_ingest::{KbIngestActor, KbIngestArgs};
 use aurora_actors::knowledge::KnowledgeBase;
@@ -18,10 +17,6 @@ use uuid::Uuid;
 #[derive(Clone)]
 pub struct IngestArgs {
     pub kb: Arc<KnowledgeBase>,
-    /// A document with no progress for this long is failed by the sweep (the seed: 3 min).
-    pub stuck_after: Duration,
-    /// How often the sweep runs.
-    pub sweep_every: Duration,
 }
 
 pub enum IngestMsg {
@@ -30,8 +25,6 @@ pub enum IngestMsg {
         org_id: Uuid,
         document_id: Uuid,
     },
-    /// Fail documents stuck in `uploading` or `processing`.
-    Sweep,
     Status(RpcReplyPort<ActorSnapshot>),
 }
 
@@ -49,7 +42,6 @@ pub struct IngestState {
     args: IngestArgs,
     started_at: DateTime<Utc>,
     running: HashMap<ActorId, Running>,
-    sweeper: Option<tokio::task::JoinHandle<()>>,
 }
 
 pub struct IngestSupervisor;
@@ -75,15 +67,13 @@ impl Actor for IngestSupervisor {
 
     async fn pre_start(
         &self,
-        myself: ActorRef<IngestMsg>,
+        _myself: ActorRef<IngestMsg>,
         args: IngestArgs,
     ) -> Result<IngestState, ActorProcessingErr> {
-        let sweeper = myself.send_interval(args.sweep_every, || IngestMsg::Sweep);
         Ok(IngestState {
             args,
             started_at: Utc::now(),
             running: HashMap::new(),
-            sweeper: Some(sweeper),
         })
     }
 
@@ -123,21 +113,6 @@ impl Actor for IngestSupervisor {
                     }
                 }
             }
-            IngestMsg::Sweep => {
-                match state
-                    .args
-                    .kb
-                    .knowledge
-                    .fail_stuck(state.args.stuck_after)
-                    .await
-                {
-                    Ok(failed) if !failed.is_empty() => {
-                        tracing::warn!(count = failed.len(), "stuck documents marked failed")
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "stuck-document sweep failed"),
-                }
-            }
             IngestMsg::Status(reply) => {
                 let children = state
                     .running
@@ -167,12 +142,10 @@ impl Actor for IngestSupervisor {
     async fn post_stop(
         &self,
         myself: ActorRef<IngestMsg>,
-        state: &mut IngestState,
+        _state: &mut IngestState,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(sweeper) = state.sweeper.take() {
-            sweeper.abort();
-        }
-        // Documents still processing are failed by a later sweep (here or on another node).
+        // Documents still processing are failed by the scheduler's stale-upload job (on
+        // whichever node runs it).
         myself
             .stop_children_and_wait(
                 Some("shutdown".into()),

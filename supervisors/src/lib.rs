@@ -7,9 +7,11 @@
 
 mod backoff;
 pub mod embeddings;
+pub mod incidents;
 pub mod ingest;
 pub mod node;
 pub mod placement;
+pub mod scheduler;
 pub mod sessions;
 
 pub use backoff::Backoff;

@@ -1,6 +1,8 @@
 //! `NodeSupervisor`: the root of a node's supervision tree. It owns the node-wide children (the
 //! health monitor, the sessions supervisor when an LLM provider is configured, and the ingest
-//! supervisor and the embedding pool when an embedding model is loaded; the integrations, discovery and cluster supervisors join it as they are built), restarts them
+//! supervisor and the embedding pool when an embedding model is loaded, the incidents supervisor
+//! and the scheduler; the integrations, discovery and cluster supervisors join it as they are
+//! built), restarts them
 //! with backoff, and reports the tree on request. The edges reach the sessions supervisor through
 //! a watch channel the node supervisor updates on every restart, so they never hold a dead ref.
 
@@ -16,7 +18,9 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, Super
 use tokio::sync::watch;
 
 use crate::embeddings::{EmbeddingArgs, EmbeddingMsg, EmbeddingSupervisor};
+use crate::incidents::{IncidentsArgs, IncidentsMsg, IncidentsSupervisor};
 use crate::ingest::{IngestArgs, IngestMsg, IngestSupervisor};
+use crate::scheduler::{Scheduler, SchedulerArgs, SchedulerMsg};
 use crate::sessions::{SessionsArgs, SessionsMsg, SessionsSupervisor};
 use crate::Backoff;
 
@@ -49,6 +53,12 @@ pub struct NodeArgs {
     /// What the ingest supervisor is started with; `None` on a node without a knowledge base.
     pub ingest: Option<IngestArgs>,
     pub ingest_handle: Arc<watch::Sender<Option<ActorRef<IngestMsg>>>>,
+    /// What the incidents supervisor is started with; `None` on a node without an LLM provider
+    /// (alerts are still stored and correlated by a node with one).
+    pub incidents: Option<IncidentsArgs>,
+    pub incidents_handle: Arc<watch::Sender<Option<ActorRef<IncidentsMsg>>>>,
+    /// The periodic jobs.
+    pub scheduler: Option<SchedulerArgs>,
     pub backoff: Backoff,
 }
 
@@ -59,6 +69,8 @@ pub enum Child {
     Sessions,
     Embeddings,
     Ingest,
+    Incidents,
+    Scheduler,
 }
 
 impl Child {
@@ -68,6 +80,8 @@ impl Child {
             Child::Sessions => "sessions",
             Child::Embeddings => "embeddings",
             Child::Ingest => "ingest",
+            Child::Incidents => "incidents",
+            Child::Scheduler => "scheduler",
         }
     }
 }
@@ -96,6 +110,8 @@ pub struct NodeState {
     sessions: Slot,
     embeddings: Slot,
     ingest: Slot,
+    incidents: Slot,
+    scheduler: Slot,
 }
 
 impl NodeState {
@@ -105,6 +121,8 @@ impl NodeState {
             Child::Sessions => &mut self.sessions,
             Child::Embeddings => &mut self.embeddings,
             Child::Ingest => &mut self.ingest,
+            Child::Incidents => &mut self.incidents,
+            Child::Scheduler => &mut self.scheduler,
         }
     }
 
@@ -122,6 +140,10 @@ impl NodeState {
             Some(Child::Embeddings)
         } else if is(&self.ingest) {
             Some(Child::Ingest)
+        } else if is(&self.incidents) {
+            Some(Child::Incidents)
+        } else if is(&self.scheduler) {
+            Some(Child::Scheduler)
         } else {
             None
         }
@@ -181,6 +203,24 @@ impl NodeSupervisor {
                 state.args.ingest_handle.send_replace(Some(ingest));
                 cell
             }
+            Child::Incidents => {
+                let Some(args) = state.args.incidents.clone() else {
+                    return Ok(());
+                };
+                let (incidents, _) =
+                    Actor::spawn_linked(None, IncidentsSupervisor, args, myself.get_cell()).await?;
+                let cell = incidents.get_cell();
+                state.args.incidents_handle.send_replace(Some(incidents));
+                cell
+            }
+            Child::Scheduler => {
+                let Some(args) = state.args.scheduler.clone() else {
+                    return Ok(());
+                };
+                let (scheduler, _) =
+                    Actor::spawn_linked(None, Scheduler, args, myself.get_cell()).await?;
+                scheduler.get_cell()
+            }
         };
         state.slot(child).cell = Some(cell);
         Ok(())
@@ -199,7 +239,10 @@ impl NodeSupervisor {
             Child::Ingest => {
                 state.args.ingest_handle.send_replace(None);
             }
-            Child::Health | Child::Embeddings => {}
+            Child::Incidents => {
+                state.args.incidents_handle.send_replace(None);
+            }
+            Child::Health | Child::Embeddings | Child::Scheduler => {}
         }
         let backoff = state.args.backoff;
         let slot = state.slot(child);
@@ -262,6 +305,20 @@ impl NodeSupervisor {
                 children.push(snap);
             }
         }
+        if let Some(cell) = &state.incidents.cell {
+            let incidents: ActorRef<IncidentsMsg> = cell.clone().into();
+            if let Ok(mut snap) = ractor::call_t!(incidents, IncidentsMsg::Status, 2000) {
+                snap.restarts = state.incidents.restarts;
+                children.push(snap);
+            }
+        }
+        if let Some(cell) = &state.scheduler.cell {
+            let scheduler: ActorRef<SchedulerMsg> = cell.clone().into();
+            if let Ok(mut snap) = ractor::call_t!(scheduler, SchedulerMsg::Status, 2000) {
+                snap.restarts = state.scheduler.restarts;
+                children.push(snap);
+            }
+        }
         ActorSnapshot {
             kind: "node".into(),
             id: state.args.node_name.clone(),
@@ -304,11 +361,21 @@ impl Actor for NodeSupervisor {
                 cell: None,
                 restarts: 0,
             },
+            incidents: Slot {
+                cell: None,
+                restarts: 0,
+            },
+            scheduler: Slot {
+                cell: None,
+                restarts: 0,
+            },
         };
         Self::spawn(&myself, &mut state, Child::Health).await?;
         Self::spawn(&myself, &mut state, Child::Sessions).await?;
         Self::spawn(&myself, &mut state, Child::Embeddings).await?;
         Self::spawn(&myself, &mut state, Child::Ingest).await?;
+        Self::spawn(&myself, &mut state, Child::Incidents).await?;
+        Self::spawn(&myself, &mut state, Child::Scheduler).await?;
         Ok(state)
     }
 
@@ -342,6 +409,7 @@ impl Actor for NodeSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         state.args.sessions_handle.send_replace(None);
         state.args.ingest_handle.send_replace(None);
+        state.args.incidents_handle.send_replace(None);
         myself
             .stop_children_and_wait(Some("shutdown".into()), Some(CHILDREN_STOP_TIMEOUT))
             .await;

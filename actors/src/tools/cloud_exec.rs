@@ -135,6 +135,18 @@ impl CloudExec {
         Ok(workdir)
     }
 
+    /// Removes the session directories nothing was written to for `idle` (the directory and
+    /// its direct entries unmodified), and users' directories left empty. Terraform keeps its
+    /// state in object storage, so a later turn of the session starts from a fresh directory
+    /// without losing anything. Returns how many session directories went.
+    pub async fn prune_idle(&self, idle: std::time::Duration) -> Result<usize, String> {
+        let (root, dir) = (self.workdir_root.clone(), self.workdir_root.clone());
+        tokio::task::spawn_blocking(move || prune(&dir, idle))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot prune {}: {e}", root.display()))
+    }
+
     /// Runs `argv` for `user`'s `session` in the sandbox, with no credentials.
     pub async fn run(
         &self,
@@ -258,3 +270,43 @@ fn is_shell_syntax(arg: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+fn prune(root: &std::path::Path, idle: std::time::Duration) -> std::io::Result<usize> {
+    let newest = |dir: &std::path::Path| -> std::io::Result<std::time::SystemTime> {
+        let mut t = std::fs::symlink_metadata(dir)?.modified()?;
+        for e in std::fs::read_dir(dir)? {
+            if let Ok(m) = e?.metadata().and_then(|m| m.modified()) {
+                t = t.max(m);
+            }
+        }
+        Ok(t)
+    };
+    let users = match std::fs::read_dir(root) {
+        Ok(u) => u,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for user in users {
+        let user = user?.path();
+        if !std::fs::symlink_metadata(&user)?.is_dir() {
+            continue;
+        }
+        for session in std::fs::read_dir(&user)? {
+            let session = session?.path();
+            if !std::fs::symlink_metadata(&session)?.is_dir() {
+                continue;
+            }
+            let age = now.duration_since(newest(&session)?).unwrap_or_default();
+            if age >= idle {
+                std::fs::remove_dir_all(&session)?;
+                removed += 1;
+            }
+        }
+        if std::fs::read_dir(&user)?.next().is_none() {
+            let _ = std::fs::remove_dir(&user);
+        }
+    }
+    Ok(removed)
+}

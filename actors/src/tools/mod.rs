@@ -4,6 +4,7 @@
 
 pub mod cloud_exec;
 pub mod grants;
+pub mod incident_lookup;
 pub mod knowledge_search;
 mod output;
 pub mod redact;

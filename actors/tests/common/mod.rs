@@ -90,6 +90,7 @@ pub async fn harness(script: Vec<Reply>) -> Harness {
             },
         },
         knowledge: None,
+        incidents: None,
         cloud_exec,
         policies: Policies::new(db.clone()),
         writer: TurnWriter::start(db.clone(), Cache::local()),

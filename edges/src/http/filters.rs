@@ -124,6 +124,19 @@ pub fn json_body<T: DeserializeOwned + Send>(
         )
 }
 
+/// The request body as bytes, at most `limit` of them (a larger announced length is refused
+/// before anything is read).
+pub fn raw_body(limit: u64) -> impl Filter<Extract = (Vec<u8>,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(move |length: Option<u64>, body| async move {
+            if length.is_some_and(|n| n > limit) {
+                return Err(warp::reject::custom(too_large(limit)));
+            }
+            read_capped(body, limit).await.map_err(warp::reject::custom)
+        })
+}
+
 fn too_large(limit: u64) -> ApiError {
     ApiError::new(
         warp::http::StatusCode::PAYLOAD_TOO_LARGE,

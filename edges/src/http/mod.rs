@@ -52,6 +52,12 @@ pub struct HttpState {
     pub kb_store: Knowledge,
     /// Where uploads are sent for ingestion.
     pub ingest: IngestHandle,
+    /// The incident tables and the live feed.
+    pub incidents: aurora_storage::incidents::Incidents,
+    /// The alert webhooks' tokens.
+    pub webhooks: aurora_storage::incidents::webhooks::Webhooks,
+    /// This node's incidents supervisor (told when an analysis is queued).
+    pub incidents_handle: aurora_supervisors::incidents::IncidentsHandle,
     /// The root of the node's supervision tree (the admin console's actor tree).
     pub node: ractor::ActorRef<NodeMsg>,
     /// This node's view of the cluster (the actor trees of all nodes, admin actions).

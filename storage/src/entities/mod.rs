@@ -1,11 +1,17 @@
 //! sea-orm entities, one module per table. Every org-scoped entity implements [`OrgScoped`] so the
 //! repository layer can add the org filter to every query it builds.
 
+pub mod alert_fingerprints;
 pub mod api_tokens;
 pub mod audit_log;
 pub mod chat_messages;
 pub mod chat_sessions;
 pub mod command_policies;
+pub mod incident_alerts;
+pub mod incident_citations;
+pub mod incident_events;
+pub mod incident_thoughts;
+pub mod incidents;
 pub mod invitations;
 pub mod kb_chunks;
 pub mod kb_documents;
@@ -15,8 +21,10 @@ pub mod llm_usage;
 pub mod llm_usage_totals;
 pub mod org_credentials;
 pub mod organizations;
+pub mod scheduler_jobs;
 pub mod user_preferences;
 pub mod users;
+pub mod webhook_tokens;
 
 use sea_orm::EntityTrait;
 
@@ -53,6 +61,13 @@ org_scoped!(
     kb_index_versions => OrgId,
     org_credentials => OrgId,
     invitations => OrgId,
+    webhook_tokens => OrgId,
+    incidents => OrgId,
+    incident_alerts => OrgId,
+    alert_fingerprints => OrgId,
+    incident_thoughts => OrgId,
+    incident_citations => OrgId,
+    incident_events => OrgId,
 );
 
 /// The org-scoped tables, as named in SQL: each has row-level security on PostgreSQL.
@@ -73,4 +88,11 @@ pub const ORG_SCOPED_TABLES: &[(&str, &str)] = &[
     ("kb_index_versions", "org_id"),
     ("org_credentials", "org_id"),
     ("invitations", "org_id"),
+    ("webhook_tokens", "org_id"),
+    ("incidents", "org_id"),
+    ("incident_alerts", "org_id"),
+    ("alert_fingerprints", "org_id"),
+    ("incident_thoughts", "org_id"),
+    ("incident_citations", "org_id"),
+    ("incident_events", "org_id"),
 ];

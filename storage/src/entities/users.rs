@@ -16,6 +16,10 @@ pub struct Model {
     /// Set when an admin removed the member: the account stops working, its rows stay.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub removed_at: Option<DateTimeUtc>,
+    /// The org's agent account (background runs act as it): it cannot sign in and is no
+    /// member anyone sees or manages.
+    #[serde(skip)]
+    pub agent: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,7 @@ mod m0004_chat_messages;
 mod m0005_knowledge_base;
 mod m0006_org_credentials;
 mod m0007_members_and_invitations;
+mod m0008_incidents;
 
 use sea_orm_migration::prelude::*;
 pub use sea_orm_migration::MigratorTrait;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_knowledge_base::Migration),
             Box::new(m0006_org_credentials::Migration),
             Box::new(m0007_members_and_invitations::Migration),
+            Box::new(m0008_incidents::Migration),
         ]
     }
 }

@@ -65,6 +65,11 @@ impl SecretPath {
         SecretPath(format!("orgs/{org_id}/credentials/{id}"))
     }
 
+    /// The path of webhook `id`'s signing secret (PagerDuty) of `org_id`.
+    pub fn webhook(org_id: Uuid, id: Uuid) -> SecretPath {
+        SecretPath(format!("orgs/{org_id}/webhooks/{id}"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

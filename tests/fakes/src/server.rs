@@ -13,6 +13,7 @@ use crate::script::{status_response, Reply};
 pub struct FakeServer {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
+    script: Arc<Mutex<VecDeque<Reply>>>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -23,6 +24,7 @@ impl FakeServer {
         render: fn(Reply) -> warp::reply::Response,
     ) -> FakeServer {
         let script = Arc::new(Mutex::new(VecDeque::from(script)));
+        let queue = script.clone();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
         let wanted = format!("/v1/{path}");
@@ -59,6 +61,7 @@ impl FakeServer {
         FakeServer {
             addr,
             requests,
+            script: queue,
             _stop: tx,
         }
     }
@@ -66,6 +69,12 @@ impl FakeServer {
     /// The API root to configure a client with (`http://127.0.0.1:PORT/v1`).
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// Adds replies to the end of the script (for answers that name what a test made after
+    /// the server started).
+    pub fn push(&self, replies: Vec<Reply>) {
+        self.script.lock().unwrap().extend(replies);
     }
 
     /// Every request body received so far.

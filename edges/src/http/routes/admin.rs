@@ -265,6 +265,13 @@ async fn metrics(state: Arc<HttpState>) -> Result<warp::reply::Response, ApiErro
     registry
         .register(Box::new(OPEN_WEBSOCKETS.clone()))
         .map_err(internal)?;
+    use aurora_actors::metrics::{SCHEDULER_LAST, SCHEDULER_RUNS};
+    registry
+        .register(Box::new(SCHEDULER_RUNS.clone()))
+        .map_err(internal)?;
+    registry
+        .register(Box::new(SCHEDULER_LAST.clone()))
+        .map_err(internal)?;
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&registry.gather(), &mut out)

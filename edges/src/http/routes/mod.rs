@@ -6,6 +6,7 @@ mod accounts;
 mod admin;
 mod credentials;
 mod health;
+mod incidents;
 mod knowledge;
 mod llm_config;
 mod members;
@@ -15,6 +16,7 @@ mod sessions;
 mod signin;
 mod tokens;
 mod usage;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -50,6 +52,10 @@ pub fn all(
         .or(credentials::routes(state.clone()))
         .unify()
         .or(knowledge::routes(state.clone()))
+        .unify()
+        .or(webhooks::routes(state.clone()))
+        .unify()
+        .or(incidents::routes(state.clone()))
         .unify()
         .or(admin::routes(state))
         .unify()

@@ -1,0 +1,299 @@
+//! `CorrelatorActor`: one per org, on the node that owns the org (placement, as for sessions).
+//! Told that alerts wait, it places each into an open incident or a new one. One actor per org
+//! makes the org's correlation sequential on its node; the transaction lock it correlates
+//! under makes it sequential across nodes too, while a placement change is in flight.
+//!
+//! An alert joins an open incident when it arrived within the window of the incident's last
+//! alert and matches it: the same alert, group or service; a connected service in the service
+//! graph (through the [`Topology`] seam, when the node has one); or text close enough by the
+//! in-process embeddings. A resolution joins the open incident holding its alert.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aurora_models::embeddings::EmbeddingPool;
+use aurora_storage::entities::incident_alerts;
+use aurora_storage::incidents::correlate::{CorrelationTx, OpenIncident, Place};
+use aurora_storage::incidents::Incidents;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use uuid::Uuid;
+
+use crate::{ActorSnapshot, SnapshotOwner};
+
+/// Whether two services are connected in an org's service graph: the third matcher, which the
+/// service-graph capability provides.
+pub trait Topology: Send + Sync {
+    fn connected<'a>(&'a self, org_id: Uuid, a: &'a str, b: &'a str) -> BoxFuture<'a, bool>;
+}
+
+#[derive(Clone)]
+pub struct CorrelationConfig {
+    /// How long after an incident's last alert a new one may still join it.
+    pub window: Duration,
+    /// Least cosine similarity of texts for a join on text alone.
+    pub similarity: f32,
+    /// An incident whose alerts are all resolved resolves.
+    pub resolve_when_clear: bool,
+}
+
+/// What every correlator of a node shares.
+#[derive(Clone)]
+pub struct CorrelatorShared {
+    pub incidents: Incidents,
+    pub embeddings: Option<EmbeddingPool>,
+    pub topology: Option<Arc<dyn Topology>>,
+    pub config: CorrelationConfig,
+    /// Called when incidents were opened (their analyses are queued).
+    pub on_opened: Arc<dyn Fn() + Send + Sync>,
+}
+
+pub struct CorrelatorArgs {
+    pub org_id: Uuid,
+    pub shared: CorrelatorShared,
+}
+
+pub enum CorrelatorMsg {
+    /// Alerts of the org wait.
+    Nudge,
+    Status(RpcReplyPort<ActorSnapshot>),
+}
+
+impl ractor::Message for CorrelatorMsg {}
+
+pub struct CorrelatorState {
+    _live: crate::metrics::Live,
+    args: CorrelatorArgs,
+    started_at: DateTime<Utc>,
+    /// Embeddings of open incidents' texts, by incident.
+    vectors: HashMap<Uuid, Vec<f32>>,
+    placed: u64,
+    last_pass: Option<DateTime<Utc>>,
+}
+
+pub struct CorrelatorActor;
+
+/// Alerts placed per transaction.
+const BATCH: u64 = 500;
+
+impl Actor for CorrelatorActor {
+    type Msg = CorrelatorMsg;
+    type State = CorrelatorState;
+    type Arguments = CorrelatorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<CorrelatorMsg>,
+        args: CorrelatorArgs,
+    ) -> Result<CorrelatorState, ActorProcessingErr> {
+        // Whatever waited before this actor existed.
+        let _ = myself.cast(CorrelatorMsg::Nudge);
+        Ok(CorrelatorState {
+            _live: crate::metrics::Live::new("correlator"),
+            args,
+            started_at: Utc::now(),
+            vectors: HashMap::new(),
+            placed: 0,
+            last_pass: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<CorrelatorMsg>,
+        msg: CorrelatorMsg,
+        state: &mut CorrelatorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            CorrelatorMsg::Nudge => loop {
+                let placed = Box::pin(pass(state)).await?;
+                state.placed += placed as u64;
+                state.last_pass = Some(Utc::now());
+                if (placed as u64) < BATCH {
+                    break;
+                }
+            },
+            CorrelatorMsg::Status(reply) => {
+                let mut snap = ActorSnapshot::new(
+                    "correlator",
+                    state.args.org_id.to_string(),
+                    "idle",
+                    state.started_at,
+                );
+                snap.owner = Some(SnapshotOwner {
+                    org_id: state.args.org_id,
+                    user_id: None,
+                });
+                let _ = reply.send(snap);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One transaction: places up to [`BATCH`] waiting alerts. Returns how many.
+async fn pass(state: &mut CorrelatorState) -> Result<usize, ActorProcessingErr> {
+    let shared = state.args.shared.clone();
+    let org_id = state.args.org_id;
+    let mut tx = shared
+        .incidents
+        .correlation(org_id, shared.config.resolve_when_clear)
+        .await?;
+    let pending = tx.pending(BATCH).await?;
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    tx.load_open().await?;
+    state
+        .vectors
+        .retain(|id, _| tx.incidents.iter().any(|i| i.row.id == *id));
+    for alert in &pending {
+        let place = decide(state, &tx, alert).await;
+        tx.place(alert, place).await?;
+    }
+    let done = tx.commit(pending.len()).await?;
+    tracing::debug!(%org_id, placed = done.placed, opened = done.opened.len(), "correlated");
+    shared.incidents.feed().publish(done.events).await;
+    if !done.opened.is_empty() {
+        (shared.on_opened)();
+    }
+    Ok(pending.len())
+}
+
+async fn decide(
+    state: &mut CorrelatorState,
+    tx: &CorrelationTx,
+    alert: &incident_alerts::Model,
+) -> Place {
+    let open = &tx.incidents;
+    if alert.status == "resolved" {
+        // The newest open incident holding this alert, regardless of the window.
+        return open
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.holds(alert))
+            .max_by_key(|(_, i)| i.row.last_alert_at)
+            .map_or(Place::Nowhere, |(i, _)| Place::Join(i));
+    }
+    let cfg = &state.args.shared.config;
+    let window = chrono::Duration::from_std(cfg.window).unwrap_or(chrono::Duration::MAX);
+    let candidates: Vec<usize> = open
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.row.status == "investigating" || i.row.status == "analyzed")
+        .filter(|(_, i)| alert.received_at - i.row.last_alert_at <= window)
+        .map(|(n, _)| n)
+        .collect();
+    if candidates.is_empty() {
+        return Place::Open;
+    }
+    let newest = |set: Vec<usize>| {
+        set.into_iter()
+            .max_by_key(|n| open[*n].row.last_alert_at)
+            .map(Place::Join)
+    };
+    // Same alert, same group, same service.
+    let exact: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|n| same(&open[*n], alert))
+        .collect();
+    if let Some(p) = newest(exact) {
+        return p;
+    }
+    // Connected services in the service graph.
+    if let (Some(topology), Some(service)) = (&state.args.shared.topology, &alert.service) {
+        let mut linked = Vec::new();
+        for n in &candidates {
+            for other in &open[*n].services {
+                if topology.connected(alert.org_id, service, other).await {
+                    linked.push(*n);
+                    break;
+                }
+            }
+        }
+        if let Some(p) = newest(linked) {
+            return p;
+        }
+    }
+    // Close text.
+    match similar(state, open, &candidates, alert).await {
+        Some(n) => Place::Join(n),
+        None => Place::Open,
+    }
+}
+
+fn same(inc: &OpenIncident, alert: &incident_alerts::Model) -> bool {
+    inc.holds(alert)
+        || alert
+            .group_key
+            .as_ref()
+            .is_some_and(|g| inc.groups.contains(g))
+        || alert
+            .service
+            .as_ref()
+            .is_some_and(|s| inc.services.contains(s))
+}
+
+/// The candidate whose text is closest to the alert's, if over the threshold.
+async fn similar(
+    state: &mut CorrelatorState,
+    open: &[OpenIncident],
+    candidates: &[usize],
+    alert: &incident_alerts::Model,
+) -> Option<usize> {
+    let pool = state.args.shared.embeddings.clone()?;
+    let mut texts = vec![alert_text(alert)];
+    let missing: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|n| !state.vectors.contains_key(&open[*n].row.id))
+        .collect();
+    texts.extend(missing.iter().map(|n| open[*n].text()));
+    let vectors = match pool.embed(texts).await {
+        Ok(v) => v,
+        Err(e) => {
+            // Without embeddings the alert is judged on its fields alone.
+            tracing::warn!(error = %e, "cannot embed an alert for correlation");
+            return None;
+        }
+    };
+    let mut vectors = vectors.into_iter();
+    let mine = vectors.next()?;
+    for (n, v) in missing.iter().zip(vectors) {
+        state.vectors.insert(open[*n].row.id, v);
+    }
+    let threshold = state.args.shared.config.similarity;
+    candidates
+        .iter()
+        .filter_map(|n| {
+            let v = state.vectors.get(&open[*n].row.id)?;
+            Some((*n, cosine(&mine, v)))
+        })
+        .filter(|(_, c)| *c >= threshold)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(n, _)| n)
+}
+
+/// What an alert's text is for similarity: its title, service and the start of its
+/// description.
+pub fn alert_text(a: &incident_alerts::Model) -> String {
+    let desc: String = a.description.chars().take(300).collect();
+    match &a.service {
+        Some(s) => format!("{} ({s}) {desc}", a.title),
+        None => format!("{} {desc}", a.title),
+    }
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
+    }
+}

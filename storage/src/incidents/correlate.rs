@@ -1,0 +1,344 @@
+//! The correlator's transaction: one org's waiting alerts placed into its open incidents (or
+//! new ones), serialized per org by a transaction-scoped lock so that two nodes (a placement
+//! change in flight) never open two incidents for one storm. Which incident an alert joins is
+//! the caller's decision (the correlator actor: it has the embeddings); this keeps the rows
+//! and counts right and records the feed's events.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement,
+};
+use uuid::Uuid;
+
+use super::feed::{self, FeedEvent};
+use super::{Incidents, Severity};
+use crate::entities::{incident_alerts, incidents};
+use crate::{OrgTx, StorageError};
+
+/// An open incident as the correlator matches against it.
+#[derive(Clone, Debug)]
+pub struct OpenIncident {
+    pub row: incidents::Model,
+    /// Group keys of its alerts.
+    pub groups: HashSet<String>,
+    /// Services of its alerts.
+    pub services: HashSet<String>,
+    /// Latest status of each of its alerts, by (source, fingerprint).
+    pub alerts: HashMap<(String, String), String>,
+}
+
+impl OpenIncident {
+    /// What text similarity compares an alert with.
+    pub fn text(&self) -> String {
+        match &self.row.service {
+            Some(s) => format!("{} ({s})", self.row.title),
+            None => self.row.title.clone(),
+        }
+    }
+
+    pub fn holds(&self, alert: &incident_alerts::Model) -> bool {
+        self.alerts
+            .contains_key(&(alert.source.clone(), alert.fingerprint.clone()))
+    }
+}
+
+/// Where an alert goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// Into the open incident at this index of [`CorrelationTx::incidents`].
+    Join(usize),
+    /// Into a new incident.
+    Open,
+    /// Nowhere: a resolution of an alert that no open incident holds.
+    Nowhere,
+}
+
+pub struct CorrelationTx {
+    tx: OrgTx,
+    pub incidents: Vec<OpenIncident>,
+    /// Indexes of incidents changed in this transaction, and whether each is new.
+    dirty: HashMap<usize, bool>,
+    resolve_when_clear: bool,
+}
+
+/// What a committed correlation did.
+#[derive(Debug, Default)]
+pub struct Correlated {
+    pub placed: usize,
+    /// Incidents it opened (their analyses are queued).
+    pub opened: Vec<Uuid>,
+    pub events: Vec<FeedEvent>,
+}
+
+impl Incidents {
+    /// Begins correlating `org_id`: waits for any other correlation of the org to finish.
+    /// `resolve_when_clear`: an incident whose alerts are all resolved resolves.
+    pub async fn correlation(
+        &self,
+        org_id: Uuid,
+        resolve_when_clear: bool,
+    ) -> Result<CorrelationTx, StorageError> {
+        let tx = self.db.org(org_id).await?;
+        if tx.conn().get_database_backend() == DbBackend::Postgres {
+            tx.conn()
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                    [format!("aurora:correlate:{org_id}").into()],
+                ))
+                .await?;
+        }
+        Ok(CorrelationTx {
+            tx,
+            incidents: Vec::new(),
+            dirty: HashMap::new(),
+            resolve_when_clear,
+        })
+    }
+}
+
+impl CorrelationTx {
+    /// The org's alerts waiting to be placed, oldest first.
+    pub async fn pending(&self, limit: u64) -> Result<Vec<incident_alerts::Model>, StorageError> {
+        Ok(self
+            .tx
+            .select::<incident_alerts::Entity>()
+            .filter(incident_alerts::Column::PlacedAt.is_null())
+            .order_by_asc(incident_alerts::Column::ReceivedAt)
+            .order_by_asc(incident_alerts::Column::Id)
+            .limit(limit)
+            .all(self.tx.conn())
+            .await?)
+    }
+
+    /// Loads the org's open incidents (the 500 with the latest alerts) and their alerts.
+    pub async fn load_open(&mut self) -> Result<(), StorageError> {
+        let rows = self
+            .tx
+            .select::<incidents::Entity>()
+            .filter(incidents::Column::Status.is_in(["investigating", "analyzed"]))
+            .order_by_desc(incidents::Column::LastAlertAt)
+            .limit(500)
+            .all(self.tx.conn())
+            .await?;
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let alerts = self
+            .tx
+            .select::<incident_alerts::Entity>()
+            .filter(incident_alerts::Column::IncidentId.is_in(ids))
+            .order_by_asc(incident_alerts::Column::ReceivedAt)
+            .all(self.tx.conn())
+            .await?;
+        let mut open: Vec<OpenIncident> = rows
+            .into_iter()
+            .map(|row| OpenIncident {
+                row,
+                groups: HashSet::new(),
+                services: HashSet::new(),
+                alerts: HashMap::new(),
+            })
+            .collect();
+        let index: HashMap<Uuid, usize> = open
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.row.id, i))
+            .collect();
+        for a in alerts {
+            if let Some(&i) = a.incident_id.as_ref().and_then(|id| index.get(id)) {
+                remember(&mut open[i], &a);
+            }
+        }
+        self.incidents = open;
+        Ok(())
+    }
+
+    /// Places `alert` as decided.
+    pub async fn place(
+        &mut self,
+        alert: &incident_alerts::Model,
+        place: Place,
+    ) -> Result<(), StorageError> {
+        let now = Utc::now();
+        let target = match place {
+            Place::Nowhere => None,
+            Place::Join(i) if i < self.incidents.len() => Some(i),
+            Place::Join(_) => {
+                return Err(StorageError::Internal(
+                    "correlation chose an incident it was not given".into(),
+                ))
+            }
+            Place::Open => {
+                let row = new_incident(alert, now);
+                let row = incidents::Entity::insert(incidents::ActiveModel::from(row))
+                    .exec_with_returning(self.tx.conn())
+                    .await?;
+                self.incidents.push(OpenIncident {
+                    row,
+                    groups: HashSet::new(),
+                    services: HashSet::new(),
+                    alerts: HashMap::new(),
+                });
+                let i = self.incidents.len() - 1;
+                self.dirty.insert(i, true);
+                Some(i)
+            }
+        };
+        let incident_id = target.map(|i| self.incidents[i].row.id);
+        incident_alerts::Entity::update_many()
+            .col_expr(
+                incident_alerts::Column::IncidentId,
+                Expr::value(incident_id),
+            )
+            .col_expr(incident_alerts::Column::PlacedAt, Expr::value(now))
+            .filter(self.tx.org_filter::<incident_alerts::Entity>())
+            .filter(incident_alerts::Column::Id.eq(alert.id))
+            .exec(self.tx.conn())
+            .await?;
+        if let Some(i) = target {
+            let resolve_when_clear = self.resolve_when_clear;
+            let inc = &mut self.incidents[i];
+            remember(inc, alert);
+            let row = &mut inc.row;
+            row.alert_count += 1;
+            row.firing_count = inc.alerts.values().filter(|s| *s == "firing").count() as i32;
+            row.last_alert_at = row.last_alert_at.max(alert.received_at);
+            if alert.status == "firing" {
+                let current = Severity::parse(&row.severity).unwrap_or(Severity::Medium);
+                let new = Severity::parse(&alert.severity).unwrap_or(Severity::Medium);
+                row.severity = current.max(new).as_str().into();
+            }
+            if resolve_when_clear && row.firing_count == 0 {
+                row.status = "resolved".into();
+                row.resolved_at = Some(now);
+            }
+            row.updated_at = now;
+            self.dirty.entry(i).or_insert(false);
+        }
+        Ok(())
+    }
+
+    /// Writes the changed incidents and their feed events, and commits.
+    pub async fn commit(self, placed: usize) -> Result<Correlated, StorageError> {
+        let mut out = Correlated {
+            placed,
+            ..Default::default()
+        };
+        let org_id = self.tx.org_id();
+        let mut dirty: Vec<(usize, bool)> = self.dirty.into_iter().collect();
+        dirty.sort();
+        for (i, new) in dirty {
+            let row = &self.incidents[i].row;
+            if !new {
+                incidents::Entity::update_many()
+                    .col_expr(incidents::Column::AlertCount, Expr::value(row.alert_count))
+                    .col_expr(
+                        incidents::Column::FiringCount,
+                        Expr::value(row.firing_count),
+                    )
+                    .col_expr(
+                        incidents::Column::LastAlertAt,
+                        Expr::value(row.last_alert_at),
+                    )
+                    .col_expr(
+                        incidents::Column::Severity,
+                        Expr::value(row.severity.clone()),
+                    )
+                    .col_expr(incidents::Column::Status, Expr::value(row.status.clone()))
+                    .col_expr(incidents::Column::ResolvedAt, Expr::value(row.resolved_at))
+                    .col_expr(incidents::Column::UpdatedAt, Expr::value(row.updated_at))
+                    .filter(self.tx.org_filter::<incidents::Entity>())
+                    .filter(incidents::Column::Id.eq(row.id))
+                    .exec(self.tx.conn())
+                    .await?;
+            } else {
+                // A new incident's row was inserted before its first alert joined it.
+                incidents::Entity::update_many()
+                    .col_expr(incidents::Column::AlertCount, Expr::value(row.alert_count))
+                    .col_expr(
+                        incidents::Column::FiringCount,
+                        Expr::value(row.firing_count),
+                    )
+                    .col_expr(
+                        incidents::Column::Severity,
+                        Expr::value(row.severity.clone()),
+                    )
+                    .col_expr(
+                        incidents::Column::LastAlertAt,
+                        Expr::value(row.last_alert_at),
+                    )
+                    .filter(self.tx.org_filter::<incidents::Entity>())
+                    .filter(incidents::Column::Id.eq(row.id))
+                    .exec(self.tx.conn())
+                    .await?;
+                out.opened.push(row.id);
+            }
+            let change = match (new, row.status.as_str()) {
+                (true, _) => "created",
+                (false, "resolved") => "resolved",
+                _ => "updated",
+            };
+            let event = feed::record(
+                self.tx.conn(),
+                org_id,
+                row.id,
+                "incident",
+                incident_event(row, change),
+            )
+            .await?;
+            out.events.push(event);
+        }
+        self.tx.commit().await?;
+        Ok(out)
+    }
+}
+
+/// An incident as the feed carries it.
+pub fn incident_event(row: &incidents::Model, change: &str) -> serde_json::Value {
+    let mut v = serde_json::to_value(row).unwrap_or_default();
+    v["change"] = serde_json::json!(change);
+    v
+}
+
+fn remember(inc: &mut OpenIncident, a: &incident_alerts::Model) {
+    if let Some(g) = &a.group_key {
+        inc.groups.insert(g.clone());
+    }
+    if let Some(s) = &a.service {
+        inc.services.insert(s.clone());
+    }
+    inc.alerts
+        .insert((a.source.clone(), a.fingerprint.clone()), a.status.clone());
+}
+
+fn new_incident(alert: &incident_alerts::Model, now: DateTime<Utc>) -> incidents::Model {
+    incidents::Model {
+        id: Uuid::now_v7(),
+        org_id: alert.org_id,
+        title: alert.title.clone(),
+        status: "investigating".into(),
+        severity: alert.severity.clone(),
+        source: alert.source.clone(),
+        service: alert.service.clone(),
+        started_at: alert.started_at.min(alert.received_at),
+        last_alert_at: alert.received_at,
+        resolved_at: None,
+        summary: None,
+        root_cause: None,
+        remediation: None,
+        notes: None,
+        rca_status: "queued".into(),
+        rca_attempts: 0,
+        rca_node: None,
+        rca_heartbeat_at: None,
+        rca_error: None,
+        alert_count: 0,
+        firing_count: 0,
+        session_id: None,
+        created_at: now,
+        updated_at: now,
+    }
+}

@@ -1,0 +1,144 @@
+//! The live feed of incident changes and thoughts. Every change is first an `incident_events`
+//! row (numbered by the database: what a client resumes from with `Last-Event-ID`), written in
+//! the transaction that made the change; after the commit it is published. With a shared cache
+//! (Redis) it goes to one stream that every node follows, so a client on any node sees what
+//! any node wrote; on the embedded backend (one node) it goes straight to this node's clients.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::cache::Cache;
+use crate::entities::incident_events;
+use crate::StorageError;
+
+/// The stream in the shared cache every node follows.
+pub const FEED_STREAM: &str = "aurora:incidents:feed";
+
+/// One event of the feed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeedEvent {
+    /// The `incident_events` row: the SSE id.
+    pub id: i64,
+    pub org_id: Uuid,
+    pub incident_id: Uuid,
+    /// `incident` (created or changed: `data` is the incident) or `thought` (`data` is it).
+    pub kind: String,
+    pub data: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<incident_events::Model> for FeedEvent {
+    fn from(m: incident_events::Model) -> FeedEvent {
+        FeedEvent {
+            id: i64::from(m.id),
+            org_id: m.org_id,
+            incident_id: m.incident_id,
+            kind: m.kind,
+            data: m.data,
+            created_at: m.created_at,
+        }
+    }
+}
+
+/// Writes an event row in the caller's transaction; the caller publishes it after commit.
+pub(crate) async fn record(
+    conn: &impl ConnectionTrait,
+    org_id: Uuid,
+    incident_id: Uuid,
+    kind: &str,
+    data: serde_json::Value,
+) -> Result<FeedEvent, StorageError> {
+    let row = incident_events::ActiveModel {
+        org_id: Set(org_id),
+        incident_id: Set(incident_id),
+        kind: Set(kind.into()),
+        data: Set(data),
+        created_at: Set(Utc::now()),
+        ..Default::default()
+    };
+    Ok(incident_events::Entity::insert(row)
+        .exec_with_returning(conn)
+        .await?
+        .into())
+}
+
+/// Publishes events to this node's subscribers, and through the shared cache to every node's.
+#[derive(Clone)]
+pub struct Feed {
+    cache: Cache,
+    local: broadcast::Sender<Arc<FeedEvent>>,
+}
+
+impl Feed {
+    pub fn new(cache: Cache) -> Feed {
+        let (local, _) = broadcast::channel(4096);
+        Feed { cache, local }
+    }
+
+    fn shared(&self) -> bool {
+        matches!(self.cache, Cache::Redis(_))
+    }
+
+    /// Every event published on any node from now on (the caller filters by org).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
+        self.local.subscribe()
+    }
+
+    /// Publishes committed events. A cache that is down loses them for live clients only:
+    /// they are stored, and a client that reconnects resumes from its last id.
+    pub async fn publish(&self, events: Vec<FeedEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        if !self.shared() {
+            for e in events {
+                let _ = self.local.send(Arc::new(e));
+            }
+            return;
+        }
+        match serde_json::to_string(&events) {
+            Ok(json) => {
+                if let Err(e) = self.cache.post(FEED_STREAM, &json).await {
+                    tracing::warn!(error = %e, "cannot publish incident events");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode incident events"),
+        }
+    }
+
+    /// Follows the shared stream (until the task is aborted), handing what any node published
+    /// to this node's subscribers. Returns at once on the embedded backend.
+    pub async fn follow(&self) {
+        if !self.shared() {
+            return;
+        }
+        let mut last = "$".to_string();
+        let block = Duration::from_millis(1000);
+        loop {
+            match self.cache.follow(FEED_STREAM, &mut last, block).await {
+                Ok(batches) => {
+                    for batch in batches {
+                        match serde_json::from_str::<Vec<FeedEvent>>(&batch) {
+                            Ok(events) => {
+                                for e in events {
+                                    let _ = self.local.send(Arc::new(e));
+                                }
+                            }
+                            Err(e) => tracing::warn!(error = %e, "undecodable feed entry"),
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "incident feed unreadable");
+                    tokio::time::sleep(block).await;
+                }
+            }
+        }
+    }
+}
