@@ -53,7 +53,7 @@ async fn webhook_tokens_are_for_admins_shown_once_and_revocable() {
     assert_error(
         status,
         &body,
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::BAD_REQUEST,
         "VALIDATION_ERROR",
     );
     let (status, body) = t
@@ -231,7 +231,7 @@ async fn bad_and_forged_deliveries_store_nothing() {
         assert_error(
             status,
             &v,
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::BAD_REQUEST,
             "VALIDATION_ERROR",
         );
         assert!(!v.to_string().contains(&token), "{shown}: {v}");
@@ -242,7 +242,7 @@ async fn bad_and_forged_deliveries_store_nothing() {
     assert_error(
         status,
         &v,
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::BAD_REQUEST,
         "VALIDATION_ERROR",
     );
     // Oversized: refused from the announced length, and when streamed without one.
@@ -426,7 +426,7 @@ async fn incident_rest_filters_pages_edits_and_refuses_bad_input() {
         assert_error(
             status,
             &v,
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::BAD_REQUEST,
             "VALIDATION_ERROR",
         );
     }
@@ -454,7 +454,7 @@ async fn incident_rest_filters_pages_edits_and_refuses_bad_input() {
     assert_error(
         status,
         &v,
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::BAD_REQUEST,
         "VALIDATION_ERROR",
     );
     let (status, v) = t

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod incidents;
 pub mod kb;
 pub mod pki;
 pub mod ws;
