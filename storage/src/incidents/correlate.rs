@@ -188,7 +188,7 @@ impl CorrelationTx {
             }
         };
         let incident_id = target.map(|i| self.incidents[i].row.id);
-        incident_alerts::Entity::update_many()
+        let placed = incident_alerts::Entity::update_many()
             .col_expr(
                 incident_alerts::Column::IncidentId,
                 Expr::value(incident_id),
@@ -196,8 +196,15 @@ impl CorrelationTx {
             .col_expr(incident_alerts::Column::PlacedAt, Expr::value(now))
             .filter(self.tx.org_filter::<incident_alerts::Entity>())
             .filter(incident_alerts::Column::Id.eq(alert.id))
+            .filter(incident_alerts::Column::PlacedAt.is_null())
             .exec(self.tx.conn())
-            .await?;
+            .await?
+            .rows_affected;
+        if placed == 0 {
+            // Placed by another correlation meanwhile (the org lock rules this out on
+            // PostgreSQL): refused, so that no count is ever taken twice.
+            return Err(StorageError::Conflict("the alert was placed meanwhile".into()));
+        }
         if let Some(i) = target {
             let resolve_when_clear = self.resolve_when_clear;
             let inc = &mut self.incidents[i];
