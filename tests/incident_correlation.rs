@@ -23,7 +23,10 @@ async fn send(t: &TestNode, token: &str, alert: Value) {
 async fn settled(t: &TestNode, token: &str, alerts: i64) -> Vec<Value> {
     wait_for(15, "every alert to be placed", || async {
         let list = incidents(t, token).await;
-        let placed: i64 = list.iter().map(|i| i["alert_count"].as_i64().unwrap()).sum();
+        let placed: i64 = list
+            .iter()
+            .map(|i| i["alert_count"].as_i64().unwrap())
+            .sum();
         (placed == alerts).then_some(list)
     })
     .await
@@ -50,15 +53,42 @@ async fn alerts_join_by_alert_group_service_and_text_within_the_window() {
     let admin = t.register("corr@example.com", "Acme").await;
     let token = webhook(&t.base, &admin, None).await;
     let first = "Checkout latency above 2 seconds";
-    send(&t, &token, generic(first, "latency-checkout", "checkout", "a1", "firing")).await;
-    settled(&t, &admin, 1).await;
-    // Same group; same service; close text (another group and service).
-    send(&t, &token, generic("p99 over budget", "latency-checkout", "cart", "a2", "firing")).await;
-    send(&t, &token, generic("Pods restarting", "crashloop", "checkout", "a3", "firing")).await;
     send(
         &t,
         &token,
-        generic("Checkout request latency is above two seconds", "slo-burn", "web-frontend", "a4", "firing"),
+        generic(first, "latency-checkout", "checkout", "a1", "firing"),
+    )
+    .await;
+    settled(&t, &admin, 1).await;
+    // Same group; same service; close text (another group and service).
+    send(
+        &t,
+        &token,
+        generic(
+            "p99 over budget",
+            "latency-checkout",
+            "cart",
+            "a2",
+            "firing",
+        ),
+    )
+    .await;
+    send(
+        &t,
+        &token,
+        generic("Pods restarting", "crashloop", "checkout", "a3", "firing"),
+    )
+    .await;
+    send(
+        &t,
+        &token,
+        generic(
+            "Checkout request latency is above two seconds",
+            "slo-burn",
+            "web-frontend",
+            "a4",
+            "firing",
+        ),
     )
     .await;
     // Unrelated: its own incident.
@@ -82,9 +112,19 @@ async fn alerts_join_by_alert_group_service_and_text_within_the_window() {
         .collect();
     assert_eq!(fps, HashSet::from(["a1", "a2", "a3", "a4"]));
     // A resolution of an alert no incident holds opens nothing.
-    send(&t, &token, generic("Never seen", "ghost", "ghost", "g1", "resolved")).await;
+    send(
+        &t,
+        &token,
+        generic("Never seen", "ghost", "ghost", "g1", "resolved"),
+    )
+    .await;
     // Resolving every alert of the unrelated incident resolves it.
-    send(&t, &token, generic(other, "disk", "backup", "b1", "resolved")).await;
+    send(
+        &t,
+        &token,
+        generic(other, "disk", "backup", "b1", "resolved"),
+    )
+    .await;
     let resolved = wait_for(10, "the incident to resolve", || async {
         let list = incidents(&t, &admin).await;
         let i = holding(&list, other).clone();
@@ -93,10 +133,19 @@ async fn alerts_join_by_alert_group_service_and_text_within_the_window() {
     .await;
     assert!(resolved["resolved_at"].is_string());
     assert_eq!(resolved["firing_count"], 0);
-    assert_eq!(incidents(&t, &admin).await.len(), 2, "the ghost resolution opened nothing");
+    assert_eq!(
+        incidents(&t, &admin).await.len(),
+        2,
+        "the ghost resolution opened nothing"
+    );
     // Past the window, the same group opens a new incident.
     tokio::time::sleep(Duration::from_millis(4500)).await;
-    send(&t, &token, generic(first, "latency-checkout", "checkout", "a5", "firing")).await;
+    send(
+        &t,
+        &token,
+        generic(first, "latency-checkout", "checkout", "a5", "firing"),
+    )
+    .await;
     let list = wait_for(10, "a new incident", || async {
         let list = incidents(&t, &admin).await;
         (list.len() == 3).then_some(list)
@@ -115,7 +164,10 @@ async fn a_storm_from_two_nodes_opens_one_incident_per_group() {
     // A second node on the same database: both take deliveries for the org at once.
     let b = TestNode::start_with(
         Backend::Sqlite,
-        &[("DATABASE_URL", url.as_str()), ("REDIS_URL", redis.as_str())],
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("REDIS_URL", redis.as_str()),
+        ],
     )
     .await;
     let admin = a.register("storm@example.com", "Acme").await;
@@ -155,11 +207,21 @@ async fn a_storm_from_two_nodes_opens_one_incident_per_group() {
     let list = wait_for(60, "the storm to be placed", || async {
         let (_, v) = a.get("/api/incidents?limit=200", Some(&admin)).await;
         let list = v["incidents"].as_array().unwrap().clone();
-        let placed: i64 = list.iter().map(|i| i["alert_count"].as_i64().unwrap()).sum();
+        let placed: i64 = list
+            .iter()
+            .map(|i| i["alert_count"].as_i64().unwrap())
+            .sum();
         (placed == ALERTS as i64).then_some(list)
     })
     .await;
-    assert_eq!(list.len(), GROUPS, "{:#?}", list.iter().map(|i| (&i["title"], &i["alert_count"])).collect::<Vec<_>>());
+    assert_eq!(
+        list.len(),
+        GROUPS,
+        "{:#?}",
+        list.iter()
+            .map(|i| (&i["title"], &i["alert_count"]))
+            .collect::<Vec<_>>()
+    );
     for i in &list {
         assert_eq!(i["alert_count"], (ALERTS / GROUPS) as i64, "{i}");
     }
@@ -178,21 +240,28 @@ async fn correlations_of_one_org_are_serialized_across_connections() {
     let t = TestNode::start(Backend::Postgres).await;
     let admin = t.register("serial@example.com", "Acme").await;
     let org = t.principal(&admin).await.org_id;
-    let other = t.principal(&t.register("serial-b@example.com", "B").await).await.org_id;
+    let other = t
+        .principal(&t.register("serial-b@example.com", "B").await)
+        .await
+        .org_id;
     let incidents = Incidents::new(t.node().db().clone(), Feed::new(Cache::local()));
     let first = incidents.correlation(org, true).await.unwrap();
     // Another org's correlation is not held up.
-    let elsewhere = tokio::time::timeout(Duration::from_secs(2), incidents.correlation(other, true))
-        .await
-        .expect("another org correlates meanwhile")
-        .unwrap();
+    let elsewhere =
+        tokio::time::timeout(Duration::from_secs(2), incidents.correlation(other, true))
+            .await
+            .expect("another org correlates meanwhile")
+            .unwrap();
     elsewhere.commit(0).await.unwrap();
     let second = {
         let incidents = incidents.clone();
         tokio::spawn(async move { incidents.correlation(org, true).await.map(|_| ()) })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!second.is_finished(), "the second correlation of the org must wait");
+    assert!(
+        !second.is_finished(),
+        "the second correlation of the org must wait"
+    );
     first.commit(0).await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), second)
         .await

@@ -50,12 +50,7 @@ async fn webhook_tokens_are_for_admins_shown_once_and_revocable() {
     let (status, body) = t
         .post("/api/org/webhooks", Some(&admin), json!({"name": ""}))
         .await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::BAD_REQUEST,
-        "VALIDATION_ERROR",
-    );
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
     let (status, body) = t
         .post(
             "/api/org/webhooks",
@@ -228,23 +223,13 @@ async fn bad_and_forged_deliveries_store_nothing() {
     for (flavour, body) in bad {
         let shown = String::from_utf8_lossy(&body).to_string();
         let (status, v) = deliver(&t.base, flavour, &token, body, &[]).await;
-        assert_error(
-            status,
-            &v,
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-        );
+        assert_error(status, &v, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
         assert!(!v.to_string().contains(&token), "{shown}: {v}");
     }
     // A batch with one bad alert stores none of it.
     let batch = json!({"alerts": [generic("ok", "g", "s", "f1", "firing"), {"title": "bad", "status": "exploded"}]});
     let (status, v) = deliver(&t.base, "generic", &token, batch.to_string(), &[]).await;
-    assert_error(
-        status,
-        &v,
-        StatusCode::BAD_REQUEST,
-        "VALIDATION_ERROR",
-    );
+    assert_error(status, &v, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
     // Oversized: refused from the announced length, and when streamed without one.
     let (status, v) = t
         .post_announcing(&format!("/api/webhooks/generic/{token}"), None, 1 << 20)
@@ -423,12 +408,7 @@ async fn incident_rest_filters_pages_edits_and_refuses_bad_input() {
         "colour=red",
     ] {
         let (status, v) = t.get(&format!("/api/incidents?{bad}"), Some(&viewer)).await;
-        assert_error(
-            status,
-            &v,
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-        );
+        assert_error(status, &v, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
     }
     let (status, v) = t.get("/api/incidents/not-a-uuid", Some(&viewer)).await;
     assert_eq!(status.as_u16() / 100, 4, "{v}");
@@ -451,12 +431,7 @@ async fn incident_rest_filters_pages_edits_and_refuses_bad_input() {
             Some(json!({"status": "closed"})),
         )
         .await;
-    assert_error(
-        status,
-        &v,
-        StatusCode::BAD_REQUEST,
-        "VALIDATION_ERROR",
-    );
+    assert_error(status, &v, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
     let (status, v) = t
         .call(
             Method::PATCH,

@@ -134,8 +134,10 @@ impl Incidents {
             .await?
             .flatten()
             .unwrap_or(0);
-        // A re-queued analysis (its node went away) continues its run; a new one starts the next.
-        let run = if inc.rca_attempts > 1 && run > 0 && inc.summary.is_none() {
+        // A re-queued analysis (its node went away: attempts go on counting) continues its
+        // run; a new one (attempts counted from 0, by an incident's creation or "analyse
+        // again") starts the next.
+        let run = if inc.rca_attempts > 1 && run > 0 {
             run
         } else {
             run + 1

@@ -203,7 +203,9 @@ impl CorrelationTx {
         if placed == 0 {
             // Placed by another correlation meanwhile (the org lock rules this out on
             // PostgreSQL): refused, so that no count is ever taken twice.
-            return Err(StorageError::Conflict("the alert was placed meanwhile".into()));
+            return Err(StorageError::Conflict(
+                "the alert was placed meanwhile".into(),
+            ));
         }
         if let Some(i) = target {
             let resolve_when_clear = self.resolve_when_clear;

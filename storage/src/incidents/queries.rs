@@ -298,10 +298,13 @@ impl Incidents {
             )));
         }
         inc.rca_status = "queued".into();
+        inc.rca_attempts = 0;
         inc.summary = None;
         inc.updated_at = Utc::now();
         incidents::Entity::update_many()
             .col_expr(incidents::Column::RcaStatus, Expr::value("queued"))
+            // A new analysis (attempts count from 0 again), not the continuation of one.
+            .col_expr(incidents::Column::RcaAttempts, Expr::value(0))
             .col_expr(
                 incidents::Column::Summary,
                 Expr::value(Option::<String>::None),
