@@ -52,6 +52,7 @@ pub enum SchedulerMsg {
     /// A job run here ended.
     Finished {
         name: String,
+        period: i64,
         outcome: &'static str,
         detail: String,
         duration: Duration,
@@ -184,6 +185,7 @@ impl Actor for Scheduler {
                         }
                         let _ = me.cast(SchedulerMsg::Finished {
                             name: job.name.clone(),
+                            period,
                             outcome,
                             detail,
                             duration,
@@ -193,6 +195,7 @@ impl Actor for Scheduler {
             }
             SchedulerMsg::Finished {
                 name,
+                period,
                 outcome,
                 detail,
                 duration,
@@ -207,9 +210,9 @@ impl Actor for Scheduler {
                     .with_label_values(&[name.as_str(), "seconds"])
                     .set(duration.as_secs_f64());
                 if outcome == "failed" {
-                    tracing::warn!(job = %name, detail = %detail, "periodic job failed");
+                    tracing::warn!(job = %name, period, detail = %detail, "periodic job failed");
                 } else {
-                    tracing::info!(job = %name, detail = %detail, ms = duration.as_millis() as u64, "periodic job ran");
+                    tracing::info!(job = %name, period, detail = %detail, ms = duration.as_millis() as u64, "periodic job ran");
                 }
                 if let Some(js) = state.jobs.get_mut(&name) {
                     js.running = false;

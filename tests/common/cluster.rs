@@ -60,11 +60,18 @@ pub struct TestCluster {
     dir: tempfile::TempDir,
     /// The cluster's CA and the certificate every node presents.
     pub tls: super::pki::Identity,
+    /// More configuration for every node (set after the defaults, so it overrides them).
+    pub extra: Vec<(String, String)>,
 }
 
 impl TestCluster {
     /// `n` nodes, each given every other node as a seed, answering with `script`.
     pub async fn start(n: usize, script: Vec<Reply>) -> TestCluster {
+        Self::start_with(n, script, &[]).await
+    }
+
+    /// [`TestCluster::start`] with more configuration for every node.
+    pub async fn start_with(n: usize, script: Vec<Reply>, extra: &[(&str, &str)]) -> TestCluster {
         let db = TestDb::create().await;
         let fake = openai::start(script).await;
         let dir = tempfile::tempdir().unwrap();
@@ -92,6 +99,7 @@ impl TestCluster {
             client: reqwest::Client::new(),
             dir,
             tls,
+            extra: super::env(extra),
         };
         for i in 0..n {
             c.spawn(i);
@@ -156,6 +164,7 @@ impl TestCluster {
             .env("AURORA_SHUTDOWN_TIMEOUT_SECS", "15")
             .env("AURORA_HEALTH_INTERVAL_MS", "200")
             .env("RUST_LOG", "info,ractor=warn,ractor_cluster=warn")
+            .envs(self.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null())
