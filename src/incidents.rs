@@ -64,6 +64,7 @@ pub(crate) fn parts(i: Inputs<'_>) -> anyhow::Result<IncidentParts> {
                 window: Duration::from_secs(cfg.correlation_window_secs),
                 similarity: cfg.correlation_similarity,
                 resolve_when_clear: cfg.auto_resolve,
+                max_queued: cfg.rca_max_queued_per_org,
             },
             on_opened: Arc::new(|| {}),
         },
@@ -154,7 +155,8 @@ fn jobs(i: &Inputs<'_>, incidents: &Incidents, schedule: &Schedule) -> anyhow::R
                 }
             }),
         )
-        .map_err(anyhow::Error::msg)?,
+        .map_err(anyhow::Error::msg)?
+        .per_node(),
     );
     let (sched, inc) = (schedule.clone(), incidents.clone());
     let retention = chrono::Duration::days(cfg.feed_retention_days as i64);

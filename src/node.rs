@@ -77,6 +77,10 @@ fn sessions_args(
     let chat = &config.chat;
     let prices = PriceTable::with_overrides(chat.llm_prices.as_deref().unwrap_or(""))
         .map_err(|e| anyhow::anyhow!("invalid AURORA_LLM_PRICES: {e}"))?;
+    let windows = aurora_models::context::ContextWindows::with_overrides(
+        chat.llm_context_tokens.as_deref().unwrap_or(""),
+    )
+    .map_err(|e| anyhow::anyhow!("invalid AURORA_LLM_CONTEXT_TOKENS: {e}"))?;
     let deps = TurnDeps {
         llm,
         prices,
@@ -92,6 +96,11 @@ fn sessions_args(
         max_steps: chat.max_steps,
         approval_timeout: Duration::from_secs(chat.approval_timeout_secs),
         turn_timeout: Duration::from_secs(chat.turn_timeout_secs),
+        folding: Some(aurora_actors::summary::Folding {
+            windows,
+            at_percent: chat.summary_at_percent,
+            sessions: Sessions::new(db.clone()),
+        }),
     };
     let args = SessionsArgs {
         deps: Arc::new(deps),

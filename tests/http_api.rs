@@ -308,9 +308,24 @@ async fn shutdown_closes_the_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_child_is_restarted_and_counted() {
     let t = TestNode::start(Backend::Sqlite).await;
+    let tree = t.node().actor_tree().await.unwrap();
+    let kinds: Vec<&str> = tree.children.iter().map(|c| c.kind.as_str()).collect();
+    // Without a model configured: the health monitor, the incident pipeline (alerts are still
+    // taken and correlated; analyses wait for a model) and the scheduler.
+    assert_eq!(kinds, ["health", "incidents", "scheduler"], "{tree:?}");
     let children = t.node().supervisor().get_children();
-    assert_eq!(children.len(), 1);
-    children[0].kill();
+    let health = children
+        .iter()
+        .find(|c| c.is_message_type_of::<aurora_actors::health::HealthMsg>() == Some(true))
+        .expect("a health monitor")
+        .clone();
+    let others: Vec<_> = children
+        .iter()
+        .map(|c| c.get_id())
+        .filter(|id| *id != health.get_id())
+        .collect();
+    assert_eq!(others.len(), 2);
+    health.kill();
     // The supervisor notices, backs off (100 ms for the first restart) and respawns it.
     let mut tree = t.node().actor_tree().await.unwrap();
     for _ in 0..100 {
@@ -320,13 +335,13 @@ async fn a_dead_child_is_restarted_and_counted() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         tree = t.node().actor_tree().await.unwrap();
     }
-    assert_eq!(tree.children.len(), 1, "{tree:?}");
+    assert_eq!(tree.children.len(), 3, "{tree:?}");
     assert_eq!(tree.children[0].kind, "health");
     assert_eq!(tree.children[0].restarts, 1);
-    assert_ne!(
-        t.node().supervisor().get_children()[0].get_id(),
-        children[0].get_id()
-    );
+    assert!(tree.children[1..].iter().all(|c| c.restarts == 0), "{tree:?}");
+    let now: Vec<_> = t.node().supervisor().get_children().iter().map(|c| c.get_id()).collect();
+    assert!(!now.contains(&health.get_id()), "the health monitor was replaced");
+    assert!(others.iter().all(|id| now.contains(id)), "its siblings kept running");
     // The node kept serving throughout, and the new monitor publishes again.
     assert_eq!(t.get("/health", None).await.0, StatusCode::OK);
     t.stop().await;

@@ -101,6 +101,10 @@ async fn an_alert_on_one_node_reaches_the_feed_on_another_and_jobs_run_once_per_
     }
     assert!(total as usize >= periods.len(), "{total} runs for {} periods", periods.len());
     assert!(total as usize <= periods.len() + 1, "{total} runs for {} periods", periods.len());
+    // The webhook's token is its URL: no node logged it (the request span names the flavour).
+    let logs = c.logs();
+    assert!(logs.contains("/api/webhooks/grafana/[token]"), "{logs}");
+    assert!(!logs.contains(&token[4..]), "a webhook token was logged");
     // The admin tree shows the scheduler and its jobs' last runs.
     let (_, tree) = c.get(0, "/api/admin/actors", &admin).await;
     assert!(tree.to_string().contains("expired_tokens"), "{tree}");

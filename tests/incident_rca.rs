@@ -209,3 +209,65 @@ async fn an_analysis_reads_declines_a_delete_cites_and_streams_its_thoughts() {
     assert!(runs.contains(&1) && runs.contains(&2), "{runs:?}");
     t.stop().await;
 }
+
+/// The claim picks the oldest queued analysis of an org below its limit: an org at its limit
+/// with a long queue does not hold back another org's analysis (the claim once looked only at
+/// the 50 oldest queued, all of them the busy org's), and an incident closed while its
+/// analysis waited is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_org_does_not_starve_the_others_of_analyses() {
+    use aurora_storage::cache::Cache;
+    use aurora_storage::incidents::queries::{IncidentPatch, ManualIncident};
+    use aurora_storage::incidents::{Feed, Incidents, Severity};
+    let t = common::TestNode::start(Backend::Postgres).await;
+    let admin = t.register("busy@example.com", "Busy").await;
+    let quiet = t.register("quiet@example.com", "Quiet").await;
+    let (busy, quiet) = (t.principal(&admin).await, t.principal(&quiet).await);
+    let store = Incidents::new(t.node().db().clone(), Feed::new(Cache::local()));
+    let manual = |title: &str| ManualIncident {
+        title: title.into(),
+        severity: Severity::High,
+        service: None,
+        description: String::new(),
+    };
+    let mut first = None;
+    for i in 0..60 {
+        let inc = store.create_manual(&busy, manual(&format!("busy {i}"))).await.unwrap();
+        first.get_or_insert(inc.id);
+    }
+    let closed = store.create_manual(&quiet, manual("closed meanwhile")).await.unwrap();
+    let patch = IncidentPatch {
+        status: Some("dismissed".into()),
+        ..Default::default()
+    };
+    store.patch(&quiet, closed.id, patch).await.unwrap();
+    let waiting = store.create_manual(&quiet, manual("quiet one")).await.unwrap();
+
+    let one = store.claim_analysis("node-x", 1).await.unwrap().unwrap();
+    assert_eq!(one.incident.id, first.unwrap(), "the oldest goes first");
+    let two = store.claim_analysis("node-x", 1).await.unwrap().unwrap();
+    assert_eq!(two.incident.id, waiting.id, "the busy org is at its limit");
+    assert!(store.claim_analysis("node-x", 1).await.unwrap().is_none());
+    assert_eq!(store.claim_analysis("node-x", 2).await.unwrap().unwrap().incident.org_id, busy.org_id);
+    // The agent accounts' addresses cannot be taken first by a person (which would leave the
+    // org without an agent), neither at sign-up nor by invitation.
+    let agent = store.agent(quiet.org_id).await.unwrap();
+    assert!(agent.email.ends_with(".invalid"));
+    let squat = format!("agent+{}@agents.aurora.invalid", busy.org_id);
+    let (status, v) = t
+        .post(
+            "/api/auth/register",
+            None,
+            json!({ "email": squat, "password": "correct horse battery", "org_name": "Squat" }),
+        )
+        .await;
+    common::assert_error(status, &v, reqwest::StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+    let (status, v) = t
+        .post("/api/org/invitations", Some(&admin), json!({ "role": "viewer", "email": squat }))
+        .await;
+    common::assert_error(status, &v, reqwest::StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+    // Created at once from two places, it is one account.
+    let (a, b) = tokio::join!(store.agent(busy.org_id), store.agent(busy.org_id));
+    assert_eq!(a.unwrap().user_id, b.unwrap().user_id);
+    t.stop().await;
+}

@@ -261,6 +261,12 @@ async fn bad_and_forged_deliveries_store_nothing() {
         assert_error(status, &v, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
         assert!(!v.to_string().contains("the-secret"));
     }
+    // The signed token posted, unsigned, to another flavour's URL: the check is not skipped.
+    let generic_alert = generic("Unsigned", "g", "s", "fp-unsigned", "firing").to_string();
+    for flavour in ["generic", "grafana", "datadog", "alertmanager"] {
+        let (status, v) = deliver(&t.base, flavour, &pd, generic_alert.clone(), &[]).await;
+        assert_error(status, &v, StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
+    }
     assert_eq!(
         t.row_counts().await,
         before,

@@ -107,6 +107,33 @@ async fn two_orgs(t: &TestNode) -> (Uuid, Uuid) {
         };
         kb.complete(org_id, doc.id, vec![chunk]).await.unwrap();
         kb.set_memory(&who, &format!("{org} notes")).await.unwrap();
+        // The incident tables: a webhook token, an alert through it (its fingerprint, then the
+        // correlator's incident and feed events), a thought and a citation of a run.
+        let hook = common::incidents::webhook(&t.base, &token, None).await;
+        let alert = common::incidents::generic(&format!("{org} 5xx"), org, "api", org, "firing");
+        let (status, _) = common::incidents::deliver(&t.base, "generic", &hook, alert.to_string(), &[]).await;
+        assert_eq!(status, reqwest::StatusCode::ACCEPTED);
+        let incident = common::incidents::wait_for(10, "the alert's incident", || async {
+            common::incidents::incidents(t, &token).await.into_iter().next()
+        })
+        .await;
+        let incident_id = incident["id"].as_str().unwrap();
+        let tx = t.node().db().org(org_id).await.unwrap();
+        for sql in [
+            format!(
+                "INSERT INTO incident_thoughts (id, org_id, incident_id, run, seq, kind, content, created_at) \
+                 VALUES ('{}', '{org_id}', '{incident_id}', 1, 1, 'thought', '{org} looks at api', now())",
+                Uuid::now_v7()
+            ),
+            format!(
+                "INSERT INTO incident_citations (id, org_id, incident_id, run, kind, reference, title, excerpt, created_at) \
+                 VALUES ('{}', '{org_id}', '{incident_id}', 1, 'alert', 'a', '{org} alert', '{org} 5xx', now())",
+                Uuid::now_v7()
+            ),
+        ] {
+            tx.conn().execute_unprepared(&sql).await.unwrap();
+        }
+        tx.commit().await.unwrap();
         orgs.push(org_id);
     }
     (orgs[0], orgs[1])

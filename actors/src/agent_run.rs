@@ -133,7 +133,10 @@ impl Actor for AgentRunActor {
             match args.deps.writer.save(turn).await {
                 // The user's running total after this turn (PROTOCOL.md: usage_info).
                 Ok(total_cost) => {
-                    let _ = args.saved.send(outcome.messages);
+                    // A folded conversation's context is reloaded from storage instead.
+                    if !outcome.folded {
+                        let _ = args.saved.send(outcome.messages);
+                    }
                     let info = ServerFrame::UsageInfo {
                         data: UsageInfoData { total_cost },
                     };

@@ -13,6 +13,7 @@ pub mod mailbox;
 pub mod metrics;
 pub mod protocol;
 pub mod session;
+pub mod summary;
 mod snapshot;
 pub mod tool_execution;
 pub mod tools;

@@ -57,6 +57,8 @@ pub struct TurnDeps {
     pub max_steps: usize,
     /// How long an approval may wait for the human.
     pub approval_timeout: Duration,
+    /// Folds long conversations into a summary (absent: never folded).
+    pub folding: Option<crate::summary::Folding>,
     /// Longest a whole turn may run; then it is cancelled, keeping what it produced.
     pub turn_timeout: Duration,
 }
@@ -89,6 +91,9 @@ pub struct TurnOutcome {
     pub totals: SessionTotals,
     /// One usage row per model call, for the turn writer.
     pub usage: Vec<UsageRecord>,
+    /// The conversation was folded into a summary at the turn's start: the session's context
+    /// is no longer its old one plus `messages` (it reloads it from storage).
+    pub folded: bool,
 }
 
 /// The channels a turn talks through.
@@ -119,8 +124,9 @@ struct Prepared {
 }
 
 /// The tools offered to the model: ask mode offers only those that can run read-only; the
-/// knowledge-base search only when the node has a knowledge base.
-pub fn tools_for(mode: Mode, knowledge: bool) -> Vec<aurora_models::llm::ToolSpec> {
+/// knowledge-base search only when the node has a knowledge base, the incident lookup only
+/// when it has the incident store.
+pub fn tools_for(mode: Mode, knowledge: bool, incidents: bool) -> Vec<aurora_models::llm::ToolSpec> {
     let mut tools = match mode {
         Mode::Agent => vec![CloudExec::spec(), Terraform::spec()],
         Mode::Ask => vec![CloudExec::spec()],
@@ -128,26 +134,31 @@ pub fn tools_for(mode: Mode, knowledge: bool) -> Vec<aurora_models::llm::ToolSpe
     if knowledge {
         tools.push(knowledge_search::spec());
     }
-    tools.push(incident_lookup::spec());
+    if incidents {
+        tools.push(incident_lookup::spec());
+    }
     tools
 }
 
 /// [`tools_for`], built once per combination: every model call of every turn offers one of
-/// these four sets.
-fn shared_tools(mode: Mode, knowledge: bool) -> Arc<[aurora_models::llm::ToolSpec]> {
+/// these eight sets.
+fn shared_tools(mode: Mode, knowledge: bool, incidents: bool) -> Arc<[aurora_models::llm::ToolSpec]> {
     use std::sync::LazyLock;
     type Set = LazyLock<Arc<[aurora_models::llm::ToolSpec]>>;
-    static AGENT: Set = LazyLock::new(|| tools_for(Mode::Agent, false).into());
-    static AGENT_KB: Set = LazyLock::new(|| tools_for(Mode::Agent, true).into());
-    static ASK: Set = LazyLock::new(|| tools_for(Mode::Ask, false).into());
-    static ASK_KB: Set = LazyLock::new(|| tools_for(Mode::Ask, true).into());
-    let set = match (mode, knowledge) {
-        (Mode::Agent, false) => &AGENT,
-        (Mode::Agent, true) => &AGENT_KB,
-        (Mode::Ask, false) => &ASK,
-        (Mode::Ask, true) => &ASK_KB,
-    };
-    Arc::clone(set)
+    static SETS: [Set; 8] = [
+        LazyLock::new(|| tools_for(Mode::Agent, false, false).into()),
+        LazyLock::new(|| tools_for(Mode::Agent, false, true).into()),
+        LazyLock::new(|| tools_for(Mode::Agent, true, false).into()),
+        LazyLock::new(|| tools_for(Mode::Agent, true, true).into()),
+        LazyLock::new(|| tools_for(Mode::Ask, false, false).into()),
+        LazyLock::new(|| tools_for(Mode::Ask, false, true).into()),
+        LazyLock::new(|| tools_for(Mode::Ask, true, false).into()),
+        LazyLock::new(|| tools_for(Mode::Ask, true, true).into()),
+    ];
+    let i = usize::from(matches!(mode, Mode::Ask)) * 4
+        + usize::from(knowledge) * 2
+        + usize::from(incidents);
+    Arc::clone(&SETS[i])
 }
 
 enum Step {
@@ -167,6 +178,8 @@ struct Turn<'a> {
     usage: Vec<UsageRecord>,
     /// The org's credentials, fetched at the turn's first tool call.
     grant: Option<Arc<OrgGrant>>,
+    /// The model's view when the conversation was folded at the start (else `input.history`).
+    folded: Option<Vec<ChatMessage>>,
 }
 
 /// Runs one turn to its end. Never panics on provider or tool failures: they become frames and
@@ -182,6 +195,7 @@ pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> Tu
         totals: SessionTotals::default(),
         usage: Vec::new(),
         grant: None,
+        folded: None,
     };
     let status = if input.who.role < Role::Editor && input.mode == Mode::Agent {
         // Viewers may ask, never act: refused before the model is called.
@@ -190,6 +204,7 @@ pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> Tu
             message: "viewers can only use ask mode (read-only); ask an editor to act".into(),
         }
     } else {
+        turn.fold().await;
         turn.run().await
     };
     let outcome = match &status {
@@ -207,6 +222,7 @@ pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> Tu
         .await;
     }
     TurnOutcome {
+        folded: turn.folded.is_some(),
         messages: turn.added,
         status,
         totals: turn.totals,
@@ -222,6 +238,35 @@ impl Turn<'_> {
 
     fn cancelled(&self) -> bool {
         *self.io.cancel.borrow()
+    }
+
+    /// Folds a conversation about to pass its budget (see [`crate::summary`]). A failed fold
+    /// is logged and the turn goes on unfolded: the provider may still take it.
+    async fn fold(&mut self) {
+        let Some(folding) = &self.deps.folding else {
+            return;
+        };
+        let input = self.input;
+        let folded = crate::summary::fold_if_needed(
+            folding,
+            self.deps.llm.as_ref(),
+            &input.who,
+            input.session_id,
+            &input.model,
+            &input.history,
+            &input.query,
+        )
+        .await;
+        match folded {
+            Ok(Some(fold)) => {
+                self.record_usage(fold.usage).await;
+                self.folded = Some(fold.history);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(session_id = %input.session_id, error = %e, "cannot fold a long conversation")
+            }
+        }
     }
 
     async fn run(&mut self) -> TurnStatus {
@@ -243,12 +288,16 @@ impl Turn<'_> {
     /// tools.
     async fn model_step(&mut self) -> Result<Step, TurnStatus> {
         let sid = self.input.session_id;
-        let mut messages = self.input.history.clone();
+        let mut messages = self.folded.as_ref().unwrap_or(&self.input.history).clone();
         messages.extend(self.added.iter().cloned());
         let request = ChatRequest {
             model: self.input.model.clone(),
             messages,
-            tools: shared_tools(self.input.mode, self.deps.knowledge.is_some()),
+            tools: shared_tools(
+                self.input.mode,
+                self.deps.knowledge.is_some(),
+                self.deps.incidents.is_some(),
+            ),
             max_tokens: None,
         };
         let unavailable = |e: aurora_models::llm::LlmError| TurnStatus::Failed {

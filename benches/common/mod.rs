@@ -146,6 +146,7 @@ impl Bench {
             max_steps: 5,
             approval_timeout: Duration::from_secs(300),
             turn_timeout: Duration::from_secs(60),
+            folding: None,
         };
         SessionsArgs {
             deps: Arc::new(deps),

@@ -17,6 +17,9 @@ pub struct IncidentsConfig {
     /// Most analyses of one org running at once, cluster-wide; and on one node.
     pub rca_max_per_org: u32,
     pub rca_max_per_node: usize,
+    /// Most analyses of one org waiting at once: an incident opened beyond it is not analysed
+    /// (it says why; "analyse again" queues it), so an alert storm cannot run up a model bill.
+    pub rca_max_queued_per_org: u32,
     /// An analysis whose node has not said it runs it for this long is queued again.
     pub rca_stale_secs: u64,
     /// The model analyses use (default: the node's model).
@@ -71,6 +74,7 @@ pub(crate) fn incidents_config(src: &Sources) -> Result<IncidentsConfig, ConfigE
             .unwrap_or(true),
         rca_max_per_org: positive("AURORA_RCA_MAX_PER_ORG", 2)? as u32,
         rca_max_per_node: positive("AURORA_RCA_MAX_PER_NODE", 4)? as usize,
+        rca_max_queued_per_org: positive("AURORA_RCA_MAX_QUEUED_PER_ORG", 20)? as u32,
         rca_stale_secs: positive("AURORA_RCA_STALE_SECS", 120)?,
         rca_model: src.get("AURORA_RCA_MODEL")?,
         tick_ms: positive("AURORA_INCIDENT_TICK_MS", 2000)?,
@@ -101,6 +105,10 @@ impl IncidentsConfig {
             ),
             ("AURORA_RCA_MAX_PER_ORG", self.rca_max_per_org.to_string()),
             ("AURORA_RCA_MAX_PER_NODE", self.rca_max_per_node.to_string()),
+            (
+                "AURORA_RCA_MAX_QUEUED_PER_ORG",
+                self.rca_max_queued_per_org.to_string(),
+            ),
             ("AURORA_RCA_STALE_SECS", self.rca_stale_secs.to_string()),
             (
                 "AURORA_RCA_MODEL",

@@ -232,6 +232,11 @@ pub struct ChatConfig {
     pub rate_limit_window_secs: u64,
     /// `model=input:output` price overrides, USD per million tokens.
     pub llm_prices: Option<String>,
+    /// `model=tokens` context-window overrides (the defaults know common models).
+    pub llm_context_tokens: Option<String>,
+    /// A conversation whose context passes this share of the model's window (percent) has its
+    /// older turns folded into a summary before the next model call.
+    pub summary_at_percent: u8,
     pub ws_max_frame_bytes: usize,
     /// Sockets open at once on the WebSocket edge of a node, and connections per user.
     pub ws_max_connections: usize,
@@ -620,6 +625,14 @@ impl Config {
             ),
             ("AURORA_LLM_PRICES", opt(&self.chat.llm_prices)),
             (
+                "AURORA_LLM_CONTEXT_TOKENS",
+                opt(&self.chat.llm_context_tokens),
+            ),
+            (
+                "AURORA_SUMMARY_AT_PERCENT",
+                self.chat.summary_at_percent.to_string(),
+            ),
+            (
                 "AURORA_WS_MAX_FRAME_BYTES",
                 self.chat.ws_max_frame_bytes.to_string(),
             ),
@@ -706,7 +719,17 @@ fn chat_config(src: &Sources, data_dir: &Path) -> Result<ChatConfig, ConfigError
             "a CLI is a plain program name",
         ));
     }
+    let summary_at_percent: u8 = src.get("AURORA_SUMMARY_AT_PERCENT")?.unwrap_or(80);
+    if !(10..=95).contains(&summary_at_percent) {
+        return Err(ConfigError::invalid(
+            "AURORA_SUMMARY_AT_PERCENT",
+            &summary_at_percent.to_string(),
+            "must be 10 to 95",
+        ));
+    }
     Ok(ChatConfig {
+        llm_context_tokens: src.get("AURORA_LLM_CONTEXT_TOKENS")?,
+        summary_at_percent,
         allowed_clis,
         tool_path: src.get("AURORA_TOOL_PATH")?,
         workdir_root: src

@@ -6,6 +6,7 @@
 //! - [`pricing`]: per-model prices for usage costs.
 //! - [`embeddings`]: all-MiniLM-L6-v2 sentence embeddings run in process by candle.
 
+pub mod context;
 pub mod embeddings;
 pub mod llm;
 pub mod pricing;

@@ -721,7 +721,10 @@ pub fn normalize_email(email: &str) -> Result<String, StorageError> {
     let email = email.trim().to_lowercase();
     let valid = email.len() <= 254
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && matches!(email.split_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.contains('@') && !domain.starts_with('.') && !domain.ends_with('.'));
+        && matches!(email.split_once('@'), Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.contains('@') && !domain.starts_with('.') && !domain.ends_with('.'))
+        // `.invalid` (RFC 2606) is never a person's: the orgs' agent accounts live there, and
+        // an address taken first by a person would lock an org's agent out.
+        && !email.ends_with(".invalid");
     if valid {
         Ok(email)
     } else {

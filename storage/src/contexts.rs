@@ -84,6 +84,9 @@ struct Found {
     org_id: Uuid,
     user_id: Uuid,
     context: Vec<serde_json::Value>,
+    /// The summary of the first `skip` context entries, when the conversation was folded.
+    summary: Option<String>,
+    skip: usize,
 }
 
 async fn answer(db: &Db, batch: Vec<Request>) {
@@ -147,6 +150,8 @@ async fn read(db: &Db, ids: &[Uuid]) -> Result<HashMap<Uuid, Found>, StorageErro
                     org_id: r.try_get("", "org_id")?,
                     user_id: r.try_get("", "user_id")?,
                     context,
+                    summary: r.try_get("", "context_summary")?,
+                    skip: r.try_get::<i32>("", "context_skip")?.max(0) as usize,
                 })
             }
         };
@@ -165,7 +170,22 @@ async fn read(db: &Db, ids: &[Uuid]) -> Result<HashMap<Uuid, Found>, StorageErro
             }
         }
     }
+    for f in found.values_mut() {
+        fold(f);
+    }
     Ok(found)
+}
+
+/// A long conversation as the model sees it: the summary of its first `skip` entries, then
+/// the rest.
+fn fold(f: &mut Found) {
+    if f.skip > 0 {
+        f.context.drain(..f.skip.min(f.context.len()));
+    }
+    if let Some(summary) = f.summary.take() {
+        f.context
+            .insert(0, serde_json::json!({ "role": "system", "content": summary }));
+    }
 }
 
 /// The batch's query. On PostgreSQL the messages are a `LATERAL` subquery ordered by id: the
@@ -194,6 +214,8 @@ pub fn query(backend: DbBackend, ids: Vec<Value>) -> SelectStatement {
         .column(session(chat_sessions::Column::OrgId))
         .column(session(chat_sessions::Column::UserId))
         .column(session(chat_sessions::Column::LlmContextHistory))
+        .column(session(chat_sessions::Column::ContextSummary))
+        .column(session(chat_sessions::Column::ContextSkip))
         .from(chat_sessions::Entity)
         .and_where(Expr::col(session(chat_sessions::Column::Id)).is_in(ids))
         .and_where(Expr::col(session(chat_sessions::Column::DeletedAt)).is_null())

@@ -10,6 +10,9 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 use crate::entities::{api_tokens, invitations, scheduler_jobs};
 use crate::{Db, StorageError};
 
+/// How long a claimed run may go without saying it ended before another node may run the job.
+pub const MAX_RUN: chrono::Duration = chrono::Duration::minutes(30);
+
 #[derive(Clone)]
 pub struct Schedule {
     db: Db,
@@ -21,7 +24,7 @@ impl Schedule {
     }
 
     /// Claims fire time `period` (unix seconds) of job `name` for `node`: true for exactly one
-    /// caller per period.
+    /// caller per period, and only once the job's last run has ended.
     pub async fn claim(&self, name: &str, period: i64, node: &str) -> Result<bool, StorageError> {
         let tx = self.db.system().await?;
         let now = Utc::now();
@@ -30,7 +33,7 @@ impl Schedule {
             period: Set(i64::MIN),
             node: Set(String::new()),
             started_at: Set(now),
-            finished_at: Set(None),
+            finished_at: Set(Some(now)),
             outcome: Set(None),
             detail: Set(None),
             duration_ms: Set(None),
@@ -57,6 +60,14 @@ impl Schedule {
             )
             .filter(scheduler_jobs::Column::Name.eq(name))
             .filter(scheduler_jobs::Column::Period.lt(period))
+            // Not while the last run goes on (on whichever node): a job slower than its period
+            // skips periods rather than running twice at once. A run whose node died without
+            // saying it ended is given up after MAX_RUN.
+            .filter(
+                sea_orm::Condition::any()
+                    .add(scheduler_jobs::Column::FinishedAt.is_not_null())
+                    .add(scheduler_jobs::Column::StartedAt.lt(now - MAX_RUN)),
+            )
             .exec(tx.conn())
             .await?
             .rows_affected;

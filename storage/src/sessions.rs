@@ -101,6 +101,8 @@ impl Sessions {
             created_at: Set(now),
             updated_at: Set(now),
             deleted_at: Set(None),
+            context_summary: Set(None),
+            context_skip: Set(0),
         };
         let tx = self.db.org(who.org_id).await?;
         let m = chat_sessions::Entity::insert(row)
@@ -210,6 +212,32 @@ impl Sessions {
             return Err(StorageError::NotFound("session"));
         }
         Ok(())
+    }
+}
+
+impl Sessions {
+    /// Folds a long conversation: from now on the model sees `summary` instead of the summary
+    /// it saw before (if any) and the `more` context entries after it. Only the model's view
+    /// changes: the history a user reads keeps every message.
+    pub async fn fold_context(
+        &self,
+        who: &Principal,
+        id: Uuid,
+        summary: &str,
+        more: usize,
+    ) -> Result<(), StorageError> {
+        let more = i32::try_from(more).map_err(|_| StorageError::invalid("more", "too many"))?;
+        self.update_live(who, id, |u| {
+            u.col_expr(
+                chat_sessions::Column::ContextSummary,
+                Expr::value(Some(summary.to_string())),
+            )
+            .col_expr(
+                chat_sessions::Column::ContextSkip,
+                Expr::col(chat_sessions::Column::ContextSkip).add(more),
+            )
+        })
+        .await
     }
 }
 

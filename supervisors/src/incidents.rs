@@ -137,8 +137,18 @@ impl IncidentsSupervisor {
     async fn tick(myself: &ActorRef<IncidentsMsg>, state: &mut IncidentsState) {
         let incidents = state.args.incidents.clone();
         let ids: Vec<Uuid> = state.runs.values().map(|(id, _)| *id).collect();
-        if let Err(e) = incidents.heartbeat(&state.args.node, &ids).await {
-            tracing::warn!(error = %e, "cannot heartbeat the analyses");
+        match incidents.heartbeat(&state.args.node, &ids).await {
+            Ok(held) => {
+                // Analyses this node lost (re-queued while it was unreachable, now another
+                // node's) stop here, so that two nodes never run one analysis.
+                for (incident_id, run) in state.runs.values() {
+                    if !held.contains(incident_id) {
+                        tracing::warn!(%incident_id, "an analysis is another node's now; stopping it here");
+                        run.stop(Some("claimed by another node".into()));
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot heartbeat the analyses"),
         }
         let waited = Utc::now() - chrono::Duration::seconds(2);
         match incidents.orgs_with_waiting_alerts(waited).await {

@@ -14,6 +14,7 @@ use aurora_actors::ActorSnapshot;
 use aurora_storage::scheduler::Schedule;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 /// A job's work: `Ok` with what it did, or why it failed.
@@ -24,6 +25,8 @@ pub struct Job {
     pub name: String,
     pub schedule: cron::Schedule,
     pub run: JobFn,
+    /// Runs on every node (it tends to the node's own disk), not once per cluster.
+    pub per_node: bool,
 }
 
 impl Job {
@@ -35,7 +38,14 @@ impl Job {
             name: name.into(),
             schedule,
             run,
+            per_node: false,
         })
+    }
+
+    /// This job runs on every node, each for itself.
+    pub fn per_node(mut self) -> Job {
+        self.per_node = true;
+        self
     }
 }
 
@@ -147,11 +157,15 @@ impl Actor for Scheduler {
                         continue;
                     }
                     let period = due.timestamp();
-                    let claimed = state
-                        .args
-                        .schedule
-                        .claim(&js.job.name, period, &state.args.node)
-                        .await;
+                    let claimed = if js.job.per_node {
+                        Ok(true)
+                    } else {
+                        state
+                            .args
+                            .schedule
+                            .claim(&js.job.name, period, &state.args.node)
+                            .await
+                    };
                     match claimed {
                         Ok(true) => {}
                         Ok(false) => continue,
@@ -165,13 +179,19 @@ impl Actor for Scheduler {
                         (js.job.clone(), myself.clone(), state.args.schedule.clone());
                     tokio::spawn(async move {
                         let started = Instant::now();
-                        let result = (job.run)().await;
+                        // A panicking job is a failed run, not a job stuck "running" forever.
+                        let result = std::panic::AssertUnwindSafe((job.run)())
+                            .catch_unwind()
+                            .await
+                            .unwrap_or_else(|_| Err("the job panicked".into()));
                         let duration = started.elapsed();
                         let (outcome, detail) = match result {
                             Ok(d) => ("ok", d),
                             Err(e) => ("failed", e),
                         };
-                        if let Err(e) = schedule
+                        if job.per_node {
+                            // Nothing cluster-wide to record.
+                        } else if let Err(e) = schedule
                             .finish(
                                 &job.name,
                                 period,

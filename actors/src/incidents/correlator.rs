@@ -37,6 +37,8 @@ pub struct CorrelationConfig {
     pub similarity: f32,
     /// An incident whose alerts are all resolved resolves.
     pub resolve_when_clear: bool,
+    /// Most analyses of one org waiting at once (beyond it, new incidents are not analysed).
+    pub max_queued: u32,
 }
 
 /// What every correlator of a node shares.
@@ -140,12 +142,15 @@ async fn pass(state: &mut CorrelatorState) -> Result<usize, ActorProcessingErr> 
     let mut tx = shared
         .incidents
         .correlation(org_id, shared.config.resolve_when_clear)
-        .await?;
+        .await?
+        .queue_limit(shared.config.max_queued);
     let pending = tx.pending(BATCH).await?;
     if pending.is_empty() {
         return Ok(0);
     }
-    tx.load_open().await?;
+    let window = chrono::Duration::from_std(state.args.shared.config.window)
+        .unwrap_or(chrono::Duration::MAX);
+    tx.load_open(window).await?;
     state
         .vectors
         .retain(|id, _| tx.incidents.iter().any(|i| i.row.id == *id));
@@ -179,6 +184,19 @@ async fn decide(
     }
     let cfg = &state.args.shared.config;
     let window = chrono::Duration::from_std(cfg.window).unwrap_or(chrono::Duration::MAX);
+    // A flapping alert: the incident that holds it, resolved within the window, opens again
+    // rather than a new incident each time it fires.
+    let reopened = open
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.is_resolved() && i.holds(alert))
+        .filter(|(_, i)| {
+            i.row
+                .resolved_at
+                .is_some_and(|at| alert.received_at - at <= window)
+        })
+        .max_by_key(|(_, i)| i.row.last_alert_at)
+        .map(|(n, _)| n);
     let candidates: Vec<usize> = open
         .iter()
         .enumerate()
@@ -186,6 +204,16 @@ async fn decide(
         .filter(|(_, i)| alert.received_at - i.row.last_alert_at <= window)
         .map(|(n, _)| n)
         .collect();
+    // The open incident holding this very alert, else the one it flapped out of.
+    if let Some(n) = candidates
+        .iter()
+        .copied()
+        .filter(|n| open[*n].holds(alert))
+        .max_by_key(|n| open[*n].row.last_alert_at)
+        .or(reopened)
+    {
+        return Place::Join(n);
+    }
     if candidates.is_empty() {
         return Place::Open;
     }

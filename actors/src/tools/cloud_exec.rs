@@ -124,6 +124,11 @@ impl CloudExec {
             if let Some(user_dir) = dir.parent() {
                 std::fs::set_permissions(user_dir, search_only)?;
             }
+            // In use now: the idle-directory job judges by modification times, and a session
+            // that only reads changes none.
+            if let Ok(d) = std::fs::File::open(&dir) {
+                let _ = d.set_modified(std::time::SystemTime::now());
+            }
             sandbox.adopt(&dir)
         })
         .await
@@ -288,23 +293,37 @@ fn prune(root: &std::path::Path, idle: std::time::Duration) -> std::io::Result<u
     };
     let now = std::time::SystemTime::now();
     let mut removed = 0;
-    for user in users {
-        let user = user?.path();
-        if !std::fs::symlink_metadata(&user)?.is_dir() {
+    // One unreadable or busy directory does not stop the rest from being pruned.
+    let dirs = |path: &std::path::Path| -> Vec<std::path::PathBuf> {
+        match std::fs::read_dir(path) {
+            Ok(entries) => entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot list a sandbox directory");
+                Vec::new()
+            }
+        }
+    };
+    for user in users.filter_map(Result::ok).map(|e| e.path()) {
+        if !std::fs::symlink_metadata(&user).is_ok_and(|m| m.is_dir()) {
             continue;
         }
-        for session in std::fs::read_dir(&user)? {
-            let session = session?.path();
-            if !std::fs::symlink_metadata(&session)?.is_dir() {
+        for session in dirs(&user) {
+            let Ok(last) = newest(&session) else { continue };
+            if now.duration_since(last).unwrap_or_default() < idle {
                 continue;
             }
-            let age = now.duration_since(newest(&session)?).unwrap_or_default();
-            if age >= idle {
-                std::fs::remove_dir_all(&session)?;
-                removed += 1;
+            match std::fs::remove_dir_all(&session) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(path = %session.display(), error = %e, "cannot remove an idle sandbox directory")
+                }
             }
         }
-        if std::fs::read_dir(&user)?.next().is_none() {
+        if std::fs::read_dir(&user).is_ok_and(|mut d| d.next().is_none()) {
             let _ = std::fs::remove_dir(&user);
         }
     }

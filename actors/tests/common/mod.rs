@@ -100,6 +100,7 @@ pub async fn harness(script: Vec<Reply>) -> Harness {
         max_steps: 5,
         approval_timeout: Duration::from_secs(5),
         turn_timeout: Duration::from_secs(30),
+        folding: None,
     };
     Harness {
         _dir: dir,

@@ -16,6 +16,11 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub deleted_at: Option<DateTimeUtc>,
+    /// What the model sees instead of the first `context_skip` context entries.
+    #[serde(skip)]
+    pub context_summary: Option<String>,
+    #[serde(skip)]
+    pub context_skip: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -26,6 +26,7 @@ pub struct Model {
     pub notes: Option<String>,
     pub rca_status: String,
     pub rca_attempts: i32,
+    pub rca_run: i32,
     #[serde(skip)]
     pub rca_node: Option<String>,
     #[serde(skip)]

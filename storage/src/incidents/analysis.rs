@@ -3,7 +3,7 @@
 //! act as, their thoughts (written as they happen) and their result.
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, Statement,
@@ -80,24 +80,23 @@ impl Incidents {
             ))
             .await?;
         }
-        let queued = incidents::Entity::find()
+        // The oldest queued analysis of an org below its limit, in one query: an org at its
+        // limit with many queued analyses does not hide the others' behind its own. An
+        // incident closed while its analysis waited is not worth a model's time.
+        let busy_orgs = Query::select()
+            .column(incidents::Column::OrgId)
+            .from(incidents::Entity)
+            .and_where(incidents::Column::RcaStatus.eq("running"))
+            .group_by_col(incidents::Column::OrgId)
+            .and_having(Expr::col(incidents::Column::Id).count().gte(i64::from(org_limit)))
+            .to_owned();
+        let chosen = incidents::Entity::find()
             .filter(incidents::Column::RcaStatus.eq("queued"))
+            .filter(incidents::Column::Status.is_in(["investigating", "analyzed"]))
+            .filter(incidents::Column::OrgId.not_in_subquery(busy_orgs))
             .order_by_asc(incidents::Column::CreatedAt)
-            .limit(50)
-            .all(conn)
+            .one(conn)
             .await?;
-        let mut chosen = None;
-        for inc in queued {
-            let running = incidents::Entity::find()
-                .filter(incidents::Column::OrgId.eq(inc.org_id))
-                .filter(incidents::Column::RcaStatus.eq("running"))
-                .count(conn)
-                .await?;
-            if running < u64::from(org_limit) {
-                chosen = Some(inc);
-                break;
-            }
-        }
         let Some(mut inc) = chosen else {
             tx.commit().await?;
             return Ok(None);
@@ -109,6 +108,14 @@ impl Incidents {
         inc.rca_heartbeat_at = Some(now);
         inc.rca_error = None;
         inc.updated_at = now;
+        // A re-queued analysis (its node went away: attempts go on counting) continues its
+        // run; a new one (attempts counted from 0, by an incident's creation or "analyse
+        // again") starts the next. The run is kept on the row: a new analysis that died
+        // before its first thought still continues its own run, not the one before.
+        if inc.rca_attempts == 1 || inc.rca_run == 0 {
+            inc.rca_run += 1;
+        }
+        let run = inc.rca_run;
         incidents::Entity::update_many()
             .col_expr(incidents::Column::RcaStatus, Expr::value("running"))
             .col_expr(
@@ -116,6 +123,7 @@ impl Incidents {
                 Expr::value(inc.rca_attempts),
             )
             .col_expr(incidents::Column::RcaNode, Expr::value(node))
+            .col_expr(incidents::Column::RcaRun, Expr::value(inc.rca_run))
             .col_expr(incidents::Column::RcaHeartbeatAt, Expr::value(now))
             .col_expr(
                 incidents::Column::RcaError,
@@ -125,23 +133,6 @@ impl Incidents {
             .filter(incidents::Column::Id.eq(inc.id))
             .exec(conn)
             .await?;
-        let run = incident_thoughts::Entity::find()
-            .filter(incident_thoughts::Column::IncidentId.eq(inc.id))
-            .select_only()
-            .column_as(incident_thoughts::Column::Run.max(), "run")
-            .into_tuple::<Option<i32>>()
-            .one(conn)
-            .await?
-            .flatten()
-            .unwrap_or(0);
-        // A re-queued analysis (its node went away: attempts go on counting) continues its
-        // run; a new one (attempts counted from 0, by an incident's creation or "analyse
-        // again") starts the next.
-        let run = if inc.rca_attempts > 1 && run > 0 {
-            run
-        } else {
-            run + 1
-        };
         let event = feed::record(
             conn,
             inc.org_id,
@@ -155,10 +146,11 @@ impl Incidents {
         Ok(Some(Claimed { incident: inc, run }))
     }
 
-    /// `node` is still running these analyses.
-    pub async fn heartbeat(&self, node: &str, ids: &[Uuid]) -> Result<(), StorageError> {
+    /// `node` is still running these analyses. Returns those it still holds: one it lost (it
+    /// went quiet too long and another node claimed the analysis) must stop running here.
+    pub async fn heartbeat(&self, node: &str, ids: &[Uuid]) -> Result<Vec<Uuid>, StorageError> {
         if ids.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let tx = self.db.system().await?;
         incidents::Entity::update_many()
@@ -168,8 +160,17 @@ impl Incidents {
             .filter(incidents::Column::RcaStatus.eq("running"))
             .exec(tx.conn())
             .await?;
+        let held = incidents::Entity::find()
+            .select_only()
+            .column(incidents::Column::Id)
+            .filter(incidents::Column::Id.is_in(ids.to_vec()))
+            .filter(incidents::Column::RcaNode.eq(node))
+            .filter(incidents::Column::RcaStatus.eq("running"))
+            .into_tuple::<Uuid>()
+            .all(tx.conn())
+            .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(held)
     }
 
     /// Queues again the analyses whose node has not said it runs them for `stale` (it died or
@@ -247,9 +248,22 @@ impl Incidents {
                     removed_at: Set(None),
                     agent: Set(true),
                 };
+                // Two nodes may create it at once: the second finds the first's.
                 users::Entity::insert(row)
-                    .exec_with_returning(tx.conn())
+                    .on_conflict(
+                        sea_orm::sea_query::OnConflict::column(users::Column::Email)
+                            .do_nothing()
+                            .to_owned(),
+                    )
+                    .exec_without_returning(tx.conn())
+                    .await?;
+                tx.select::<users::Entity>()
+                    .filter(users::Column::Agent.eq(true))
+                    .one(tx.conn())
                     .await?
+                    .ok_or_else(|| {
+                        StorageError::Internal("the org's agent account was not created".into())
+                    })?
             }
         };
         tx.commit().await?;

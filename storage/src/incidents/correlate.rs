@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Statement,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
 };
 use uuid::Uuid;
 
@@ -29,6 +29,9 @@ pub struct OpenIncident {
     pub services: HashSet<String>,
     /// Latest status of each of its alerts, by (source, fingerprint).
     pub alerts: HashMap<(String, String), String>,
+    /// Status and severity as loaded: only what this correlation changed is written back, so
+    /// a person's edit made meanwhile (a dismissal) is not overwritten.
+    loaded: (String, String),
 }
 
 impl OpenIncident {
@@ -38,6 +41,21 @@ impl OpenIncident {
             Some(s) => format!("{} ({s})", self.row.title),
             None => self.row.title.clone(),
         }
+    }
+
+    fn new(row: incidents::Model) -> OpenIncident {
+        OpenIncident {
+            loaded: (row.status.clone(), row.severity.clone()),
+            row,
+            groups: HashSet::new(),
+            services: HashSet::new(),
+            alerts: HashMap::new(),
+        }
+    }
+
+    /// Resolved (not dismissed): a firing alert it holds reopens it within the window.
+    pub fn is_resolved(&self) -> bool {
+        self.row.status == "resolved"
     }
 
     pub fn holds(&self, alert: &incident_alerts::Model) -> bool {
@@ -63,6 +81,9 @@ pub struct CorrelationTx {
     /// Indexes of incidents changed in this transaction, and whether each is new.
     dirty: HashMap<usize, bool>,
     resolve_when_clear: bool,
+    /// Most analyses of the org waiting at once, and how many wait now (read when first needed).
+    max_queued: u32,
+    queued: Option<u64>,
 }
 
 /// What a committed correlation did.
@@ -97,11 +118,21 @@ impl Incidents {
             incidents: Vec::new(),
             dirty: HashMap::new(),
             resolve_when_clear,
+            max_queued: u32::MAX,
+            queued: None,
         })
     }
 }
 
 impl CorrelationTx {
+    /// At most `max` analyses of the org wait at once: an incident opened beyond that is not
+    /// analysed (it says why, and "analyse again" queues it), so a storm of distinct alerts
+    /// cannot run up the org's model bill.
+    pub fn queue_limit(mut self, max: u32) -> CorrelationTx {
+        self.max_queued = max;
+        self
+    }
+
     /// The org's alerts waiting to be placed, oldest first.
     pub async fn pending(&self, limit: u64) -> Result<Vec<incident_alerts::Model>, StorageError> {
         Ok(self
@@ -115,12 +146,25 @@ impl CorrelationTx {
             .await?)
     }
 
-    /// Loads the org's open incidents (the 500 with the latest alerts) and their alerts.
-    pub async fn load_open(&mut self) -> Result<(), StorageError> {
+    /// Loads the org's open incidents (the 500 with the latest alerts), those resolved within
+    /// `reopen` (a flapping alert reopens its incident rather than opening one each time), and
+    /// their alerts.
+    pub async fn load_open(&mut self, reopen: chrono::Duration) -> Result<(), StorageError> {
+        let since = Utc::now()
+            .checked_sub_signed(reopen)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let rows = self
             .tx
             .select::<incidents::Entity>()
-            .filter(incidents::Column::Status.is_in(["investigating", "analyzed"]))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(incidents::Column::Status.is_in(["investigating", "analyzed"]))
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(incidents::Column::Status.eq("resolved"))
+                            .add(incidents::Column::ResolvedAt.gte(since)),
+                    ),
+            )
             .order_by_desc(incidents::Column::LastAlertAt)
             .limit(500)
             .all(self.tx.conn())
@@ -133,15 +177,7 @@ impl CorrelationTx {
             .order_by_asc(incident_alerts::Column::ReceivedAt)
             .all(self.tx.conn())
             .await?;
-        let mut open: Vec<OpenIncident> = rows
-            .into_iter()
-            .map(|row| OpenIncident {
-                row,
-                groups: HashSet::new(),
-                services: HashSet::new(),
-                alerts: HashMap::new(),
-            })
-            .collect();
+        let mut open: Vec<OpenIncident> = rows.into_iter().map(OpenIncident::new).collect();
         let index: HashMap<Uuid, usize> = open
             .iter()
             .enumerate()
@@ -172,16 +208,31 @@ impl CorrelationTx {
                 ))
             }
             Place::Open => {
-                let row = new_incident(alert, now);
+                let mut row = new_incident(alert, now);
+                let queued = match self.queued {
+                    Some(n) => n,
+                    None => {
+                        self.tx
+                            .select::<incidents::Entity>()
+                            .filter(incidents::Column::RcaStatus.eq("queued"))
+                            .count(self.tx.conn())
+                            .await?
+                    }
+                };
+                if queued >= u64::from(self.max_queued) {
+                    row.rca_status = "failed".into();
+                    row.rca_error = Some(format!(
+                        "not analysed: {queued} analyses of this org were already waiting \
+                         (AURORA_RCA_MAX_QUEUED_PER_ORG); analyse it again when they are done"
+                    ));
+                    self.queued = Some(queued);
+                } else {
+                    self.queued = Some(queued + 1);
+                }
                 let row = incidents::Entity::insert(incidents::ActiveModel::from(row))
                     .exec_with_returning(self.tx.conn())
                     .await?;
-                self.incidents.push(OpenIncident {
-                    row,
-                    groups: HashSet::new(),
-                    services: HashSet::new(),
-                    alerts: HashMap::new(),
-                });
+                self.incidents.push(OpenIncident::new(row));
                 let i = self.incidents.len() - 1;
                 self.dirty.insert(i, true);
                 Some(i)
@@ -220,7 +271,11 @@ impl CorrelationTx {
                 let new = Severity::parse(&alert.severity).unwrap_or(Severity::Medium);
                 row.severity = current.max(new).as_str().into();
             }
-            if resolve_when_clear && row.firing_count == 0 {
+            if row.status == "resolved" && alert.status == "firing" {
+                // Flapping: the incident it was part of opens again.
+                row.status = "investigating".into();
+                row.resolved_at = None;
+            } else if resolve_when_clear && row.firing_count == 0 && row.status != "resolved" {
                 row.status = "resolved".into();
                 row.resolved_at = Some(now);
             }
@@ -240,54 +295,48 @@ impl CorrelationTx {
         let mut dirty: Vec<(usize, bool)> = self.dirty.into_iter().collect();
         dirty.sort();
         for (i, new) in dirty {
-            let row = &self.incidents[i].row;
-            if !new {
+            let inc = &self.incidents[i];
+            let row = &inc.row;
+            // The counts are the correlator's alone (one at a time per org); status and
+            // severity are written only when this correlation changed them, and a status only
+            // over the one it was loaded with.
+            let mut update = incidents::Entity::update_many()
+                .col_expr(incidents::Column::AlertCount, Expr::value(row.alert_count))
+                .col_expr(
+                    incidents::Column::FiringCount,
+                    Expr::value(row.firing_count),
+                )
+                .col_expr(
+                    incidents::Column::LastAlertAt,
+                    Expr::value(row.last_alert_at),
+                )
+                .col_expr(incidents::Column::UpdatedAt, Expr::value(row.updated_at))
+                .filter(self.tx.org_filter::<incidents::Entity>())
+                .filter(incidents::Column::Id.eq(row.id));
+            if row.severity != inc.loaded.1 {
+                update = update.col_expr(
+                    incidents::Column::Severity,
+                    Expr::value(row.severity.clone()),
+                );
+            }
+            update.exec(self.tx.conn()).await?;
+            if row.status != inc.loaded.0 {
                 incidents::Entity::update_many()
-                    .col_expr(incidents::Column::AlertCount, Expr::value(row.alert_count))
-                    .col_expr(
-                        incidents::Column::FiringCount,
-                        Expr::value(row.firing_count),
-                    )
-                    .col_expr(
-                        incidents::Column::LastAlertAt,
-                        Expr::value(row.last_alert_at),
-                    )
-                    .col_expr(
-                        incidents::Column::Severity,
-                        Expr::value(row.severity.clone()),
-                    )
                     .col_expr(incidents::Column::Status, Expr::value(row.status.clone()))
                     .col_expr(incidents::Column::ResolvedAt, Expr::value(row.resolved_at))
-                    .col_expr(incidents::Column::UpdatedAt, Expr::value(row.updated_at))
                     .filter(self.tx.org_filter::<incidents::Entity>())
                     .filter(incidents::Column::Id.eq(row.id))
+                    .filter(incidents::Column::Status.eq(inc.loaded.0.clone()))
                     .exec(self.tx.conn())
                     .await?;
-            } else {
-                // A new incident's row was inserted before its first alert joined it.
-                incidents::Entity::update_many()
-                    .col_expr(incidents::Column::AlertCount, Expr::value(row.alert_count))
-                    .col_expr(
-                        incidents::Column::FiringCount,
-                        Expr::value(row.firing_count),
-                    )
-                    .col_expr(
-                        incidents::Column::Severity,
-                        Expr::value(row.severity.clone()),
-                    )
-                    .col_expr(
-                        incidents::Column::LastAlertAt,
-                        Expr::value(row.last_alert_at),
-                    )
-                    .filter(self.tx.org_filter::<incidents::Entity>())
-                    .filter(incidents::Column::Id.eq(row.id))
-                    .exec(self.tx.conn())
-                    .await?;
+            }
+            if new {
                 out.opened.push(row.id);
             }
             let change = match (new, row.status.as_str()) {
                 (true, _) => "created",
-                (false, "resolved") => "resolved",
+                (false, "resolved") if inc.loaded.0 != "resolved" => "resolved",
+                (false, _) if inc.loaded.0 == "resolved" && row.status != "resolved" => "reopened",
                 _ => "updated",
             };
             let event = feed::record(
@@ -341,6 +390,7 @@ fn new_incident(alert: &incident_alerts::Model, now: DateTime<Utc>) -> incidents
         notes: None,
         rca_status: "queued".into(),
         rca_attempts: 0,
+        rca_run: 0,
         rca_node: None,
         rca_heartbeat_at: None,
         rca_error: None,

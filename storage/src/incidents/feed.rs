@@ -4,7 +4,8 @@
 //! (Redis) it goes to one stream that every node follows, so a client on any node sees what
 //! any node wrote; on the embedded backend (one node) it goes straight to this node's clients.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -72,22 +73,48 @@ pub(crate) async fn record(
 #[derive(Clone)]
 pub struct Feed {
     cache: Cache,
-    local: broadcast::Sender<Arc<FeedEvent>>,
+    /// One channel per org with clients on this node: a busy org fills its own channel only,
+    /// so its storm makes no other org's clients fall behind.
+    local: Arc<Mutex<HashMap<Uuid, broadcast::Sender<Arc<FeedEvent>>>>>,
 }
+
+/// Events an org's live clients may fall behind by before they are told to resume from storage.
+const PER_ORG: usize = 1024;
 
 impl Feed {
     pub fn new(cache: Cache) -> Feed {
-        let (local, _) = broadcast::channel(4096);
-        Feed { cache, local }
+        Feed {
+            cache,
+            local: Arc::default(),
+        }
     }
 
     fn shared(&self) -> bool {
         matches!(self.cache, Cache::Redis(_))
     }
 
-    /// Every event published on any node from now on (the caller filters by org).
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
-        self.local.subscribe()
+    /// Every event of `org_id` published on any node from now on.
+    pub fn subscribe(&self, org_id: Uuid) -> broadcast::Receiver<Arc<FeedEvent>> {
+        let mut orgs = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        if orgs.len() >= 1024 {
+            orgs.retain(|_, tx| tx.receiver_count() > 0);
+        }
+        orgs.entry(org_id)
+            .or_insert_with(|| broadcast::channel(PER_ORG).0)
+            .subscribe()
+    }
+
+    /// Hands events to this node's clients of their orgs; forgets orgs whose clients left.
+    fn deliver(&self, events: impl IntoIterator<Item = FeedEvent>) {
+        let mut orgs = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        for e in events {
+            if let Some(tx) = orgs.get(&e.org_id) {
+                if tx.send(Arc::new(e)).is_err() {
+                    // No receiver left (send fails only then).
+                    orgs.retain(|_, tx| tx.receiver_count() > 0);
+                }
+            }
+        }
     }
 
     /// Publishes committed events. A cache that is down loses them for live clients only:
@@ -97,9 +124,7 @@ impl Feed {
             return;
         }
         if !self.shared() {
-            for e in events {
-                let _ = self.local.send(Arc::new(e));
-            }
+            self.deliver(events);
             return;
         }
         match serde_json::to_string(&events) {
@@ -125,11 +150,7 @@ impl Feed {
                 Ok(batches) => {
                     for batch in batches {
                         match serde_json::from_str::<Vec<FeedEvent>>(&batch) {
-                            Ok(events) => {
-                                for e in events {
-                                    let _ = self.local.send(Arc::new(e));
-                                }
-                            }
+                            Ok(events) => self.deliver(events),
                             Err(e) => tracing::warn!(error = %e, "undecodable feed entry"),
                         }
                     }

@@ -247,6 +247,7 @@ impl Incidents {
             notes: Set((!m.description.is_empty()).then_some(m.description)),
             rca_status: Set("queued".into()),
             rca_attempts: Set(0),
+            rca_run: Set(0),
             rca_node: Set(None),
             rca_heartbeat_at: Set(None),
             rca_error: Set(None),

@@ -87,6 +87,8 @@ impl MigrationTrait for Migration {
                 // queued | running | done | failed
                 .col(string_len("rca_status", 16))
                 .col(integer("rca_attempts"))
+                // The analysis run the thoughts of now go to (0: none yet).
+                .col(integer("rca_run").default(0))
                 // The node running the analysis and when it last said so (stale: re-queued).
                 .col(string_len_null("rca_node", 200))
                 .col(timestamp_with_time_zone_null("rca_heartbeat_at"))
@@ -273,10 +275,38 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // Long conversations: the model sees a summary of the first `context_skip` context
+        // entries instead of them (the history a user reads keeps everything).
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("chat_sessions")
+                    .add_column(text_null("context_summary"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("chat_sessions")
+                    .add_column(integer("context_skip").default(0))
+                    .to_owned(),
+            )
+            .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for column in ["context_skip", "context_summary"] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table("chat_sessions")
+                        .drop_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
         manager
             .alter_table(
                 Table::alter()

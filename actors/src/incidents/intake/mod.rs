@@ -76,13 +76,65 @@ pub fn parse(
     received_at: DateTime<Utc>,
 ) -> Result<Vec<NewAlert>, IntakeError> {
     let value = json_body(body)?;
-    match source {
+    let alerts = match source {
         Source::Grafana => grafana::parse(value, received_at),
         Source::Alertmanager => alertmanager::parse(value, received_at),
         Source::Datadog => datadog::parse(value, received_at),
         Source::Pagerduty => pagerduty::parse(value, received_at),
         Source::Generic => generic::parse(value, received_at),
         Source::Manual => Err(invalid("manual incidents do not come through webhooks")),
+    }?;
+    Ok(alerts.into_iter().map(storable).collect())
+}
+
+/// Longest service and group names kept (the columns' width).
+const MAX_SERVICE: usize = 200;
+const MAX_GROUP: usize = 256;
+/// Most bytes of an alert's raw payload kept: enough to read what the vendor sent, not so much
+/// that every read of an incident's alerts drags megabytes along.
+pub const MAX_RAW: usize = 64 * 1024;
+
+/// What every flavour's alert goes through last: no NUL characters (PostgreSQL's text and
+/// jsonb refuse them: a 500 and a lost delivery otherwise), names cut to their columns, the raw
+/// payload bounded (a longer one keeps its first [`MAX_RAW`] bytes as text).
+fn storable(mut a: NewAlert) -> NewAlert {
+    let clean = |s: &str, max: usize| -> String { s.replace('\0', "").chars().take(max).collect() };
+    a.fingerprint = clean(&a.fingerprint, 256);
+    a.group = a.group.map(|g| clean(&g, MAX_GROUP)).filter(|g| !g.is_empty());
+    a.service = a.service.map(|s| clean(&s, MAX_SERVICE)).filter(|s| !s.is_empty());
+    a.title = clean(&a.title, MAX_TITLE);
+    a.description = clean(&a.description, MAX_DESCRIPTION);
+    a.labels = std::mem::take(&mut a.labels)
+        .into_iter()
+        .map(|(k, v)| (k.replace('\0', ""), v.replace('\0', "")))
+        .collect();
+    strip_nuls(&mut a.raw);
+    let size = a.raw.to_string().len();
+    if size > MAX_RAW {
+        let text = a.raw.to_string();
+        let mut end = MAX_RAW;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        a.raw = serde_json::json!({ "truncated_from_bytes": size, "head": &text[..end] });
+    }
+    a
+}
+
+/// Removes NUL characters from every string and key of a JSON value.
+fn strip_nuls(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if s.contains('\0') => *s = s.replace('\0', ""),
+        Value::Array(items) => items.iter_mut().for_each(strip_nuls),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                let old = std::mem::take(map);
+                map.extend(old.into_iter().map(|(k, v)| (k.replace('\0', ""), v)));
+            }
+            map.values_mut().for_each(strip_nuls);
+        }
+        _ => {}
     }
 }
 

@@ -266,7 +266,7 @@ async fn stream(
         ),
     };
     // Subscribed before the backlog is read, so nothing written in between is missed.
-    let live = s.incidents.feed().subscribe();
+    let live = s.incidents.feed().subscribe(p.org_id);
     let backlog = match after {
         Some(after) => s.incidents.events_after(p.org_id, after, BACKLOG).await?,
         None => Vec::new(),
@@ -281,9 +281,18 @@ async fn stream(
     tokio::spawn(async move {
         use futures::StreamExt;
         let mut events = std::pin::pin!(events);
-        while let Some(e) = events.next().await {
-            if tx.send(e).await.is_err() {
-                return;
+        loop {
+            tokio::select! {
+                // The client went away: stop now, not at the next event.
+                _ = tx.closed() => return,
+                e = events.next() => match e {
+                    Some(e) => {
+                        if tx.send(e).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => return,
+                },
             }
         }
     });
@@ -293,7 +302,7 @@ async fn stream(
 }
 
 /// The SSE events of one client: the backlog, then the org's live events (each once), with a
-/// heartbeat comment whenever nothing else was sent for `heartbeat`. Ends when the client's
+/// heartbeat comment (after checking the client's token again) every `heartbeat`. Ends when the client's
 /// token stops working or the client fell too far behind (it resumes with `Last-Event-ID`).
 fn feed_stream(
     s: Arc<HttpState>,
@@ -310,27 +319,34 @@ fn feed_stream(
             yield Ok(event(&e));
         }
         yield Ok(warp::sse::Event::default().comment("ready"));
+        // The heartbeat (and the token check that goes with it) keeps its own clock: a busy
+        // org's events do not put it off.
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let next = tokio::time::timeout(heartbeat, live.recv()).await;
+            // Chosen inside select!, answered outside it: `yield` cannot sit in a macro's arms.
+            let next = tokio::select! {
+                next = live.recv() => Some(next),
+                _ = beat.tick() => None,
+            };
             match next {
-                Ok(Ok(e)) => {
+                Some(Ok(e)) => {
                     if e.org_id != p.org_id || !sent.insert(e.id) {
                         continue;
                     }
                     if sent.len() > 10_000 {
-                        let first = *sent.iter().next().unwrap_or(&0);
-                        sent.remove(&first);
+                        sent.pop_first();
                     }
                     yield Ok(event(&e));
                 }
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                Some(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
                     // Too far behind: the client reconnects with its last id and reads the
                     // rest from storage.
                     yield Ok(warp::sse::Event::default().event("reset").data("{\"reason\":\"lagged\"}"));
                     break;
                 }
-                Ok(Err(_)) => break,
-                Err(_) => {
+                Some(Err(_)) => break,
+                None => {
                     if s.accounts.authenticate_hash(&token_hash).await.is_err() {
                         yield Ok(warp::sse::Event::default().event("error").data("{\"code\":\"UNAUTHORIZED\"}"));
                         break;

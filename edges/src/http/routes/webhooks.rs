@@ -3,7 +3,7 @@
 //! `POST /api/webhooks/{grafana|datadog|pagerduty|alertmanager|generic}/{token}`: the token in
 //! the URL says whose alerts these are (an unknown or revoked token is a 404 that says nothing
 //! about orgs); PagerDuty deliveries must also carry a valid `X-PagerDuty-Signature` made with
-//! the token's signing secret. The alerts are stored before the answer (202), then the org's
+//! the token's signing secret, and a token with a secret takes nothing but those. The alerts are stored before the answer (202), then the org's
 //! correlator is nudged, wherever in the cluster it runs.
 //!
 //! `/api/org/webhooks`: admins create (the token is shown once), list and revoke tokens.
@@ -87,6 +87,13 @@ async fn deliver(
         .resolve(&token)
         .await?
         .ok_or_else(no_such_webhook)?;
+    // A token with a signing secret was made for PagerDuty: it takes signed deliveries only,
+    // or its signature check could be skipped by posting to another flavour's URL.
+    if owner.signing_secret.is_some() && source != Source::Pagerduty {
+        return Err(ApiError::unauthorized(
+            "this webhook takes only signed PagerDuty deliveries",
+        ));
+    }
     if source == Source::Pagerduty {
         let Some(secret) = &owner.signing_secret else {
             return Err(ApiError::unauthorized(

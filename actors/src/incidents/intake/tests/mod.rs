@@ -258,3 +258,29 @@ fn pagerduty_signatures() {
         );
     }
 }
+
+/// NUL characters (which PostgreSQL refuses in text and jsonb), over-long service and group
+/// names and a huge raw payload are made storable, for every alert of any flavour.
+#[test]
+fn alerts_are_made_storable() {
+    let huge = "x".repeat(200_000);
+    let body = serde_json::json!({
+        "title": "disk\u{0} full",
+        "service": format!("svc\u{0}{}", "s".repeat(1000)),
+        "group": "g".repeat(1000),
+        "fingerprint": "fp\u{0}1",
+        "status": "firing",
+        "labels": { "k\u{0}": "v\u{0}" },
+        "description": huge,
+    });
+    let alerts = parse(Source::Generic, body.to_string().as_bytes(), at()).unwrap();
+    let a = &alerts[0];
+    let all = serde_json::to_string(a).unwrap();
+    assert!(!all.contains("\\u0000"), "{}", &all[..200]);
+    assert_eq!(a.title, "disk full");
+    assert_eq!(a.service.as_ref().unwrap().chars().count(), 200);
+    assert!(a.group.as_ref().unwrap().chars().count() <= 256);
+    assert_eq!(a.labels.get("k").map(String::as_str), Some("v"));
+    assert!(a.raw.to_string().len() <= MAX_RAW + 100, "{}", a.raw.to_string().len());
+    assert!(a.raw["truncated_from_bytes"].as_u64().unwrap() > 200_000);
+}
