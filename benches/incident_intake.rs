@@ -210,18 +210,17 @@ async fn throughput(cfg: &Cfg, client: &reqwest::Client) -> anyhow::Result<Throu
     // Correlation catches up: every accepted alert in an incident.
     let deadline = Instant::now() + Duration::from_secs(cfg.drain_secs);
     let mut drained = None;
-    let mut count = 0;
-    loop {
-        count = placed(cfg, client).await?;
+    let count = loop {
+        let count = placed(cfg, client).await?;
         if count >= accepted as i64 {
             drained = Some(started.elapsed());
-            break;
+            break count;
         }
         if Instant::now() >= deadline {
-            break;
+            break count;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
     Ok(Throughput {
         accepted,
         failed,

@@ -73,6 +73,7 @@ fn sessions_args(
     placement: watch::Receiver<Placement>,
     (cloud_exec, terraform, grants): (CloudExec, Terraform, Grants),
     incidents: aurora_storage::incidents::Incidents,
+    node: &str,
 ) -> anyhow::Result<SessionsArgs> {
     let chat = &config.chat;
     let prices = PriceTable::with_overrides(chat.llm_prices.as_deref().unwrap_or(""))
@@ -101,6 +102,7 @@ fn sessions_args(
             at_percent: chat.summary_at_percent,
             sessions: Sessions::new(db.clone()),
         }),
+        node: node.to_string(),
     };
     let args = SessionsArgs {
         deps: Arc::new(deps),
@@ -374,6 +376,10 @@ impl Node {
         );
         // Each tool call gets its org's credentials from the secret store.
         let grants = Grants::new(Credentials::new(db.clone(), secrets.clone()));
+        let node_name = match &config.node_name {
+            Some(name) => name.clone(),
+            None => format!("aurora@{}", http_listener.local_addr()?),
+        };
         let sessions_args = match &llm {
             Some(llm) => Some(sessions_args(
                 &config,
@@ -387,12 +393,9 @@ impl Node {
                     (exec, tf, grants.clone())
                 },
                 incidents.clone(),
+                &node_name,
             )?),
             None => None,
-        };
-        let node_name = match &config.node_name {
-            Some(name) => name.clone(),
-            None => format!("aurora@{}", http_listener.local_addr()?),
         };
         let (incidents_tx, incidents_handle) = watch::channel(None);
         let pipeline = crate::incidents::parts(crate::incidents::Inputs {
@@ -437,6 +440,7 @@ impl Node {
                 placement: placement_tx,
                 tickets: Tickets::new(&secret, cache.clone(), WS_TICKET_TTL),
                 incidents: incidents_handle.clone(),
+                store: Sessions::new(db.clone()),
             },
             &config.cluster,
             config.bind_addr,

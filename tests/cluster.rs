@@ -1,6 +1,6 @@
 //! Three `aurora serve` processes on 127.0.0.1 forming one cluster over a shared PostgreSQL
 //! database and Redis: sessions spread over the nodes and any node serves any client; a node
-//! killed mid-turn; every node restarted in turn under a running load.
+//! killed mid-turn (its turn continues elsewhere); every node restarted in turn under a running load.
 
 mod common;
 
@@ -140,20 +140,35 @@ async fn sessions_spread_over_three_nodes_and_any_node_serves_any_client() {
     assert_eq!(c.fake.requests().len(), calls);
 }
 
+/// Counts its runs in the session's work directory (its working directory), then takes its
+/// time: the node running it is killed meanwhile.
+const SLOW_KUBECTL: &str = "#!/bin/sh\necho run >> kubectl-runs\nsleep 20\necho 'web-1 0/1 CrashLoopBackOff'\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_killed_mid_turn_loses_only_that_turn_and_its_sessions_come_back() {
-    let slow = Reply::Stream(Completion {
-        text: (0..100).map(|i| format!("slow {i} ")).collect(),
-        usage: Some((5, 5)),
-        delay: Duration::from_millis(100),
-        ..Default::default()
-    });
+async fn a_node_killed_mid_tool_call_leaves_its_turn_to_continue_elsewhere_without_running_the_tool_again(
+) {
+    let tools = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        tools.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let bin = tools.path().join("kubectl");
+    std::fs::write(&bin, SLOW_KUBECTL).unwrap();
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", tools.path().display());
     let script = vec![
         Reply::text(&["first answer"], (3, 2)),
-        slow,
+        Reply::tool_call(
+            "c1",
+            "cloud_exec",
+            &["{\"command\": \"kubectl get pods\"}"],
+            (10, 5),
+        ),
+        Reply::text(&["continued after the interruption"], (3, 2)),
         Reply::text(&["third answer"], (3, 2)),
     ];
-    let mut c = TestCluster::start(3, script).await;
+    let mut c = TestCluster::start_with(3, script, &[("AURORA_TOOL_PATH", path.as_str())]).await;
     let token = c.register(0, "ops@failover.test").await;
     let place = placement(&c);
     let victim = c.nodes[2].name.clone();
@@ -168,44 +183,77 @@ async fn a_node_killed_mid_turn_loses_only_that_turn_and_its_sessions_come_back(
     let frames = turn(&mut ws).await.unwrap();
     assert_eq!(text_of(&frames), "first answer", "{frames:?}");
 
-    // The second turn streams from node3; kill -9 it mid-stream.
+    // The second turn's tool runs on node3; kill -9 it while the tool runs.
     query(&mut ws, &sid, "second", "agent").await;
     loop {
         let f = next(&mut ws).await.expect("streaming");
-        if f["type"] == "message" {
+        if f["type"] == "tool_call" && f["data"]["status"] == "running" {
             break;
         }
     }
+    let dir = c.dir().to_path_buf();
+    let runs = || {
+        walk(&dir)
+            .into_iter()
+            .filter(|p| p.file_name().is_some_and(|n| n == "kubectl-runs"))
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default().lines().count())
+            .sum::<usize>()
+    };
+    let started = Instant::now();
+    while runs() == 0 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(runs(), 1, "the tool started");
     let killed = Instant::now();
     c.kill(2);
-    // The client is told its turn was lost, and the turn ends.
-    let frames = turn(&mut ws).await.expect("the lost turn still ends");
-    let errs = errors(&frames);
-    assert_eq!(errs.len(), 1, "{frames:?}");
-    assert_eq!(errs[0]["data"]["code"], "INTERNAL");
-    assert!(
-        errs[0]["data"]["text"].as_str().unwrap().contains("lost"),
-        "{errs:?}"
-    );
+    // The same client receives the rest of the turn from the session's new owner: the call
+    // is reported interrupted (not run again) and the model goes on.
+    let frames = turn(&mut ws).await.expect("the turn goes on");
     let told = killed.elapsed();
+    assert!(errors(&frames).is_empty(), "{frames:?}\n{}", c.logs());
+    let interrupted: Vec<&Value> = frames
+        .iter()
+        .filter(|f| f["type"] == "tool_error")
+        .collect();
+    assert_eq!(interrupted.len(), 1, "{frames:?}");
+    assert!(
+        interrupted[0].to_string().contains("interrupted"),
+        "{interrupted:?}"
+    );
+    assert_eq!(text_of(&frames), "continued after the interruption");
+    assert_eq!(runs(), 1, "the tool ran once");
+    // The model was shown the call and that it was interrupted.
+    let resumed = c.fake.requests().last().unwrap()["messages"].to_string();
+    assert!(
+        resumed.contains("kubectl get pods") && resumed.contains("interrupted"),
+        "{resumed}"
+    );
 
-    // Asking again works at once: the session is rebuilt on a live node from storage.
+    // Asking again works at once, on a live node.
     query(&mut ws, &sid, "third", "agent").await;
     let frames = turn(&mut ws).await.expect("the next turn ends");
     assert!(errors(&frames).is_empty(), "{frames:?}\n{}", c.logs());
     assert_eq!(text_of(&frames), "third answer");
     let rehomed = killed.elapsed();
-    println!("failover: client told after {told:?}, next turn done after {rehomed:?}");
-    // The model saw the history up to the lost turn.
-    let last = c.fake.requests().last().unwrap()["messages"].clone();
-    assert!(last.to_string().contains("first answer"), "{last}");
-    // Stored: the first and third turns; nothing half-written of the second.
+    println!("failover: turn continued within {told:?}, next turn done after {rehomed:?}");
+    // Stored, in order: every step of the interrupted turn and its continuation.
     let history = c.history(1, &token, &sid).await;
-    let contents: Vec<&str> = history
+    let roles: Vec<&str> = history
         .iter()
-        .map(|m| m["content"].as_str().unwrap_or(""))
+        .map(|m| m["role"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(contents, ["first", "first answer", "third", "third answer"]);
+    assert_eq!(
+        roles,
+        ["user", "assistant", "user", "assistant", "tool", "assistant", "user", "assistant"],
+        "{history:#?}"
+    );
+    assert_eq!(history[2]["content"], "second");
+    assert!(
+        history[4]["content"].as_str().unwrap().starts_with("interrupted"),
+        "{history:#?}"
+    );
+    assert_eq!(history[5]["content"], "continued after the interruption");
+    assert_eq!(runs(), 1, "the tool ran once");
     c.wait_members(2).await;
     let homes = session_homes(&c, 1, &token).await;
     let home = homes
@@ -216,6 +264,70 @@ async fn a_node_killed_mid_turn_loses_only_that_turn_and_its_sessions_come_back(
         matches!(home.as_deref(), Some("node1") | Some("node2")),
         "{homes:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_whose_node_dies_with_no_client_waiting_still_finishes() {
+    let script = vec![
+        Reply::Stream(Completion {
+            text: (0..100).map(|i| format!("slow {i} ")).collect(),
+            usage: Some((5, 5)),
+            delay: Duration::from_millis(100),
+            ..Default::default()
+        }),
+        Reply::text(&["finished elsewhere"], (3, 2)),
+    ];
+    let mut c = TestCluster::start(3, script).await;
+    let token = c.register(0, "ops@orphan.test").await;
+    let place = placement(&c);
+    let victim = c.nodes[2].name.clone();
+    let sid = loop {
+        let sid = c.new_session(0, &token).await;
+        if place.owner(Uuid::parse_str(&sid).unwrap()) == victim {
+            break sid;
+        }
+    };
+    // The client is on the node that dies too: nobody waits for the rest of the turn.
+    let mut ws = c.open(2, 2, &token).await.expect("connects");
+    query(&mut ws, &sid, "question", "agent").await;
+    loop {
+        let f = next(&mut ws).await.expect("streaming");
+        if f["type"] == "message" {
+            break;
+        }
+    }
+    c.kill(2);
+    // A live node that owns the session now continues the turn from its stored query.
+    let started = Instant::now();
+    let history = loop {
+        let history = c.history(0, &token, &sid).await;
+        if history.len() >= 2 || started.elapsed() > Duration::from_secs(30) {
+            break history;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let contents: Vec<&str> = history
+        .iter()
+        .map(|m| m["content"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(contents, ["question", "finished elsewhere"], "{}", c.logs());
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

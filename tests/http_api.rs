@@ -500,6 +500,7 @@ async fn llm_usage_summaries(backend: Backend) {
             context: Some(vec![]),
             first_query: None,
             usage: vec![rec],
+            mark: Default::default(),
         };
         let writer = writer.clone();
         async move { writer.save(turn).await }
@@ -603,6 +604,7 @@ async fn turn_history_is_persisted(backend: Backend) {
             context: Some(context),
             first_query: first.map(str::to_string),
             usage: vec![],
+            mark: Default::default(),
         };
         let writer = writer.clone();
         async move { writer.save(turn).await }

@@ -110,10 +110,30 @@ async fn an_alert_on_one_node_reaches_the_feed_on_another_and_jobs_run_once_per_
     assert!(tree.to_string().contains("expired_tokens"), "{tree}");
 }
 
-const KUBECTL: &str = "#!/bin/sh\necho 'web-1 0/1 CrashLoopBackOff'\n";
+/// Counts its runs in its working directory (the session's), then takes its time: the node
+/// running it is killed meanwhile, between the call and its result.
+const KUBECTL: &str =
+    "#!/bin/sh\necho run >> kubectl-runs\nsleep 20\necho 'web-1 0/1 CrashLoopBackOff'\n";
+
+/// How many times the fake kubectl ran, on any node.
+fn kubectl_runs(dir: &std::path::Path) -> usize {
+    let mut runs = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == "kubectl-runs") {
+                runs += std::fs::read_to_string(&path).unwrap_or_default().lines().count();
+            }
+        }
+    }
+    runs
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_analysis_whose_node_dies_finishes_elsewhere_without_running_its_tool_again() {
+async fn an_analysis_whose_node_dies_mid_tool_finishes_elsewhere_without_running_the_tool_again() {
     let tools = tempfile::tempdir().unwrap();
     std::fs::set_permissions(tools.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let bin = tools.path().join("kubectl");
@@ -125,8 +145,6 @@ async fn an_analysis_whose_node_dies_finishes_elsewhere_without_running_its_tool
         3,
         vec![
             Reply::tool_call("c1", "cloud_exec", &["{\"command\": \"kubectl get pods\"}"], (10, 5)),
-            // The node running the analysis is killed while the model "thinks".
-            Reply::Stall(vec!["Looking".into()], Duration::from_secs(120)),
             Reply::text(&[&format!("```json\n{final_answer}\n```")], (10, 5)),
         ],
         &[("AURORA_TOOL_PATH", path.as_str()), ("AURORA_INCIDENT_TICK_MS", "300")],
@@ -138,10 +156,15 @@ async fn an_analysis_whose_node_dies_finishes_elsewhere_without_running_its_tool
     let (status, v) = deliver(&c.nodes[0].base(), "generic", &token, alert.to_string(), &[]).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{v}");
     let mut feed = open_feed(&c.nodes[0].base(), &admin, None).await;
-    let result = feed
-        .until(30, "the tool's result", |e| e.event == "thought" && e.data["data"]["kind"] == "tool_result")
+    let call = feed
+        .until(30, "the tool call", |e| e.event == "thought" && e.data["data"]["kind"] == "tool_call")
         .await;
-    let id = result.data["incident_id"].as_str().unwrap().to_string();
+    let id = call.data["incident_id"].as_str().unwrap().to_string();
+    let started = std::time::Instant::now();
+    while kubectl_runs(c.dir()) == 0 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(kubectl_runs(c.dir()), 1, "the tool runs");
     // Which node runs it: the claim in storage says.
     let runner = {
         use sea_orm::{ConnectionTrait, Database, Statement};
@@ -168,11 +191,17 @@ async fn an_analysis_whose_node_dies_finishes_elsewhere_without_running_its_tool
     let thoughts = done["thoughts"].as_array().unwrap();
     let calls: Vec<&Value> = thoughts.iter().filter(|t| t["kind"] == "tool_call").collect();
     let results: Vec<&Value> = thoughts.iter().filter(|t| t["kind"] == "tool_result").collect();
-    assert_eq!(calls.len(), 1, "the tool ran once: {thoughts:#?}");
+    assert_eq!(calls.len(), 1, "the tool was called once: {thoughts:#?}");
+    assert_eq!(kubectl_runs(c.dir()), 1, "the tool ran once");
+    // Its result is recorded once, as interrupted.
     assert_eq!(results.len(), 1, "{thoughts:#?}");
+    assert!(
+        results[0]["content"].as_str().unwrap().starts_with("interrupted"),
+        "{thoughts:#?}"
+    );
     assert!(thoughts.iter().all(|t| t["run"] == 1), "one run, continued: {thoughts:#?}");
-    // The model was shown what was already done.
+    // The model was shown what was already done, and that the call was interrupted.
     let requests = c.fake.requests();
     let last = requests.last().unwrap()["messages"].to_string();
-    assert!(last.contains("continues here") && last.contains("CrashLoopBackOff"), "{last}");
+    assert!(last.contains("continues here") && last.contains("interrupted"), "{last}");
 }

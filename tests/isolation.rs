@@ -78,6 +78,7 @@ async fn two_orgs(t: &TestNode) -> (Uuid, Uuid) {
                 output_tokens: 20,
                 cost_usd: 0.001,
             }],
+            mark: Default::default(),
         };
         TurnWriter::start(t.node().db().clone(), Cache::local())
             .save(write)

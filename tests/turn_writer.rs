@@ -6,7 +6,7 @@ mod common;
 
 use aurora_storage::cache::Cache;
 use aurora_storage::sessions::Sessions;
-use aurora_storage::turns::{TurnWrite, TurnWriter};
+use aurora_storage::turns::{OpenTurn, TurnMark, TurnWrite, TurnWriter};
 use aurora_storage::usage::{LlmUsage, UsageRecord};
 use common::{Backend, TestNode};
 use serde_json::json;
@@ -78,6 +78,7 @@ async fn concurrent_turns_are_written_whole(backend: Backend) {
                 context: None,
                 first_query: Some(format!("q{round}")),
                 usage: vec![call(0.001), call(0.002)],
+                mark: Default::default(),
             };
             jobs.push(tokio::spawn(async move { writer.save(turn).await }));
         }
@@ -89,6 +90,7 @@ async fn concurrent_turns_are_written_whole(backend: Backend) {
             context: Some(vec![]),
             first_query: None,
             usage: vec![call(0.5)],
+            mark: Default::default(),
         };
         let writer = writer.clone();
         jobs.push(tokio::spawn(async move { writer.save(turn).await }));
@@ -120,6 +122,7 @@ async fn concurrent_turns_are_written_whole(backend: Backend) {
         context: Some(vec![]),
         first_query: None,
         usage: vec![call(f64::NAN)],
+        mark: Default::default(),
     };
     assert!(writer.save(bad).await.is_err());
     assert_eq!(usage.summary(&a).await.unwrap().calls, 40);
@@ -167,6 +170,7 @@ async fn legacy_arrays_come_first(backend: Backend) {
         context: None,
         first_query: Some("new question".into()),
         usage: vec![],
+        mark: Default::default(),
     };
     TurnWriter::start(db.clone(), Cache::local())
         .save(turn)
@@ -240,6 +244,7 @@ async fn batches_check_owners_and_fail_whole(backend: Backend) {
         context: None,
         first_query: Some(first.to_string()),
         usage: (0..calls).map(|_| call(0.001)).collect(),
+        mark: Default::default(),
     };
     let jobs: Vec<_> = [
         turn(untitled, "  why is\n the   api slow ", 1),
@@ -359,6 +364,7 @@ async fn context_reads_go_together(backend: Backend) {
                     context: None,
                     first_query: None,
                     usage: vec![],
+                    mark: Default::default(),
                 };
                 writer.save(turn).await.unwrap();
             }
@@ -426,7 +432,89 @@ async fn context_reads_go_together(backend: Backend) {
     t.stop().await;
 }
 
+/// A turn's marker: opened by its first write, kept by the steps between, closed by its last,
+/// also when several of them go in one batch; found by the sweep for orphaned turns with its
+/// user; taken over by one node only (the second claim of the same marker fails).
+async fn turn_markers_open_keep_close_and_are_claimed_once(backend: Backend) {
+    let TwoOrgs {
+        t,
+        writer,
+        sessions,
+        a,
+        b,
+        ..
+    } = two_orgs(backend).await;
+    let sa = sessions.create(&a, None).await.unwrap().id;
+    let sb = sessions.create(&b, None).await.unwrap().id;
+    let open = |node: &str| OpenTurn {
+        node: node.into(),
+        model: "gpt-4o".into(),
+        mode: "agent".into(),
+        interactive: true,
+        started_at: chrono::Utc::now(),
+        resumes: 0,
+    };
+    let step = |who: &aurora_storage::auth::Principal, id, text: &str, mark| TurnWrite {
+        who: who.clone(),
+        session_id: id,
+        messages: vec![json!({ "role": "user", "content": text })],
+        context: None,
+        first_query: None,
+        usage: vec![],
+        mark,
+    };
+    writer
+        .save(step(&a, sa, "q", TurnMark::Open(open("node-a"))))
+        .await
+        .unwrap();
+    writer.save(step(&a, sa, "s1", TurnMark::Keep)).await.unwrap();
+    let seen = sessions.open_turn(&a, sa).await.unwrap().expect("open");
+    assert_eq!(OpenTurn::parse(&seen).unwrap().node, "node-a");
+    assert_eq!(sessions.open_turn(&b, sb).await.unwrap(), None);
+    // Another org's user cannot read it.
+    assert!(sessions.open_turn(&b, sa).await.is_err());
+    // The sweep sees it, with its user.
+    let found = sessions.open_turns().await.unwrap();
+    let mine: Vec<_> = found.iter().filter(|o| o.session_id == sa).collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].who.user_id, a.user_id);
+    assert_eq!(mine[0].who.org_id, a.org_id);
+    assert_eq!(mine[0].open.node, "node-a");
+    // Two nodes claim it: one wins.
+    let next = OpenTurn {
+        resumes: 1,
+        ..open("node-b")
+    };
+    assert!(sessions.claim_turn(&a, sa, &seen, Some(&next)).await.unwrap());
+    assert!(!sessions.claim_turn(&a, sa, &seen, Some(&open("node-c"))).await.unwrap());
+    // Nor can another org's user take it.
+    let now = sessions.open_turn(&a, sa).await.unwrap().unwrap();
+    assert!(!sessions.claim_turn(&b, sa, &now, None).await.unwrap());
+    assert_eq!(OpenTurn::parse(&now).unwrap().node, "node-b");
+    // Open, step and close of two sessions in one batch: each ends as its last write says.
+    let jobs = vec![
+        writer.enqueue(step(&b, sb, "q", TurnMark::Open(open("node-b")))).await.unwrap(),
+        writer.enqueue(step(&a, sa, "s2", TurnMark::Keep)).await.unwrap(),
+        writer.enqueue(step(&a, sa, "end", TurnMark::Close)).await.unwrap(),
+        writer.enqueue(step(&b, sb, "s1", TurnMark::Keep)).await.unwrap(),
+    ];
+    for job in jobs {
+        job.committed().await.unwrap();
+    }
+    assert_eq!(sessions.open_turn(&a, sa).await.unwrap(), None);
+    assert!(sessions.open_turn(&b, sb).await.unwrap().is_some());
+    assert_eq!(sessions.llm_context(&a, sa).await.unwrap().len(), 4);
+    assert!(!sessions
+        .open_turns()
+        .await
+        .unwrap()
+        .iter()
+        .any(|o| o.session_id == sa));
+    t.stop().await;
+}
+
 on_both_backends!(
+    turn_markers_open_keep_close_and_are_claimed_once,
     concurrent_turns_are_written_whole,
     batches_check_owners_and_fail_whole,
     context_reads_go_together,

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::protocol::{Decision, ErrorCode, FrameSink, ServerFrame, UsageInfoData};
 use crate::turn::{run_turn, TurnDeps, TurnInput, TurnIo};
 use crate::{ActorSnapshot, Mailbox};
-use aurora_storage::turns::TurnWrite;
+use aurora_storage::turns::{TurnMark, TurnWrite};
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
@@ -117,8 +117,8 @@ impl Actor for AgentRunActor {
                     ))
                     .await;
             }
-            let messages: Vec<serde_json::Value> = outcome
-                .messages
+            // The turn's last write: what its steps did not queue yet, closing its marker.
+            let messages: Vec<serde_json::Value> = outcome.messages[outcome.written..]
                 .iter()
                 .filter_map(|m| serde_json::to_value(m).ok())
                 .collect();
@@ -127,8 +127,14 @@ impl Actor for AgentRunActor {
                 session_id,
                 messages,
                 context: None,
-                first_query: Some(args.input.query.clone()),
+                first_query: (!outcome.opened && !args.input.resume)
+                    .then(|| args.input.query.clone()),
                 usage: outcome.usage,
+                mark: if outcome.opened {
+                    TurnMark::Close
+                } else {
+                    TurnMark::Keep
+                },
             };
             match args.deps.writer.save(turn).await {
                 // The user's running total after this turn (PROTOCOL.md: usage_info).

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use aurora_models::llm::ChatMessage;
 use aurora_storage::auth::Principal;
 use aurora_storage::sessions::Sessions;
+use aurora_storage::turns::OpenTurn;
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::{mpsc, oneshot};
@@ -72,6 +73,12 @@ pub enum SessionMsg {
     Cancel,
     /// A (re)connected client's channel: the running turn's frames go there from now on.
     Attach(mpsc::Sender<ServerFrame>),
+    /// The node that ran this session's turn died: continue the turn from its last durable
+    /// step (if it is still open and no other node took it), streaming to `frames` if a
+    /// client waits for it. Already running here: `frames` is attached to it.
+    Resume {
+        frames: Option<mpsc::Sender<ServerFrame>>,
+    },
     Status(RpcReplyPort<ActorSnapshot>),
     /// Hibernate if idle: the answer is the state to keep, and the actor stops. `None` (it
     /// keeps running) when a turn runs or messages wait behind this one.
@@ -119,6 +126,7 @@ impl SessionActor {
         myself: &ActorRef<SessionMsg>,
         state: &mut SessionState,
         (query, mode, model, interactive, frames): QueryParts,
+        resume: bool,
     ) -> Result<(), ActorProcessingErr> {
         let sid = state.args.session_id;
         if state.run.is_some() {
@@ -177,6 +185,7 @@ impl SessionActor {
             model: model.unwrap_or_else(|| state.args.shared.default_model.clone()),
             mode,
             interactive,
+            resume,
         };
         let sink = FrameSink::new(frames);
         let (saved_tx, saved) = oneshot::channel();
@@ -197,6 +206,98 @@ impl SessionActor {
         Ok(())
     }
 }
+
+impl SessionActor {
+    /// Continues the turn a dead node left open (see [`SessionMsg::Resume`]).
+    async fn resume(
+        myself: &ActorRef<SessionMsg>,
+        state: &mut SessionState,
+        frames: Option<mpsc::Sender<ServerFrame>>,
+    ) -> Result<(), ActorProcessingErr> {
+        let sid = state.args.session_id;
+        if let Some(run) = &state.run {
+            if let Some(frames) = frames {
+                run.frames.attach(frames);
+            }
+            return Ok(());
+        }
+        let shared = state.args.shared.clone();
+        let who = state.args.who.clone();
+        // Tell a waiting client why nothing follows, and end its wait.
+        let finish = |error: Option<(ErrorCode, String)>| {
+            let frames = frames.clone();
+            async move {
+                if let Some(frames) = frames {
+                    if let Some((code, text)) = error {
+                        let _ = frames.send(ServerFrame::error(code, text, Some(sid))).await;
+                    }
+                    let _ = frames.send(ServerFrame::end(sid)).await;
+                }
+            }
+        };
+        let seen = match shared.sessions.open_turn(&who, sid).await {
+            Ok(Some(seen)) => seen,
+            // Ended (its last write landed before its node died) or never durable.
+            Ok(None) => {
+                finish(Some((ErrorCode::Internal, TURN_GONE.into()))).await;
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::error!(session_id = %sid, error = %e, "cannot read the turn to continue");
+                finish(Some((ErrorCode::Internal, TURN_GONE.into()))).await;
+                return Ok(());
+            }
+        };
+        let Some(open) = OpenTurn::parse(&seen) else {
+            finish(Some((ErrorCode::Internal, TURN_GONE.into()))).await;
+            return Ok(());
+        };
+        if open.resumes >= MAX_RESUMES {
+            // Closed, not continued: its dangling calls are answered by the next turn.
+            let closed = shared.sessions.claim_turn(&who, sid, &seen, None).await;
+            tracing::warn!(session_id = %sid, resumes = open.resumes, ?closed, "a turn that keeps losing its node is abandoned");
+            let text = format!(
+                "this turn was continued {} times after the node running it stopped; it is abandoned (your history holds what was saved)",
+                open.resumes
+            );
+            finish(Some((ErrorCode::Internal, text))).await;
+            return Ok(());
+        }
+        let next = OpenTurn {
+            node: shared.deps.node.clone(),
+            resumes: open.resumes + 1,
+            ..open.clone()
+        };
+        match shared.sessions.claim_turn(&who, sid, &seen, Some(&next)).await {
+            Ok(true) => {}
+            // Another node took it, or it ended meanwhile.
+            Ok(false) => {
+                finish(None).await;
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::error!(session_id = %sid, error = %e, "cannot take over the turn");
+                finish(Some((ErrorCode::Internal, TURN_GONE.into()))).await;
+                return Ok(());
+            }
+        }
+        tracing::info!(session_id = %sid, from = %open.node, resumes = next.resumes, "continuing a turn whose node stopped");
+        let mode = serde_json::from_value(serde_json::Value::String(open.mode.clone()))
+            .unwrap_or(Mode::Ask);
+        // Without a client, frames go nowhere until one attaches.
+        let frames = frames.unwrap_or_else(|| mpsc::channel(1).0);
+        // The context is read again: it holds the turn's steps so far.
+        state.context = None;
+        let parts = (String::new(), mode, Some(open.model), open.interactive, frames);
+        Self::start_turn(myself, state, parts, true).await
+    }
+}
+
+/// What a client waiting on a turn that cannot be continued is told.
+pub const TURN_GONE: &str = "the node running this turn stopped and the turn cannot be continued (your history holds what was saved): ask again";
+
+/// Continuations of one turn after its node died, before it is abandoned.
+const MAX_RESUMES: u32 = 3;
 
 /// A query's fields: text, mode, model, interactive, client channel.
 type QueryParts = (
@@ -256,7 +357,7 @@ impl Actor for SessionActor {
                 // Boxed: the turn start is the largest future this actor awaits, and an
                 // unboxed one would sit in every idle session's task.
                 let query = (query, mode, model, interactive, frames);
-                Box::pin(Self::start_turn(&myself, state, query)).await?;
+                Box::pin(Self::start_turn(&myself, state, query, false)).await?;
             }
             SessionMsg::Decision {
                 confirmation_id,
@@ -273,6 +374,9 @@ impl Actor for SessionActor {
                 if let Some(run) = &state.run {
                     let _ = run.actor.cast(AgentRunMsg::Cancel);
                 }
+            }
+            SessionMsg::Resume { frames } => {
+                Box::pin(Self::resume(&myself, state, frames)).await?;
             }
             SessionMsg::Attach(frames) => {
                 if let Some(run) = &state.run {

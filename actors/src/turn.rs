@@ -13,7 +13,7 @@ use aurora_storage::audit::Audit;
 use aurora_storage::auth::{Accounts, Principal, Role};
 use aurora_storage::classify::{classify, Class, Classification};
 use aurora_storage::policies::{Gate, GateMode, Policies, Verdict};
-use aurora_storage::turns::TurnWriter;
+use aurora_storage::turns::{OpenTurn, Pending, TurnMark, TurnWrite, TurnWriter};
 use aurora_storage::usage::UsageRecord;
 use chrono::Utc;
 use futures::StreamExt;
@@ -61,6 +61,9 @@ pub struct TurnDeps {
     pub folding: Option<crate::summary::Folding>,
     /// Longest a whole turn may run; then it is cancelled, keeping what it produced.
     pub turn_timeout: Duration,
+    /// This node's name, recorded in the marker of each turn it runs: a node that sees it die
+    /// continues its turns.
+    pub node: String,
 }
 
 pub struct TurnInput {
@@ -72,6 +75,9 @@ pub struct TurnInput {
     pub mode: Mode,
     /// A human is connected and can approve (false for background runs such as incident RCA).
     pub interactive: bool,
+    /// Continue the turn the session's history ends with, left open by a node that died (no
+    /// new query: `query` is empty). Its marker was claimed for this node already.
+    pub resume: bool,
 }
 
 /// How a turn ended.
@@ -94,6 +100,11 @@ pub struct TurnOutcome {
     /// The conversation was folded into a summary at the turn's start: the session's context
     /// is no longer its old one plus `messages` (it reloads it from storage).
     pub folded: bool,
+    /// How many of `messages` were queued for storage as the turn went (its durable steps);
+    /// `usage` holds only the rows not queued yet. The rest goes with the turn's last write.
+    pub written: usize,
+    /// The turn opened the session's turn marker (its last write closes it).
+    pub opened: bool,
 }
 
 /// The channels a turn talks through.
@@ -180,23 +191,51 @@ struct Turn<'a> {
     grant: Option<Arc<OrgGrant>>,
     /// The model's view when the conversation was folded at the start (else `input.history`).
     folded: Option<Vec<ChatMessage>>,
+    /// Durable steps: how many of `added` and of `usage` are queued for storage, the queued
+    /// writes not yet known committed, and whether the session's turn marker is open.
+    written: usize,
+    usage_written: usize,
+    pending: Vec<Pending>,
+    opened: bool,
 }
 
 /// Runs one turn to its end. Never panics on provider or tool failures: they become frames and
 /// a `Failed` status.
 pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> TurnOutcome {
+    // Calls a dead node left without results are answered first (never run again here), so
+    // the history the model sees stays well formed.
+    let unanswered = unanswered(&input.history);
+    let mut added: Vec<ChatMessage> = unanswered
+        .iter()
+        .map(|call| ChatMessage::Tool {
+            tool_call_id: call.id.clone(),
+            content: INTERRUPTED.into(),
+        })
+        .collect();
+    if !input.resume {
+        added.push(ChatMessage::User {
+            content: input.query.clone(),
+        });
+    }
     let mut turn = Turn {
         deps,
         input,
         io,
-        added: vec![ChatMessage::User {
-            content: input.query.clone(),
-        }],
+        added,
         totals: SessionTotals::default(),
         usage: Vec::new(),
         grant: None,
         folded: None,
+        written: 0,
+        usage_written: 0,
+        pending: Vec::new(),
+        // A resumed turn's marker was claimed for this node before it started.
+        opened: input.resume,
     };
+    for call in &unanswered {
+        turn.send(ToolErrorData::frame(call, input.session_id, INTERRUPTED.into()))
+            .await;
+    }
     let status = if input.who.role < Role::Editor && input.mode == Mode::Agent {
         // Viewers may ask, never act: refused before the model is called.
         TurnStatus::Failed {
@@ -204,9 +243,18 @@ pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> Tu
             message: "viewers can only use ask mode (read-only); ask an editor to act".into(),
         }
     } else {
-        turn.fold().await;
+        // The query is durable once accepted; the turn does not wait for it (its first tool
+        // call does).
+        turn.queue_step().await;
+        if !input.resume {
+            turn.fold().await;
+        }
         turn.run().await
     };
+    // Whatever was queued is committed (or its failure logged) before the turn's last write.
+    if let Err(e) = turn.durable().await {
+        tracing::error!(session_id = %input.session_id, error = %e, "a step of the turn was not saved");
+    }
     let outcome = match &status {
         TurnStatus::Completed => "completed",
         TurnStatus::Cancelled => "cancelled",
@@ -223,14 +271,112 @@ pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> Tu
     }
     TurnOutcome {
         folded: turn.folded.is_some(),
+        written: turn.written,
+        opened: turn.opened,
+        usage: turn.usage.split_off(turn.usage_written.min(turn.usage.len())),
         messages: turn.added,
         status,
         totals: turn.totals,
-        usage: turn.usage,
     }
 }
 
+/// What the model is told for a tool call whose node stopped before its result was saved.
+pub const INTERRUPTED: &str = "interrupted: the node running this tool call stopped before its \
+    result was saved. It was not run again; whether it took effect is unknown, so check before \
+    repeating it.";
+
+/// The tool calls of the history's last assistant message that have no result: their turn's
+/// node stopped between saving the call and saving its result.
+pub fn unanswered(history: &[ChatMessage]) -> Vec<ToolCall> {
+    let Some((at, calls)) = history
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(i, m)| match m {
+            ChatMessage::Assistant { tool_calls, .. } => Some((i, tool_calls)),
+            _ => None,
+        })
+    else {
+        return Vec::new();
+    };
+    let answered: std::collections::HashSet<&str> = history[at + 1..]
+        .iter()
+        .filter_map(|m| match m {
+            ChatMessage::Tool { tool_call_id, .. } => Some(tool_call_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    calls
+        .iter()
+        .filter(|c| !answered.contains(c.id.as_str()))
+        .cloned()
+        .collect()
+}
+
 impl Turn<'_> {
+    /// Queues what the turn added since its last step, with the usage rows since, as one
+    /// write; the first opens the session's turn marker. A step that cannot be queued is
+    /// logged and goes with a later one.
+    async fn queue_step(&mut self) {
+        let input = self.input;
+        let messages: Vec<serde_json::Value> = self.added[self.written..]
+            .iter()
+            .filter_map(|m| serde_json::to_value(m).ok())
+            .collect();
+        let usage = self.usage[self.usage_written..].to_vec();
+        if self.opened && messages.is_empty() && usage.is_empty() {
+            return;
+        }
+        let mark = if self.opened {
+            TurnMark::Keep
+        } else {
+            TurnMark::Open(OpenTurn {
+                node: self.deps.node.clone(),
+                model: input.model.clone(),
+                mode: match input.mode {
+                    Mode::Agent => "agent".into(),
+                    Mode::Ask => "ask".into(),
+                },
+                interactive: input.interactive,
+                started_at: Utc::now(),
+                resumes: 0,
+            })
+        };
+        let write = TurnWrite {
+            who: input.who.clone(),
+            session_id: input.session_id,
+            messages,
+            context: None,
+            first_query: (!self.opened && !input.resume).then(|| input.query.clone()),
+            usage,
+            mark,
+        };
+        match self.deps.writer.enqueue(write).await {
+            Ok(pending) => {
+                self.pending.push(pending);
+                self.written = self.added.len();
+                self.usage_written = self.usage.len();
+                self.opened = true;
+            }
+            Err(e) => {
+                tracing::error!(session_id = %input.session_id, error = %e, "cannot queue a step of the turn")
+            }
+        }
+    }
+
+    /// Waits until every queued step is committed: before a tool runs, so that a call that
+    /// changes infrastructure is always on record first (and never run twice by a node that
+    /// continues the turn).
+    async fn durable(&mut self) -> Result<(), String> {
+        let mut failed = None;
+        for pending in self.pending.drain(..) {
+            if let Err(e) = pending.committed().await {
+                failed = Some(e.to_string());
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
     async fn send(&self, frame: ServerFrame) {
         // A client that went away does not stop the turn; its frames are simply dropped.
         self.io.frames.send(frame).await;
@@ -385,6 +531,9 @@ impl Turn<'_> {
             content: text,
             tool_calls: stored_calls,
         });
+        if !calls.is_empty() {
+            self.queue_step().await;
+        }
         for call in calls {
             if self.cancelled() {
                 self.added.push(ChatMessage::Tool {
@@ -393,11 +542,28 @@ impl Turn<'_> {
                 });
                 continue;
             }
-            let content = self.tool(&call).await;
+            // The call, and every result before it, is on record before it runs; if it
+            // cannot be, the call is not run.
+            if self.written < self.added.len() {
+                self.queue_step().await;
+            }
+            let content = match self.durable().await {
+                Ok(()) if self.written == self.added.len() => self.tool(&call).await,
+                failed => {
+                    let why = failed.err().unwrap_or_else(|| "not queued".into());
+                    tracing::error!(session_id = %sid, error = %why, "a tool call was not saved; not running it");
+                    let error = "not run: the turn could not be saved, and a tool call is only \
+                        run once it is on record"
+                        .to_string();
+                    self.send(ToolErrorData::frame(&call, sid, error.clone())).await;
+                    error
+                }
+            };
             self.added.push(ChatMessage::Tool {
                 tool_call_id: call.id,
                 content,
             });
+            self.queue_step().await;
         }
         if self.cancelled() {
             return Ok(Step::Cancelled);

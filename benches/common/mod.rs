@@ -147,6 +147,7 @@ impl Bench {
             approval_timeout: Duration::from_secs(300),
             turn_timeout: Duration::from_secs(60),
             folding: None,
+            node: "test-node".into(),
         };
         SessionsArgs {
             deps: Arc::new(deps),

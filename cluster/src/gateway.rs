@@ -24,8 +24,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent
 use ractor_cluster::RactorClusterMessage;
 use tokio::sync::{mpsc, watch};
 
-use crate::conns::Conns;
-use crate::wire::{self, Answer, Call, Cast, ConnAddr};
+use crate::conns::{Conns, Orphan};
+use crate::wire::{self, Answer, Call, Cast, ConnAddr, Forward};
 
 /// The process-group scope the gateways join, each under its node's name: how a node's
 /// gateway is found.
@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     /// Checks the tickets forwarded frames carry.
     pub tickets: aurora_storage::tickets::Tickets,
     pub incidents: aurora_supervisors::incidents::IncidentsHandle,
+    /// The sessions' rows: where the turns a dead node left open are found.
+    pub store: aurora_storage::sessions::Sessions,
 }
 
 pub(crate) struct GatewayActor;
@@ -228,7 +230,8 @@ impl GatewayActor {
     }
 
     /// Recomputes the members and publishes a new placement when they changed; turns that
-    /// clients here were waiting on from a node that left end with an error.
+    /// clients here were waiting on from a node that died continue on their session's new
+    /// owner, and so do the turns it ran that no client waits for, on the nodes that own them.
     fn refresh(state: &mut GatewayState) {
         let shared = &state.shared;
         let grouped = gateways(&shared.name);
@@ -239,14 +242,6 @@ impl GatewayActor {
             .filter(|(_, seen)| seen.elapsed() < SUSPECT_AFTER)
             .map(|(p, _)| p)
             .collect();
-        // A node whose gateway is gone or silent will not finish the turns it runs for
-        // clients here (a node that is only leaving still does).
-        let lost = shared
-            .conns
-            .lost_unless(|node| node == shared.name || reachable.contains(&node.to_string()));
-        if lost > 0 {
-            tracing::warn!(turns = lost, "turns lost with a node that stopped");
-        }
         let live: Vec<String> = ractor::pg::which_scoped_groups(&MEMBERS.to_string())
             .into_iter()
             .filter(|m| reachable.contains(m))
@@ -256,10 +251,29 @@ impl GatewayActor {
         } else {
             Placement::new(shared.name.clone(), live)
         };
+        // A node whose gateway is gone or silent will not finish the turns it runs for
+        // clients here (a node that is only leaving still does): the session's owner in the
+        // new placement continues each.
+        let alive = |node: &str| node == shared.name || reachable.contains(&node.to_string());
+        let orphans = shared.conns.orphaned(alive);
+        if !orphans.is_empty() {
+            tracing::warn!(turns = orphans.len(), "continuing turns whose node stopped");
+        }
         let previous = shared.placement.borrow().clone();
         if next.nodes() == previous.nodes() {
+            for orphan in orphans {
+                continue_turn(shared, &next, orphan);
+            }
             return;
         }
+        // Nodes that died (not merely leaving): the turns they ran for clients elsewhere, or
+        // for no client, continue on their sessions' owners.
+        let dead: HashSet<String> = previous
+            .nodes()
+            .iter()
+            .filter(|n| !alive(n.as_str()))
+            .cloned()
+            .collect();
         let gone: Vec<&String> = previous
             .nodes()
             .iter()
@@ -271,8 +285,105 @@ impl GatewayActor {
             .filter(|n| !previous.nodes().contains(n))
             .collect();
         tracing::info!(members = ?next.nodes(), ?joined, left = ?gone, "cluster membership changed");
-        shared.placement.send_replace(next);
+        shared.placement.send_replace(next.clone());
+        // After the new placement is out, so the owner's sessions supervisor agrees.
+        for orphan in orphans {
+            continue_turn(shared, &next, orphan);
+        }
+        if !dead.is_empty() {
+            resume_orphans(shared.clone(), move |node| dead.contains(node));
+        }
     }
+}
+
+/// Sends the turn of `orphan`'s client to the session's owner in `placement`, to be
+/// continued from its last durable step; if it cannot be sent, the client is told.
+fn continue_turn(shared: &Arc<Shared>, placement: &Placement, orphan: Orphan) {
+    let Orphan {
+        conn,
+        session_id,
+        who,
+        ticket,
+        frames,
+    } = orphan;
+    let owner = placement.owner(session_id).to_string();
+    shared.conns.moved(conn, session_id, &owner);
+    if owner != shared.name {
+        if let Some(gateway) = gateway_of(&owner) {
+            let cast = Cast::Route {
+                session_id,
+                who,
+                ticket,
+                msg: Forward::Resume,
+                reply_to: ConnAddr {
+                    node: shared.name.clone(),
+                    conn,
+                },
+            };
+            if gateway.cast(GatewayMsg::Cast(wire::encode(&cast))).is_err() {
+                shared.conns.lose(conn, session_id);
+            }
+            return;
+        }
+        shared.conns.moved(conn, session_id, &shared.name);
+    }
+    if crate::local::deliver(&shared.sessions, session_id, &who, Forward::Resume, &frames).is_err()
+    {
+        shared.conns.lose(conn, session_id);
+    }
+}
+
+/// Continues, on this node, the open interactive turns whose node fails `dead` and whose
+/// session this node owns, with no client attached yet (one that asks attaches). Background
+/// runs are continued by their own analyses. In a task: it reads storage.
+pub(crate) fn resume_orphans(shared: Arc<Shared>, dead: impl Fn(&str) -> bool + Send + 'static) {
+    tokio::spawn(async move {
+        let open = match shared.store.open_turns().await {
+            Ok(open) => open,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot look for turns left by a stopped node");
+                return;
+            }
+        };
+        let placement = shared.placement.borrow().clone();
+        let orphans: Vec<_> = open
+            .into_iter()
+            .filter(|t| {
+                t.open.interactive && dead(&t.open.node) && placement.is_local(t.session_id)
+            })
+            .collect();
+        if orphans.is_empty() {
+            return;
+        }
+        // At start-up the sessions supervisor may still be starting.
+        let mut handle = shared.sessions.clone();
+        let waited = tokio::time::timeout(
+            Duration::from_secs(60),
+            handle.wait_for(|s| s.is_some()),
+        )
+        .await;
+        let Ok(Ok(sessions)) = waited.map(|r| r.map(|s| s.clone())) else {
+            tracing::warn!(turns = orphans.len(), "no sessions supervisor to continue turns left by a stopped node");
+            return;
+        };
+        let Some(sessions) = sessions else {
+            return;
+        };
+        let mut resumed = 0;
+        for turn in orphans {
+            let route = SessionsMsg::Route {
+                session_id: turn.session_id,
+                who: turn.who,
+                msg: aurora_actors::session::SessionMsg::Resume { frames: None },
+            };
+            if sessions.cast(route).is_ok() {
+                resumed += 1;
+            }
+        }
+        if resumed > 0 {
+            tracing::info!(turns = resumed, "continuing turns left by a stopped node");
+        }
+    });
 }
 
 /// The sender that relays a session's frames to connection `addr` on another node, made on

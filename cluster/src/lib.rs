@@ -51,6 +51,8 @@ pub struct ClusterArgs {
     pub tickets: aurora_storage::tickets::Tickets,
     /// This node's incidents supervisor: correlation nudges for orgs it owns arrive here.
     pub incidents: aurora_supervisors::incidents::IncidentsHandle,
+    /// The sessions' rows: where the turns a dead node left open are found.
+    pub store: aurora_storage::sessions::Sessions,
 }
 
 /// A handle on this node's view of the cluster; cheap to clone.
@@ -115,6 +117,7 @@ impl Cluster {
             leaving: Default::default(),
             tickets: args.tickets,
             incidents: args.incidents,
+            store: args.store,
         });
         shared
             .placement
@@ -188,6 +191,10 @@ impl Cluster {
             }
             _ => (None, None),
         };
+        // Turns this node left open when it last stopped (killed, crashed) continue now; a
+        // node on its own is the only one that could have run any open turn.
+        let (me, clustered) = (args.name.clone(), server.is_some());
+        gateway::resume_orphans(shared.clone(), move |node| !clustered || node == me);
         Ok(Cluster {
             inner: Arc::new(Inner {
                 shared,
@@ -270,7 +277,9 @@ impl Cluster {
         };
         if query {
             // Recorded before it is sent, so that its END cannot arrive first.
-            shared.conns.started(conn.id, session_id, &target);
+            shared
+                .conns
+                .started(conn.id, session_id, &target, who, &conn.ticket);
         }
         if target != shared.name {
             // An owner whose gateway is gone from the groups is leaving: the next placement
@@ -291,7 +300,7 @@ impl Cluster {
                 }
             }
             if query {
-                shared.conns.started(conn.id, session_id, &shared.name);
+                shared.conns.moved(conn.id, session_id, &shared.name);
             }
         }
         let delivered = local::deliver(&shared.sessions, session_id, who, msg, &conn.frames);

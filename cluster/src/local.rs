@@ -39,6 +39,9 @@ pub(crate) fn deliver(
             approver: who.user_id,
         },
         Forward::Cancel => SessionMsg::Cancel,
+        Forward::Resume => SessionMsg::Resume {
+            frames: Some(frames.clone()),
+        },
     };
     let sessions = sessions.borrow().clone();
     let Some(sessions) = sessions else {

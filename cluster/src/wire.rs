@@ -22,6 +22,8 @@ pub enum Forward {
         decision: Decision,
     },
     Cancel,
+    /// Continue the session's turn, whose node died (the client waits for the rest).
+    Resume,
 }
 
 /// Where frames for a forwarded message go back to: a connection on another node.

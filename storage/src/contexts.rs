@@ -151,7 +151,7 @@ async fn read(db: &Db, ids: &[Uuid]) -> Result<HashMap<Uuid, Found>, StorageErro
                     user_id: r.try_get("", "user_id")?,
                     context,
                     summary: r.try_get("", "context_summary")?,
-                    skip: r.try_get::<i32>("", "context_skip")?.max(0) as usize,
+                    skip: Ord::max(r.try_get::<i32>("", "context_skip")?, 0) as usize,
                 })
             }
         };

@@ -103,6 +103,7 @@ impl Sessions {
             deleted_at: Set(None),
             context_summary: Set(None),
             context_skip: Set(0),
+            open_turn: Set(None),
         };
         let tx = self.db.org(who.org_id).await?;
         let m = chat_sessions::Entity::insert(row)
@@ -268,6 +269,8 @@ pub(crate) struct Append<'a> {
     pub context: Option<&'a [serde_json::Value]>,
     /// Names a session still called "New chat".
     pub first_query: Option<&'a str>,
+    /// The session's open-turn marker: `None` keep, `Some(None)` clear, `Some(Some)` set.
+    pub mark: Option<Option<String>>,
 }
 
 /// A new session's title until its first question names it.
@@ -368,11 +371,16 @@ async fn touch_owned<C: ConnectionTrait>(
 ) -> Result<HashMap<Uuid, Uuid>, StorageError> {
     // One entry per session: its owner and the title its first turn of the batch proposes.
     let mut sessions: Vec<(Uuid, &Principal, Option<String>)> = Vec::new();
+    // Each session's open-turn marker as its last write of the batch leaves it.
+    let mut marks: HashMap<Uuid, Option<String>> = HashMap::new();
     let mut seen = HashSet::new();
     for turn in turns {
         if seen.insert(turn.session_id) {
             let title = turn.first_query.map(auto_title).filter(|t| !t.is_empty());
             sessions.push((turn.session_id, turn.who, title));
+        }
+        if let Some(mark) = &turn.mark {
+            marks.insert(turn.session_id, mark.clone());
         }
     }
     let mut live = HashMap::with_capacity(sessions.len());
@@ -395,10 +403,24 @@ async fn touch_owned<C: ConnectionTrait>(
             }
         }
         let rename = rename.finally(col(chat_sessions::Column::Title));
-        let stmt = Query::update()
-            .table(chat_sessions::Entity)
+        let mut stmt = Query::update();
+        stmt.table(chat_sessions::Entity)
             .value(chat_sessions::Column::UpdatedAt, now)
-            .value(chat_sessions::Column::Title, rename)
+            .value(chat_sessions::Column::Title, rename);
+        // Only batches that open or close a turn name the marker (the others keep their text).
+        if chunk.iter().any(|(id, _, _)| marks.contains_key(id)) {
+            let mut mark = CaseStatement::new();
+            for (id, _, _) in chunk {
+                if let Some(text) = marks.get(id) {
+                    mark = mark.case(col(chat_sessions::Column::Id).eq(*id), text.clone());
+                }
+            }
+            stmt.value(
+                chat_sessions::Column::OpenTurn,
+                mark.finally(col(chat_sessions::Column::OpenTurn)),
+            );
+        }
+        let stmt = stmt
             .and_where(col(chat_sessions::Column::Id).is_in(chunk.iter().map(|(id, _, _)| *id)))
             .and_where(col(chat_sessions::Column::DeletedAt).is_null())
             .and_where(col(chat_sessions::Column::UserId).eq(owner_of(|w| w.user_id)))
@@ -464,5 +486,109 @@ pub(crate) fn unpack(body: serde_json::Value, out: &mut Vec<serde_json::Value>) 
     match body {
         serde_json::Value::Array(entries) => out.extend(entries),
         entry => out.push(entry),
+    }
+}
+
+/// A turn left open by a node, as the sweep for orphaned turns finds it.
+#[derive(Clone, Debug)]
+pub struct OrphanCandidate {
+    pub session_id: Uuid,
+    /// The session's user, as the turn acts (role read now: a demotion since holds).
+    pub who: Principal,
+    pub open: crate::turns::OpenTurn,
+}
+
+impl Sessions {
+    /// The marker of the turn running in `who`'s session `id` (JSON text, see
+    /// [`crate::turns::OpenTurn`]), or `None` between turns. `NotFound` when the session is
+    /// not theirs or deleted.
+    pub async fn open_turn(&self, who: &Principal, id: Uuid) -> Result<Option<String>, StorageError> {
+        let stmt = org_select::<chat_sessions::Entity>(who.org_id)
+            .select_only()
+            .column(chat_sessions::Column::OpenTurn)
+            .filter(chat_sessions::Column::Id.eq(id))
+            .filter(chat_sessions::Column::UserId.eq(who.user_id))
+            .filter(chat_sessions::Column::DeletedAt.is_null())
+            .into_query();
+        let rows = self.db.org_query(who.org_id, &stmt).await?;
+        let row = rows.first().ok_or(StorageError::NotFound("session"))?;
+        Ok(row.try_get_by_index::<Option<String>>(0)?)
+    }
+
+    /// Takes over the open turn whose marker reads `seen`, naming `next` (its new node), or
+    /// closes it (`None`): `false` when the marker changed meanwhile (the turn ended, or
+    /// another node took it), so of two nodes trying, one continues the turn.
+    pub async fn claim_turn(
+        &self,
+        who: &Principal,
+        id: Uuid,
+        seen: &str,
+        next: Option<&crate::turns::OpenTurn>,
+    ) -> Result<bool, StorageError> {
+        let tx = self.db.org(who.org_id).await?;
+        let res = chat_sessions::Entity::update_many()
+            .col_expr(
+                chat_sessions::Column::OpenTurn,
+                Expr::value(next.map(crate::turns::OpenTurn::to_text)),
+            )
+            .filter(tx.org_filter::<chat_sessions::Entity>())
+            .filter(chat_sessions::Column::Id.eq(id))
+            .filter(chat_sessions::Column::UserId.eq(who.user_id))
+            .filter(chat_sessions::Column::DeletedAt.is_null())
+            .filter(chat_sessions::Column::OpenTurn.eq(seen))
+            .exec(tx.conn())
+            .await?;
+        tx.commit().await?;
+        Ok(res.rows_affected == 1)
+    }
+
+    /// Every open turn of every org (the system context: a node sweeping for turns that a
+    /// dead node left reads them all, then continues only those it owns). A partial index
+    /// keeps this to the few open ones.
+    pub async fn open_turns(&self) -> Result<Vec<OrphanCandidate>, StorageError> {
+        use crate::entities::users;
+        let stmt = Query::select()
+            .columns([
+                (chat_sessions::Entity, chat_sessions::Column::Id),
+                (chat_sessions::Entity, chat_sessions::Column::OrgId),
+                (chat_sessions::Entity, chat_sessions::Column::UserId),
+                (chat_sessions::Entity, chat_sessions::Column::OpenTurn),
+            ])
+            .columns([
+                (users::Entity, users::Column::Email),
+                (users::Entity, users::Column::Role),
+            ])
+            .from(chat_sessions::Entity)
+            .inner_join(
+                users::Entity,
+                Expr::col((users::Entity, users::Column::Id))
+                    .equals((chat_sessions::Entity, chat_sessions::Column::UserId)),
+            )
+            .and_where(Expr::col((chat_sessions::Entity, chat_sessions::Column::OpenTurn)).is_not_null())
+            .and_where(Expr::col((chat_sessions::Entity, chat_sessions::Column::DeletedAt)).is_null())
+            .and_where(Expr::col((users::Entity, users::Column::RemovedAt)).is_null())
+            .to_owned();
+        let mut found = Vec::new();
+        for row in self.db.system_query(&stmt).await? {
+            let text: String = row.try_get_by_index(3)?;
+            let role: String = row.try_get_by_index(5)?;
+            // A marker or role this build cannot read is left alone (and logged), not guessed.
+            let (Some(open), Ok(role)) = (crate::turns::OpenTurn::parse(&text), role.parse())
+            else {
+                tracing::warn!(session_id = ?row.try_get_by_index::<Uuid>(0).ok(), "unreadable open-turn marker left alone");
+                continue;
+            };
+            found.push(OrphanCandidate {
+                session_id: row.try_get_by_index(0)?,
+                who: Principal {
+                    org_id: row.try_get_by_index(1)?,
+                    user_id: row.try_get_by_index(2)?,
+                    email: row.try_get_by_index(4)?,
+                    role,
+                },
+                open,
+            });
+        }
+        Ok(found)
     }
 }

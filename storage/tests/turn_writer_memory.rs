@@ -39,6 +39,7 @@ async fn a_refused_batch_keeps_an_in_memory_database() {
             output_tokens: 2,
             cost_usd: 0.5,
         }],
+        mark: Default::default(),
     };
     assert_eq!(writer.save(turn("first")).await.unwrap(), 0.5);
 

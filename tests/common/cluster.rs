@@ -22,7 +22,7 @@ pub struct Proc {
     pub ws: u16,
     pub cluster: u16,
     child: Option<Child>,
-    log: PathBuf,
+    pub log: PathBuf,
 }
 
 impl Proc {
@@ -171,6 +171,11 @@ impl TestCluster {
             .spawn()
             .expect("spawn aurora serve");
         self.nodes[i].child = Some(child);
+    }
+
+    /// The cluster's files: each node's data directory is under it.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// kill -9.

@@ -176,7 +176,10 @@ async fn analyse(shared: &RunShared, claimed: &Claimed) -> Result<RcaResult, Str
         .map_err(err)?;
     let earlier: Vec<&incident_thoughts::Model> = before.iter().filter(|t| t.run == run).collect();
     // Tool calls of this run that never got a result: interrupted, and not run again here.
+    // (The session's turn answers them the same way; that echo is not recorded twice.)
+    let mut noted: std::collections::HashSet<String> = std::collections::HashSet::new();
     for call in interrupted(&earlier) {
+        noted.extend(call.tool_call_id.clone());
         let note = NewThought {
             kind: "tool_result".into(),
             content: "interrupted: the node running this call stopped before it reported a \
@@ -250,6 +253,7 @@ async fn analyse(shared: &RunShared, claimed: &Claimed) -> Result<RcaResult, Str
                     tool_call_id: Some(data.tool_call_id),
                 })
             }
+            ServerFrame::ToolError { data, .. } if noted.contains(&data.tool_call_id) => None,
             ServerFrame::ToolError { data, .. } => Some(NewThought {
                 kind: "tool_result".into(),
                 content: format!("error: {}", data.error),

@@ -29,6 +29,8 @@ pub struct Harness {
     pub deps: TurnDeps,
     pub who: Principal,
     pub fake: FakeServer,
+    /// A real session of `who`: a turn's steps are written to it as they happen.
+    pub session_id: uuid::Uuid,
 }
 
 pub async fn harness(script: Vec<Reply>) -> Harness {
@@ -101,13 +103,20 @@ pub async fn harness(script: Vec<Reply>) -> Harness {
         approval_timeout: Duration::from_secs(5),
         turn_timeout: Duration::from_secs(30),
         folding: None,
+        node: "test-node".into(),
     };
+    let session_id = aurora_storage::sessions::Sessions::new(db.clone())
+        .create(&who, None)
+        .await
+        .unwrap()
+        .id;
     Harness {
         _dir: dir,
         db,
         deps,
         who,
         fake,
+        session_id,
     }
 }
 
@@ -115,7 +124,7 @@ impl Harness {
     pub fn input(&self, mode: Mode, interactive: bool) -> TurnInput {
         TurnInput {
             who: self.who.clone(),
-            session_id: uuid::Uuid::now_v7(),
+            session_id: self.session_id,
             history: vec![ChatMessage::System {
                 content: "You are an SRE agent.".into(),
             }],
@@ -123,6 +132,7 @@ impl Harness {
             model: "gpt-4o".into(),
             mode,
             interactive,
+            resume: false,
         }
     }
 

@@ -21,6 +21,9 @@ pub struct Model {
     pub context_summary: Option<String>,
     #[serde(skip)]
     pub context_skip: i32,
+    /// The turn running in this session (JSON text, see `turns::OpenTurn`); NULL between turns.
+    #[serde(skip)]
+    pub open_turn: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

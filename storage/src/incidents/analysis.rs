@@ -3,9 +3,9 @@
 //! act as, their thoughts (written as they happen) and their result.
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::{Expr, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use serde::{Deserialize, Serialize};
@@ -88,7 +88,7 @@ impl Incidents {
             .from(incidents::Entity)
             .and_where(incidents::Column::RcaStatus.eq("running"))
             .group_by_col(incidents::Column::OrgId)
-            .and_having(Expr::col(incidents::Column::Id).count().gte(i64::from(org_limit)))
+            .and_having(ExprTrait::gte(ExprTrait::count(Expr::col(incidents::Column::Id)), i64::from(org_limit)))
             .to_owned();
         let chosen = incidents::Entity::find()
             .filter(incidents::Column::RcaStatus.eq("queued"))

@@ -293,11 +293,34 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // Durable turns: the turn a session runs, while it runs (JSON text: the node running
+        // it, its model, mode and whether a human is attached); NULL between turns. A node
+        // that takes over a session whose turn's node died continues that turn.
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("chat_sessions")
+                    .add_column(text_null("open_turn"))
+                    .to_owned(),
+            )
+            .await?;
+        // Partial: the sweep for turns left by a dead node reads only the few open ones.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE INDEX chat_sessions_open_turn_idx ON chat_sessions (id) \
+                 WHERE open_turn IS NOT NULL",
+            )
+            .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for column in ["context_skip", "context_summary"] {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP INDEX IF EXISTS chat_sessions_open_turn_idx")
+            .await?;
+        for column in ["open_turn", "context_skip", "context_summary"] {
             manager
                 .alter_table(
                     Table::alter()

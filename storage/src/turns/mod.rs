@@ -42,6 +42,58 @@ pub struct TurnWrite {
     pub first_query: Option<String>,
     /// One row per model call of the turn.
     pub usage: Vec<UsageRecord>,
+    /// What the write does to the session's open-turn marker, in the same transaction.
+    pub mark: TurnMark,
+}
+
+/// A write's effect on `chat_sessions.open_turn`: a turn's first durable step opens it, its
+/// last closes it, the steps between keep it. Open means "this turn has not ended": a node
+/// that takes the session over after the turn's node died continues it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum TurnMark {
+    #[default]
+    Keep,
+    Open(OpenTurn),
+    Close,
+}
+
+/// The marker of a running turn, stored as JSON text.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OpenTurn {
+    /// The node running the turn: only a node that saw it die continues the turn.
+    pub node: String,
+    pub model: String,
+    /// `agent` or `ask`.
+    pub mode: String,
+    /// Started by a connected human (approvals can be asked) rather than a background run.
+    pub interactive: bool,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// How many times nodes continued it after the node running it died: a turn that keeps
+    /// taking its node down is abandoned after a few, not handed from node to node forever.
+    #[serde(default)]
+    pub resumes: u32,
+}
+
+impl OpenTurn {
+    pub fn to_text(&self) -> String {
+        // A struct of strings, a bool and a timestamp always serializes.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn parse(text: &str) -> Option<OpenTurn> {
+        serde_json::from_str(text).ok()
+    }
+}
+
+impl TurnMark {
+    /// `None`: keep; `Some(None)`: clear; `Some(Some(text))`: set.
+    pub(crate) fn column(&self) -> Option<Option<String>> {
+        match self {
+            TurnMark::Keep => None,
+            TurnMark::Open(open) => Some(Some(open.to_text())),
+            TurnMark::Close => Some(None),
+        }
+    }
 }
 
 type Job = (TurnWrite, oneshot::Sender<Result<f64, StorageError>>);
@@ -77,6 +129,14 @@ impl TurnWriter {
 
     /// Persists `turn` and returns the user's running total cost after it.
     pub async fn save(&self, turn: TurnWrite) -> Result<f64, StorageError> {
+        self.enqueue(turn).await?.committed().await
+    }
+
+    /// Queues `turn` and returns once it is queued, not committed: a turn's steps are written
+    /// in the order they are queued (a session's writes all go to one writer task), so a turn
+    /// queues a step and goes on, and waits for it only before something that must not happen
+    /// unrecorded (running a tool).
+    pub async fn enqueue(&self, turn: TurnWrite) -> Result<Pending, StorageError> {
         for rec in &turn.usage {
             rec.check()?;
         }
@@ -86,7 +146,18 @@ impl TurnWriter {
             .send((turn, reply))
             .await
             .map_err(|_| StorageError::Internal("the turn writer has stopped".into()))?;
-        answer
+        Ok(Pending(answer))
+    }
+}
+
+/// A queued write, until its batch commits.
+#[derive(Debug)]
+pub struct Pending(oneshot::Receiver<Result<f64, StorageError>>);
+
+impl Pending {
+    /// The user's running total cost once the write is committed.
+    pub async fn committed(self) -> Result<f64, StorageError> {
+        self.0
             .await
             .map_err(|_| StorageError::Internal("the turn writer has stopped".into()))?
     }
@@ -238,6 +309,7 @@ async fn write_turns<C: ConnectionTrait>(
             messages: &t.messages,
             context: t.context.as_deref(),
             first_query: t.first_query.as_deref(),
+            mark: t.mark.column(),
         })
         .collect();
     let appended = append_many(conn, &appends).await?;

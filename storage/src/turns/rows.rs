@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
@@ -29,6 +30,9 @@ pub(super) struct SessionRow {
     pub user_id: Uuid,
     pub org_id: Uuid,
     pub title: Option<String>,
+    /// The open-turn marker as the session's last write of the batch leaves it: `None`
+    /// keep, `Some(None)` clear, `Some(Some)` set.
+    pub mark: Option<Option<String>>,
 }
 
 #[derive(Serialize)]
@@ -75,7 +79,8 @@ pub(super) struct Rows<'a> {
 
 impl<'a> Rows<'a> {
     pub(super) fn of(turns: &[&'a TurnWrite], now: DateTime<Utc>) -> Rows<'a> {
-        let mut seen = HashSet::with_capacity(turns.len());
+        // Where each (session, user) row is, for the marker of a later write of the session.
+        let mut seen: HashMap<(Uuid, Uuid), usize> = HashMap::with_capacity(turns.len());
         let mut rows = Rows {
             sessions: Vec::with_capacity(turns.len()),
             entries: Vec::with_capacity(turns.len()),
@@ -84,8 +89,15 @@ impl<'a> Rows<'a> {
         };
         for t in turns {
             let (user_id, org_id) = (t.who.user_id, t.who.org_id);
-            if seen.insert((t.session_id, user_id)) {
+            let mark = t.mark.column();
+            if let Some(&at) = seen.get(&(t.session_id, user_id)) {
+                if mark.is_some() {
+                    rows.sessions[at].mark = mark;
+                }
+            } else {
+                seen.insert((t.session_id, user_id), rows.sessions.len());
                 rows.sessions.push(SessionRow {
+                    mark,
                     id: t.session_id,
                     user_id,
                     org_id,

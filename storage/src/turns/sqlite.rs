@@ -84,12 +84,16 @@ fn script(turns: &[&TurnWrite], now: DateTime<Utc>) -> Script {
             r.user_id.into(),
             r.org_id.into(),
             Value::String(r.title),
+            // The marker: column5 says whether to write it, column6 is its new text.
+            Value::Int(Some(i32::from(r.mark.is_some()))),
+            Value::String(r.mark.flatten()),
         ]
     });
     script.statement(
         &format!(
             "UPDATE chat_sessions SET updated_at = ?, title = CASE WHEN title = '{UNTITLED}' \
-                 AND v.column4 IS NOT NULL THEN v.column4 ELSE title END FROM "
+                 AND v.column4 IS NOT NULL THEN v.column4 ELSE title END, \
+                 open_turn = CASE WHEN v.column5 = 1 THEN v.column6 ELSE open_turn END FROM "
         ),
         now,
         sessions.collect(),
