@@ -109,7 +109,10 @@ async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<(), 
     if status.as_u16() == 202 {
         Ok(())
     } else {
-        Err(format!("{status}: {}", text.chars().take(300).collect::<String>()))
+        Err(format!(
+            "{status}: {}",
+            text.chars().take(300).collect::<String>()
+        ))
     }
 }
 
@@ -261,7 +264,11 @@ async fn open_feed(
         .send()
         .await?;
     if resp.status().as_u16() != 200 {
-        bail!("feed: {} {}", resp.status(), resp.text().await.unwrap_or_default());
+        bail!(
+            "feed: {} {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
     }
     let prefix = format!("lat {} ", cfg.run);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -322,7 +329,12 @@ async fn latency(cfg: &Cfg, client: &reqwest::Client) -> anyhow::Result<Latency>
     for i in 0..total {
         ticker.tick().await;
         let permit = in_flight.clone().acquire_owned().await?;
-        let (client, url, sent_at, run) = (client.clone(), url.clone(), sent_at.clone(), cfg.run.clone());
+        let (client, url, sent_at, run) = (
+            client.clone(),
+            url.clone(),
+            sent_at.clone(),
+            cfg.run.clone(),
+        );
         requests.spawn(async move {
             let body = alert(
                 format!("lat {run} {i}"),
@@ -440,7 +452,11 @@ async fn run(cfg: Cfg) -> anyhow::Result<()> {
     let missing = l.sent - l.failed - l.feed.len();
     println!(
         "{label} latency: {} sent at {:.0}/s ({} refused), {} created events read, {} missing",
-        l.sent, l.achieved_rate, l.failed, l.feed.len(), missing
+        l.sent,
+        l.achieved_rate,
+        l.failed,
+        l.feed.len(),
+        missing
     );
     if let Some(e) = &l.first_error {
         println!("{label}   first error: {e}");
@@ -500,7 +516,10 @@ async fn main() -> anyhow::Result<()> {
     let limit = Duration::from_secs(env_usize("TIMEOUT_SECS", 900) as u64);
     match tokio::time::timeout(limit, run(cfg)).await {
         Ok(r) => r,
-        Err(_) => bail!("the run did not finish within TIMEOUT_SECS ({} s)", limit.as_secs()),
+        Err(_) => bail!(
+            "the run did not finish within TIMEOUT_SECS ({} s)",
+            limit.as_secs()
+        ),
     }
 }
 

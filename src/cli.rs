@@ -110,7 +110,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The extractor child reads no configuration and logs nothing: its stdout is the text.
     if let Command::KbExtract { kind } = &cli.command {
-        let code = aurora_actors::knowledge::child::child_main(kind);
+        let code = aurora_actors::knowledge::child::child_main(kind, crate::alloc::refused);
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
     let overrides = match &cli.command {

@@ -3,6 +3,7 @@
 //! `main.rs` only calls [`cli::main`]; the integration tests start whole nodes in-process through
 //! [`Node::start`].
 
+pub mod alloc;
 pub mod cli;
 mod incidents;
 mod node;

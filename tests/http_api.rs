@@ -312,7 +312,11 @@ async fn a_dead_child_is_restarted_and_counted() {
     let kinds: Vec<&str> = tree.children.iter().map(|c| c.kind.as_str()).collect();
     // Without a model configured: the health monitor, the incident pipeline (alerts are still
     // taken and correlated; analyses wait for a model) and the scheduler.
-    assert_eq!(kinds, ["health", "incidents", "scheduler"], "{tree:?}");
+    assert_eq!(
+        kinds,
+        ["health", "incidents_supervisor", "scheduler"],
+        "{tree:?}"
+    );
     let children = t.node().supervisor().get_children();
     let health = children
         .iter()
@@ -338,10 +342,25 @@ async fn a_dead_child_is_restarted_and_counted() {
     assert_eq!(tree.children.len(), 3, "{tree:?}");
     assert_eq!(tree.children[0].kind, "health");
     assert_eq!(tree.children[0].restarts, 1);
-    assert!(tree.children[1..].iter().all(|c| c.restarts == 0), "{tree:?}");
-    let now: Vec<_> = t.node().supervisor().get_children().iter().map(|c| c.get_id()).collect();
-    assert!(!now.contains(&health.get_id()), "the health monitor was replaced");
-    assert!(others.iter().all(|id| now.contains(id)), "its siblings kept running");
+    assert!(
+        tree.children[1..].iter().all(|c| c.restarts == 0),
+        "{tree:?}"
+    );
+    let now: Vec<_> = t
+        .node()
+        .supervisor()
+        .get_children()
+        .iter()
+        .map(|c| c.get_id())
+        .collect();
+    assert!(
+        !now.contains(&health.get_id()),
+        "the health monitor was replaced"
+    );
+    assert!(
+        others.iter().all(|id| now.contains(id)),
+        "its siblings kept running"
+    );
     // The node kept serving throughout, and the new monitor publishes again.
     assert_eq!(t.get("/health", None).await.0, StatusCode::OK);
     t.stop().await;

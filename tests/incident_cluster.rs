@@ -45,7 +45,10 @@ async fn an_alert_on_one_node_reaches_the_feed_on_another_and_jobs_run_once_per_
         })
         .await;
     let took = sent.elapsed();
-    assert!(took < Duration::from_secs(1), "the feed of node 2 took {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the feed of node 2 took {took:?}"
+    );
     assert_eq!(created.data["data"]["source"], "grafana");
     // A client of node 3 resuming from before that event gets it from storage.
     let before = (created.id.parse::<i64>().unwrap() - 1).to_string();
@@ -68,7 +71,10 @@ async fn an_alert_on_one_node_reaches_the_feed_on_another_and_jobs_run_once_per_
     let mut periods: HashMap<String, Vec<String>> = HashMap::new();
     for p in &c.nodes {
         let log = std::fs::read_to_string(&p.log).unwrap_or_default();
-        for line in log.lines().filter(|l| l.contains("periodic job ran") && l.contains("expired_tokens")) {
+        for line in log
+            .lines()
+            .filter(|l| l.contains("periodic job ran") && l.contains("expired_tokens"))
+        {
             let period = line
                 .split_whitespace()
                 .find_map(|w| w.strip_prefix("period="))
@@ -95,12 +101,22 @@ async fn an_alert_on_one_node_reaches_the_feed_on_another_and_jobs_run_once_per_
             .unwrap();
         total += text
             .lines()
-            .filter(|l| l.starts_with("aurora_scheduler_runs_total") && l.contains("job=\"expired_tokens\""))
+            .filter(|l| {
+                l.starts_with("aurora_scheduler_runs_total") && l.contains("job=\"expired_tokens\"")
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum::<u64>();
     }
-    assert!(total as usize >= periods.len(), "{total} runs for {} periods", periods.len());
-    assert!(total as usize <= periods.len() + 1, "{total} runs for {} periods", periods.len());
+    assert!(
+        total as usize >= periods.len(),
+        "{total} runs for {} periods",
+        periods.len()
+    );
+    assert!(
+        total as usize <= periods.len() + 1,
+        "{total} runs for {} periods",
+        periods.len()
+    );
     // The webhook's token is its URL: no node logged it (the request span names the flavour).
     let logs = c.logs();
     assert!(logs.contains("/api/webhooks/grafana/[token]"), "{logs}");
@@ -125,7 +141,10 @@ fn kubectl_runs(dir: &std::path::Path) -> usize {
             if path.is_dir() {
                 stack.push(path);
             } else if path.file_name().is_some_and(|n| n == "kubectl-runs") {
-                runs += std::fs::read_to_string(&path).unwrap_or_default().lines().count();
+                runs += std::fs::read_to_string(&path)
+                    .unwrap_or_default()
+                    .lines()
+                    .count();
             }
         }
     }
@@ -135,7 +154,11 @@ fn kubectl_runs(dir: &std::path::Path) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_analysis_whose_node_dies_mid_tool_finishes_elsewhere_without_running_the_tool_again() {
     let tools = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tools.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        tools.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let bin = tools.path().join("kubectl");
     std::fs::write(&bin, KUBECTL).unwrap();
     std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -144,20 +167,37 @@ async fn an_analysis_whose_node_dies_mid_tool_finishes_elsewhere_without_running
     let mut c = TestCluster::start_with(
         3,
         vec![
-            Reply::tool_call("c1", "cloud_exec", &["{\"command\": \"kubectl get pods\"}"], (10, 5)),
+            Reply::tool_call(
+                "c1",
+                "cloud_exec",
+                &["{\"command\": \"kubectl get pods\"}"],
+                (10, 5),
+            ),
             Reply::text(&[&format!("```json\n{final_answer}\n```")], (10, 5)),
         ],
-        &[("AURORA_TOOL_PATH", path.as_str()), ("AURORA_INCIDENT_TICK_MS", "300")],
+        &[
+            ("AURORA_TOOL_PATH", path.as_str()),
+            ("AURORA_INCIDENT_TICK_MS", "300"),
+        ],
     )
     .await;
     let admin = c.register(0, "cluster-rca@example.com").await;
     let token = webhook(&c.nodes[0].base(), &admin, None).await;
     let alert = generic("Web crash looping", "crashloop", "web", "fp-web", "firing");
-    let (status, v) = deliver(&c.nodes[0].base(), "generic", &token, alert.to_string(), &[]).await;
+    let (status, v) = deliver(
+        &c.nodes[0].base(),
+        "generic",
+        &token,
+        alert.to_string(),
+        &[],
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{v}");
     let mut feed = open_feed(&c.nodes[0].base(), &admin, None).await;
     let call = feed
-        .until(30, "the tool call", |e| e.event == "thought" && e.data["data"]["kind"] == "tool_call")
+        .until(30, "the tool call", |e| {
+            e.event == "thought" && e.data["data"]["kind"] == "tool_call"
+        })
         .await;
     let id = call.data["incident_id"].as_str().unwrap().to_string();
     let started = std::time::Instant::now();
@@ -179,7 +219,11 @@ async fn an_analysis_whose_node_dies_mid_tool_finishes_elsewhere_without_running
             .unwrap();
         row.try_get::<String>("", "rca_node").unwrap()
     };
-    let i = c.nodes.iter().position(|p| p.name == runner).expect("a node of the cluster runs it");
+    let i = c
+        .nodes
+        .iter()
+        .position(|p| p.name == runner)
+        .expect("a node of the cluster runs it");
     c.kill(i);
     let other = (i + 1) % 3;
     let done = wait_for(60, "the analysis to finish elsewhere", || async {
@@ -189,19 +233,34 @@ async fn an_analysis_whose_node_dies_mid_tool_finishes_elsewhere_without_running
     .await;
     assert_eq!(done["root_cause"], "bad image", "{done:#}");
     let thoughts = done["thoughts"].as_array().unwrap();
-    let calls: Vec<&Value> = thoughts.iter().filter(|t| t["kind"] == "tool_call").collect();
-    let results: Vec<&Value> = thoughts.iter().filter(|t| t["kind"] == "tool_result").collect();
+    let calls: Vec<&Value> = thoughts
+        .iter()
+        .filter(|t| t["kind"] == "tool_call")
+        .collect();
+    let results: Vec<&Value> = thoughts
+        .iter()
+        .filter(|t| t["kind"] == "tool_result")
+        .collect();
     assert_eq!(calls.len(), 1, "the tool was called once: {thoughts:#?}");
     assert_eq!(kubectl_runs(c.dir()), 1, "the tool ran once");
     // Its result is recorded once, as interrupted.
     assert_eq!(results.len(), 1, "{thoughts:#?}");
     assert!(
-        results[0]["content"].as_str().unwrap().starts_with("interrupted"),
+        results[0]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted"),
         "{thoughts:#?}"
     );
-    assert!(thoughts.iter().all(|t| t["run"] == 1), "one run, continued: {thoughts:#?}");
+    assert!(
+        thoughts.iter().all(|t| t["run"] == 1),
+        "one run, continued: {thoughts:#?}"
+    );
     // The model was shown what was already done, and that the call was interrupted.
     let requests = c.fake.requests();
     let last = requests.last().unwrap()["messages"].to_string();
-    assert!(last.contains("continues here") && last.contains("interrupted"), "{last}");
+    assert!(
+        last.contains("continues here") && last.contains("interrupted"),
+        "{last}"
+    );
 }

@@ -150,7 +150,12 @@ async fn alerts_join_by_alert_group_service_and_text_within_the_window() {
     assert_eq!(reopened["id"], resolved["id"]);
     assert_eq!(reopened["alert_count"], 3);
     assert!(reopened["resolved_at"].is_null());
-    send(&t, &token, generic(other, "disk", "backup", "b1", "resolved")).await;
+    send(
+        &t,
+        &token,
+        generic(other, "disk", "backup", "b1", "resolved"),
+    )
+    .await;
     wait_for(10, "the incident to resolve again", || async {
         let list = incidents(&t, &admin).await;
         (holding(&list, other)["status"] == "resolved").then_some(())
@@ -295,25 +300,44 @@ async fn correlations_of_one_org_are_serialized_across_connections() {
 /// analysed, and "analyse again" queues one by hand.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_queues_a_bounded_number_of_analyses() {
-    let t = TestNode::start_with(Backend::Postgres, &[("AURORA_RCA_MAX_QUEUED_PER_ORG", "2")]).await;
+    let t =
+        TestNode::start_with(Backend::Postgres, &[("AURORA_RCA_MAX_QUEUED_PER_ORG", "2")]).await;
     let admin = t.register("storm-cap@example.com", "Acme").await;
     let token = webhook(&t.base, &admin, None).await;
     for i in 0..5 {
         let n = i.to_string();
-        send(&t, &token, generic(&format!("Alert {i}"), &n, &n, &n, "firing")).await;
+        send(
+            &t,
+            &token,
+            generic(&format!("Alert {i}"), &n, &n, &n, "firing"),
+        )
+        .await;
     }
     let list = settled(&t, &admin, 5).await;
     assert_eq!(list.len(), 5, "{list:#?}");
-    let queued: Vec<&Value> = list.iter().filter(|i| i["rca_status"] == "queued").collect();
-    let skipped: Vec<&Value> = list.iter().filter(|i| i["rca_status"] == "failed").collect();
+    let queued: Vec<&Value> = list
+        .iter()
+        .filter(|i| i["rca_status"] == "queued")
+        .collect();
+    let skipped: Vec<&Value> = list
+        .iter()
+        .filter(|i| i["rca_status"] == "failed")
+        .collect();
     assert_eq!((queued.len(), skipped.len()), (2, 3), "{list:#?}");
     for i in &skipped {
-        assert!(i["rca_error"].as_str().unwrap().contains("already waiting"), "{i}");
+        assert!(
+            i["rca_error"].as_str().unwrap().contains("already waiting"),
+            "{i}"
+        );
     }
     // The oldest were queued.
-    assert!(queued.iter().all(|q| ["Alert 0", "Alert 1"].contains(&q["title"].as_str().unwrap())));
+    assert!(queued
+        .iter()
+        .all(|q| ["Alert 0", "Alert 1"].contains(&q["title"].as_str().unwrap())));
     let id = skipped[0]["id"].as_str().unwrap();
-    let (status, v) = t.post(&format!("/api/incidents/{id}/rca"), Some(&admin), json!({})).await;
+    let (status, v) = t
+        .post(&format!("/api/incidents/{id}/rca"), Some(&admin), json!({}))
+        .await;
     assert!(status.is_success(), "{v}");
     let (_, d) = t.get(&format!("/api/incidents/{id}"), Some(&admin)).await;
     assert_eq!(d["rca_status"], "queued", "{d}");

@@ -232,23 +232,41 @@ async fn a_busy_org_does_not_starve_the_others_of_analyses() {
     };
     let mut first = None;
     for i in 0..60 {
-        let inc = store.create_manual(&busy, manual(&format!("busy {i}"))).await.unwrap();
+        let inc = store
+            .create_manual(&busy, manual(&format!("busy {i}")))
+            .await
+            .unwrap();
         first.get_or_insert(inc.id);
     }
-    let closed = store.create_manual(&quiet, manual("closed meanwhile")).await.unwrap();
+    let closed = store
+        .create_manual(&quiet, manual("closed meanwhile"))
+        .await
+        .unwrap();
     let patch = IncidentPatch {
         status: Some("dismissed".into()),
         ..Default::default()
     };
     store.patch(&quiet, closed.id, patch).await.unwrap();
-    let waiting = store.create_manual(&quiet, manual("quiet one")).await.unwrap();
+    let waiting = store
+        .create_manual(&quiet, manual("quiet one"))
+        .await
+        .unwrap();
 
     let one = store.claim_analysis("node-x", 1).await.unwrap().unwrap();
     assert_eq!(one.incident.id, first.unwrap(), "the oldest goes first");
     let two = store.claim_analysis("node-x", 1).await.unwrap().unwrap();
     assert_eq!(two.incident.id, waiting.id, "the busy org is at its limit");
     assert!(store.claim_analysis("node-x", 1).await.unwrap().is_none());
-    assert_eq!(store.claim_analysis("node-x", 2).await.unwrap().unwrap().incident.org_id, busy.org_id);
+    assert_eq!(
+        store
+            .claim_analysis("node-x", 2)
+            .await
+            .unwrap()
+            .unwrap()
+            .incident
+            .org_id,
+        busy.org_id
+    );
     // The agent accounts' addresses cannot be taken first by a person (which would leave the
     // org without an agent), neither at sign-up nor by invitation.
     let agent = store.agent(quiet.org_id).await.unwrap();
@@ -261,11 +279,25 @@ async fn a_busy_org_does_not_starve_the_others_of_analyses() {
             json!({ "email": squat, "password": "correct horse battery", "org_name": "Squat" }),
         )
         .await;
-    common::assert_error(status, &v, reqwest::StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+    common::assert_error(
+        status,
+        &v,
+        reqwest::StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+    );
     let (status, v) = t
-        .post("/api/org/invitations", Some(&admin), json!({ "role": "viewer", "email": squat }))
+        .post(
+            "/api/org/invitations",
+            Some(&admin),
+            json!({ "role": "viewer", "email": squat }),
+        )
         .await;
-    common::assert_error(status, &v, reqwest::StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+    common::assert_error(
+        status,
+        &v,
+        reqwest::StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+    );
     // Created at once from two places, it is one account.
     let (a, b) = tokio::join!(store.agent(busy.org_id), store.agent(busy.org_id));
     assert_eq!(a.unwrap().user_id, b.unwrap().user_id);

@@ -112,27 +112,51 @@ async fn two_orgs(t: &TestNode) -> (Uuid, Uuid) {
         // correlator's incident and feed events), a thought and a citation of a run.
         let hook = common::incidents::webhook(&t.base, &token, None).await;
         let alert = common::incidents::generic(&format!("{org} 5xx"), org, "api", org, "firing");
-        let (status, _) = common::incidents::deliver(&t.base, "generic", &hook, alert.to_string(), &[]).await;
+        let (status, _) =
+            common::incidents::deliver(&t.base, "generic", &hook, alert.to_string(), &[]).await;
         assert_eq!(status, reqwest::StatusCode::ACCEPTED);
         let incident = common::incidents::wait_for(10, "the alert's incident", || async {
-            common::incidents::incidents(t, &token).await.into_iter().next()
+            common::incidents::incidents(t, &token)
+                .await
+                .into_iter()
+                .next()
         })
         .await;
-        let incident_id = incident["id"].as_str().unwrap();
+        let incident_id: Uuid = incident["id"].as_str().unwrap().parse().unwrap();
         let tx = t.node().db().org(org_id).await.unwrap();
-        for sql in [
-            format!(
-                "INSERT INTO incident_thoughts (id, org_id, incident_id, run, seq, kind, content, created_at) \
-                 VALUES ('{}', '{org_id}', '{incident_id}', 1, 1, 'thought', '{org} looks at api', now())",
-                Uuid::now_v7()
-            ),
-            format!(
-                "INSERT INTO incident_citations (id, org_id, incident_id, run, kind, reference, title, excerpt, created_at) \
-                 VALUES ('{}', '{org_id}', '{incident_id}', 1, 'alert', 'a', '{org} alert', '{org} 5xx', now())",
-                Uuid::now_v7()
-            ),
-        ] {
-            tx.conn().execute_unprepared(&sql).await.unwrap();
+        {
+            use aurora_storage::entities::{incident_citations, incident_thoughts};
+            use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+            let now = chrono::Utc::now();
+            incident_thoughts::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                org_id: Set(org_id),
+                incident_id: Set(incident_id),
+                run: Set(1),
+                seq: Set(1),
+                kind: Set("thought".into()),
+                content: Set(format!("{org} looks at api")),
+                tool_name: Set(None),
+                tool_call_id: Set(None),
+                created_at: Set(now),
+            }
+            .insert(tx.conn())
+            .await
+            .unwrap();
+            incident_citations::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                org_id: Set(org_id),
+                incident_id: Set(incident_id),
+                run: Set(1),
+                kind: Set("alert".into()),
+                reference: Set("a".into()),
+                title: Set(format!("{org} alert")),
+                excerpt: Set(format!("{org} 5xx")),
+                created_at: Set(now),
+            }
+            .insert(tx.conn())
+            .await
+            .unwrap();
         }
         tx.commit().await.unwrap();
         orgs.push(org_id);

@@ -28,7 +28,10 @@ async fn folds_older_turns(backend: Backend) {
         Reply::text(&["answer one"], (10, 2)),
         Reply::text(&["answer two"], (10, 2)),
         // The third turn would pass 80 % of a 30 000-token window: first the summary...
-        Reply::text(&["SUMMARY: db-1 disk keeps filling; first asked about it in turn one."], (50, 20)),
+        Reply::text(
+            &["SUMMARY: db-1 disk keeps filling; first asked about it in turn one."],
+            (50, 20),
+        ),
         // ...then the turn itself.
         Reply::text(&["answer three"], (10, 2)),
         Reply::text(&["answer four"], (10, 2)),
@@ -57,27 +60,45 @@ async fn folds_older_turns(backend: Backend) {
     assert_eq!(requests.len(), 4);
     // The summary was asked for the first turn only, without tools.
     let summary_call = requests[2]["messages"].to_string();
-    assert!(summary_call.contains("TURN-ONE") && !summary_call.contains("TURN-TWO"), "{summary_call:.300}");
+    assert!(
+        summary_call.contains("TURN-ONE") && !summary_call.contains("TURN-TWO"),
+        "{summary_call:.300}"
+    );
     assert!(requests[2]["tools"].as_array().is_none_or(|t| t.is_empty()));
     // The turn's call: the summary instead of turn one, then turn two and the new query.
     let call = requests[3]["messages"].to_string();
-    assert!(call.contains("SUMMARY: db-1 disk") && !call.contains("TURN-ONE"), "{call:.300}");
+    assert!(
+        call.contains("SUMMARY: db-1 disk") && !call.contains("TURN-ONE"),
+        "{call:.300}"
+    );
     assert!(call.contains("TURN-TWO") && call.contains("TURN-THREE"));
     // The summary call's tokens are counted like any model call's.
-    let usage: Vec<&Value> = frames.iter().filter(|f| f["type"] == "usage_final").collect();
+    let usage: Vec<&Value> = frames
+        .iter()
+        .filter(|f| f["type"] == "usage_final")
+        .collect();
     assert_eq!(usage.len(), 2, "{frames:?}");
 
     // The next turn reads the folded context back from storage: still no turn one.
     query(&mut ws, &sid, "and now?", "agent").await;
     assert_eq!(text_of(&turn(&mut ws, "cancel").await), "answer four");
     let call = fake.requests()[4]["messages"].to_string();
-    assert!(call.contains("SUMMARY: db-1 disk") && !call.contains("TURN-ONE"), "{call:.300}");
-    assert!(call.contains("TURN-TWO") && call.contains("answer three") && call.contains("and now?"));
+    assert!(
+        call.contains("SUMMARY: db-1 disk") && !call.contains("TURN-ONE"),
+        "{call:.300}"
+    );
+    assert!(
+        call.contains("TURN-TWO") && call.contains("answer three") && call.contains("and now?")
+    );
 
     // The history a person reads keeps everything, and no summary.
-    let (_, detail) = t.get(&format!("/chat_api/sessions/{sid}"), Some(&token)).await;
+    let (_, detail) = t
+        .get(&format!("/chat_api/sessions/{sid}"), Some(&token))
+        .await;
     let shown = detail["messages"].to_string();
-    assert!(shown.contains("TURN-ONE") && shown.contains("answer one") && shown.contains("answer four"));
+    assert!(
+        shown.contains("TURN-ONE") && shown.contains("answer one") && shown.contains("answer four")
+    );
     assert!(!shown.contains("SUMMARY: db-1"));
     assert_eq!(detail["messages"].as_array().unwrap().len(), 8);
     t.stop().await;

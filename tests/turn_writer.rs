@@ -467,7 +467,10 @@ async fn turn_markers_open_keep_close_and_are_claimed_once(backend: Backend) {
         .save(step(&a, sa, "q", TurnMark::Open(open("node-a"))))
         .await
         .unwrap();
-    writer.save(step(&a, sa, "s1", TurnMark::Keep)).await.unwrap();
+    writer
+        .save(step(&a, sa, "s1", TurnMark::Keep))
+        .await
+        .unwrap();
     let seen = sessions.open_turn(&a, sa).await.unwrap().expect("open");
     assert_eq!(OpenTurn::parse(&seen).unwrap().node, "node-a");
     assert_eq!(sessions.open_turn(&b, sb).await.unwrap(), None);
@@ -485,18 +488,36 @@ async fn turn_markers_open_keep_close_and_are_claimed_once(backend: Backend) {
         resumes: 1,
         ..open("node-b")
     };
-    assert!(sessions.claim_turn(&a, sa, &seen, Some(&next)).await.unwrap());
-    assert!(!sessions.claim_turn(&a, sa, &seen, Some(&open("node-c"))).await.unwrap());
+    assert!(sessions
+        .claim_turn(&a, sa, &seen, Some(&next))
+        .await
+        .unwrap());
+    assert!(!sessions
+        .claim_turn(&a, sa, &seen, Some(&open("node-c")))
+        .await
+        .unwrap());
     // Nor can another org's user take it.
     let now = sessions.open_turn(&a, sa).await.unwrap().unwrap();
     assert!(!sessions.claim_turn(&b, sa, &now, None).await.unwrap());
     assert_eq!(OpenTurn::parse(&now).unwrap().node, "node-b");
     // Open, step and close of two sessions in one batch: each ends as its last write says.
     let jobs = vec![
-        writer.enqueue(step(&b, sb, "q", TurnMark::Open(open("node-b")))).await.unwrap(),
-        writer.enqueue(step(&a, sa, "s2", TurnMark::Keep)).await.unwrap(),
-        writer.enqueue(step(&a, sa, "end", TurnMark::Close)).await.unwrap(),
-        writer.enqueue(step(&b, sb, "s1", TurnMark::Keep)).await.unwrap(),
+        writer
+            .enqueue(step(&b, sb, "q", TurnMark::Open(open("node-b"))))
+            .await
+            .unwrap(),
+        writer
+            .enqueue(step(&a, sa, "s2", TurnMark::Keep))
+            .await
+            .unwrap(),
+        writer
+            .enqueue(step(&a, sa, "end", TurnMark::Close))
+            .await
+            .unwrap(),
+        writer
+            .enqueue(step(&b, sb, "s1", TurnMark::Keep))
+            .await
+            .unwrap(),
     ];
     for job in jobs {
         job.committed().await.unwrap();

@@ -268,7 +268,11 @@ impl SessionActor {
             resumes: open.resumes + 1,
             ..open.clone()
         };
-        match shared.sessions.claim_turn(&who, sid, &seen, Some(&next)).await {
+        match shared
+            .sessions
+            .claim_turn(&who, sid, &seen, Some(&next))
+            .await
+        {
             Ok(true) => {}
             // Another node took it, or it ended meanwhile.
             Ok(false) => {
@@ -288,7 +292,13 @@ impl SessionActor {
         let frames = frames.unwrap_or_else(|| mpsc::channel(1).0);
         // The context is read again: it holds the turn's steps so far.
         state.context = None;
-        let parts = (String::new(), mode, Some(open.model), open.interactive, frames);
+        let parts = (
+            String::new(),
+            mode,
+            Some(open.model),
+            open.interactive,
+            frames,
+        );
         Self::start_turn(myself, state, parts, true).await
     }
 }

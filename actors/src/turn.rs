@@ -137,7 +137,11 @@ struct Prepared {
 /// The tools offered to the model: ask mode offers only those that can run read-only; the
 /// knowledge-base search only when the node has a knowledge base, the incident lookup only
 /// when it has the incident store.
-pub fn tools_for(mode: Mode, knowledge: bool, incidents: bool) -> Vec<aurora_models::llm::ToolSpec> {
+pub fn tools_for(
+    mode: Mode,
+    knowledge: bool,
+    incidents: bool,
+) -> Vec<aurora_models::llm::ToolSpec> {
     let mut tools = match mode {
         Mode::Agent => vec![CloudExec::spec(), Terraform::spec()],
         Mode::Ask => vec![CloudExec::spec()],
@@ -153,7 +157,11 @@ pub fn tools_for(mode: Mode, knowledge: bool, incidents: bool) -> Vec<aurora_mod
 
 /// [`tools_for`], built once per combination: every model call of every turn offers one of
 /// these eight sets.
-fn shared_tools(mode: Mode, knowledge: bool, incidents: bool) -> Arc<[aurora_models::llm::ToolSpec]> {
+fn shared_tools(
+    mode: Mode,
+    knowledge: bool,
+    incidents: bool,
+) -> Arc<[aurora_models::llm::ToolSpec]> {
     use std::sync::LazyLock;
     type Set = LazyLock<Arc<[aurora_models::llm::ToolSpec]>>;
     static SETS: [Set; 8] = [
@@ -233,8 +241,12 @@ pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> Tu
         opened: input.resume,
     };
     for call in &unanswered {
-        turn.send(ToolErrorData::frame(call, input.session_id, INTERRUPTED.into()))
-            .await;
+        turn.send(ToolErrorData::frame(
+            call,
+            input.session_id,
+            INTERRUPTED.into(),
+        ))
+        .await;
     }
     let status = if input.who.role < Role::Editor && input.mode == Mode::Agent {
         // Viewers may ask, never act: refused before the model is called.
@@ -273,7 +285,9 @@ pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> Tu
         folded: turn.folded.is_some(),
         written: turn.written,
         opened: turn.opened,
-        usage: turn.usage.split_off(turn.usage_written.min(turn.usage.len())),
+        usage: turn
+            .usage
+            .split_off(turn.usage_written.min(turn.usage.len())),
         messages: turn.added,
         status,
         totals: turn.totals,
@@ -288,15 +302,10 @@ pub const INTERRUPTED: &str = "interrupted: the node running this tool call stop
 /// The tool calls of the history's last assistant message that have no result: their turn's
 /// node stopped between saving the call and saving its result.
 pub fn unanswered(history: &[ChatMessage]) -> Vec<ToolCall> {
-    let Some((at, calls)) = history
-        .iter()
-        .enumerate()
-        .rev()
-        .find_map(|(i, m)| match m {
-            ChatMessage::Assistant { tool_calls, .. } => Some((i, tool_calls)),
-            _ => None,
-        })
-    else {
+    let Some((at, calls)) = history.iter().enumerate().rev().find_map(|(i, m)| match m {
+        ChatMessage::Assistant { tool_calls, .. } => Some((i, tool_calls)),
+        _ => None,
+    }) else {
         return Vec::new();
     };
     let answered: std::collections::HashSet<&str> = history[at + 1..]
@@ -555,7 +564,8 @@ impl Turn<'_> {
                     let error = "not run: the turn could not be saved, and a tool call is only \
                         run once it is on record"
                         .to_string();
-                    self.send(ToolErrorData::frame(&call, sid, error.clone())).await;
+                    self.send(ToolErrorData::frame(&call, sid, error.clone()))
+                        .await;
                     error
                 }
             };

@@ -31,9 +31,12 @@ fn roles(context: &[serde_json::Value]) -> Vec<&str> {
 }
 
 #[tokio::test]
-async fn a_turns_steps_are_stored_as_they_happen_and_its_marker_stays_open_until_its_last_write()
-{
-    let h = harness(vec![get_pods(), Reply::text(&["web-1 crash loops"], (20, 5))]).await;
+async fn a_turns_steps_are_stored_as_they_happen_and_its_marker_stays_open_until_its_last_write() {
+    let h = harness(vec![
+        get_pods(),
+        Reply::text(&["web-1 crash loops"], (20, 5)),
+    ])
+    .await;
     let (out, _) = h.run(h.input(Mode::Ask, true), never).await;
     assert_eq!(out.status, TurnStatus::Completed);
     // Queued as the turn went: the query, the call, its result. The final answer is the
@@ -41,7 +44,11 @@ async fn a_turns_steps_are_stored_as_they_happen_and_its_marker_stays_open_until
     assert!(out.opened);
     assert_eq!(out.messages.len(), 4);
     assert_eq!(out.written, 3);
-    assert_eq!(out.usage.len(), 1, "the first call's usage went with its step");
+    assert_eq!(
+        out.usage.len(),
+        1,
+        "the first call's usage went with its step"
+    );
     let sessions = Sessions::new(h.db.clone());
     let stored = sessions.llm_context(&h.who, h.session_id).await.unwrap();
     assert_eq!(roles(&stored), ["user", "assistant", "tool"]);
@@ -75,7 +82,10 @@ async fn a_turns_steps_are_stored_as_they_happen_and_its_marker_stays_open_until
         })
         .await
         .unwrap();
-    assert_eq!(sessions.open_turn(&h.who, h.session_id).await.unwrap(), None);
+    assert_eq!(
+        sessions.open_turn(&h.who, h.session_id).await.unwrap(),
+        None
+    );
     let stored = sessions.llm_context(&h.who, h.session_id).await.unwrap();
     assert_eq!(roles(&stored), ["user", "assistant", "tool", "assistant"]);
 }
@@ -99,7 +109,11 @@ fn dangling() -> Vec<ChatMessage> {
 
 #[tokio::test]
 async fn a_continued_turn_reports_calls_without_results_as_interrupted_and_runs_nothing_again() {
-    let h = harness(vec![Reply::text(&["I will check before repeating it."], (5, 5))]).await;
+    let h = harness(vec![Reply::text(
+        &["I will check before repeating it."],
+        (5, 5),
+    )])
+    .await;
     let mut input = h.input(Mode::Agent, true);
     input.history.extend(dangling());
     input.resume = true;
@@ -121,11 +135,18 @@ async fn a_continued_turn_reports_calls_without_results_as_interrupted_and_runs_
         out.messages
     );
     assert_eq!(kinds(&frames)[0], "tool_error");
-    assert!(matches!(&frames[0], ServerFrame::ToolError { data, .. } if data.error.starts_with("interrupted")));
+    assert!(
+        matches!(&frames[0], ServerFrame::ToolError { data, .. } if data.error.starts_with("interrupted"))
+    );
     // The model saw the call answered as interrupted; nothing ran.
     let sent = h.fake.requests();
     assert_eq!(sent.len(), 1);
-    let last = sent[0]["messages"].as_array().unwrap().last().unwrap().clone();
+    let last = sent[0]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     assert_eq!(last["role"], "tool");
     assert_eq!(last["tool_call_id"], "c9");
     assert!(!h.audit_actions().await.contains(&"tool.exec".to_string()));
@@ -138,8 +159,12 @@ async fn a_new_query_after_an_interrupted_turn_answers_its_dangling_calls_first(
     input.history.extend(dangling());
     let (out, _) = h.run(input, never).await;
     assert_eq!(out.status, TurnStatus::Completed);
-    assert!(matches!(&out.messages[0], ChatMessage::Tool { tool_call_id, .. } if tool_call_id == "c9"));
-    assert!(matches!(&out.messages[1], ChatMessage::User { content } if content == "Why is web failing?"));
+    assert!(
+        matches!(&out.messages[0], ChatMessage::Tool { tool_call_id, .. } if tool_call_id == "c9")
+    );
+    assert!(
+        matches!(&out.messages[1], ChatMessage::User { content } if content == "Why is web failing?")
+    );
     // What the provider got is well formed: the call's answer comes before the new question.
     let sent = h.fake.requests();
     let messages = sent[0]["messages"].as_array().unwrap();
@@ -167,5 +192,7 @@ async fn a_tool_call_that_cannot_be_stored_is_not_run() {
         "{frames:?}"
     );
     assert!(!h.audit_actions().await.contains(&"tool.exec".to_string()));
-    assert!(matches!(&out.messages[2], ChatMessage::Tool { content, .. } if content.starts_with("not run")));
+    assert!(
+        matches!(&out.messages[2], ChatMessage::Tool { content, .. } if content.starts_with("not run"))
+    );
 }

@@ -77,7 +77,14 @@ impl Conns {
 
     /// A query of `conn` for `session_id` goes to `node` (called before it is sent, so that
     /// its END cannot arrive first).
-    pub(crate) fn started(&self, conn: u64, session_id: Uuid, node: &str, who: &Principal, ticket: &str) {
+    pub(crate) fn started(
+        &self,
+        conn: u64,
+        session_id: Uuid,
+        node: &str,
+        who: &Principal,
+        ticket: &str,
+    ) {
         self.lock().in_flight.insert(
             (conn, session_id),
             Flight {
@@ -94,7 +101,6 @@ impl Conns {
             flight.node = node.to_string();
         }
     }
-
 
     /// The query recorded by [`Conns::started`] could not be sent after all, or its turn is
     /// over.

@@ -357,13 +357,13 @@ pub(crate) fn resume_orphans(shared: Arc<Shared>, dead: impl Fn(&str) -> bool + 
         }
         // At start-up the sessions supervisor may still be starting.
         let mut handle = shared.sessions.clone();
-        let waited = tokio::time::timeout(
-            Duration::from_secs(60),
-            handle.wait_for(|s| s.is_some()),
-        )
-        .await;
+        let waited =
+            tokio::time::timeout(Duration::from_secs(60), handle.wait_for(|s| s.is_some())).await;
         let Ok(Ok(sessions)) = waited.map(|r| r.map(|s| s.clone())) else {
-            tracing::warn!(turns = orphans.len(), "no sessions supervisor to continue turns left by a stopped node");
+            tracing::warn!(
+                turns = orphans.len(),
+                "no sessions supervisor to continue turns left by a stopped node"
+            );
             return;
         };
         let Some(sessions) = sessions else {

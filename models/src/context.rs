@@ -50,7 +50,9 @@ impl ContextWindows {
                 .parse::<u32>()
                 .ok()
                 .filter(|t| *t >= 100)
-                .ok_or_else(|| format!("'{entry}': tokens must be a whole number of at least 100"))?;
+                .ok_or_else(|| {
+                    format!("'{entry}': tokens must be a whole number of at least 100")
+                })?;
             table.windows.insert(model.trim().to_string(), tokens);
         }
         Ok(table)

@@ -183,8 +183,10 @@ fn fold(f: &mut Found) {
         f.context.drain(..f.skip.min(f.context.len()));
     }
     if let Some(summary) = f.summary.take() {
-        f.context
-            .insert(0, serde_json::json!({ "role": "system", "content": summary }));
+        f.context.insert(
+            0,
+            serde_json::json!({ "role": "system", "content": summary }),
+        );
     }
 }
 

@@ -502,7 +502,11 @@ impl Sessions {
     /// The marker of the turn running in `who`'s session `id` (JSON text, see
     /// [`crate::turns::OpenTurn`]), or `None` between turns. `NotFound` when the session is
     /// not theirs or deleted.
-    pub async fn open_turn(&self, who: &Principal, id: Uuid) -> Result<Option<String>, StorageError> {
+    pub async fn open_turn(
+        &self,
+        who: &Principal,
+        id: Uuid,
+    ) -> Result<Option<String>, StorageError> {
         let stmt = org_select::<chat_sessions::Entity>(who.org_id)
             .select_only()
             .column(chat_sessions::Column::OpenTurn)
@@ -564,8 +568,12 @@ impl Sessions {
                 Expr::col((users::Entity, users::Column::Id))
                     .equals((chat_sessions::Entity, chat_sessions::Column::UserId)),
             )
-            .and_where(Expr::col((chat_sessions::Entity, chat_sessions::Column::OpenTurn)).is_not_null())
-            .and_where(Expr::col((chat_sessions::Entity, chat_sessions::Column::DeletedAt)).is_null())
+            .and_where(
+                Expr::col((chat_sessions::Entity, chat_sessions::Column::OpenTurn)).is_not_null(),
+            )
+            .and_where(
+                Expr::col((chat_sessions::Entity, chat_sessions::Column::DeletedAt)).is_null(),
+            )
             .and_where(Expr::col((users::Entity, users::Column::RemovedAt)).is_null())
             .to_owned();
         let mut found = Vec::new();

@@ -158,6 +158,7 @@ pub struct SessionsSupervisor;
 fn client_of(msg: &SessionMsg) -> Option<&mpsc::Sender<ServerFrame>> {
     match msg {
         SessionMsg::Query { frames, .. } | SessionMsg::Attach(frames) => Some(frames),
+        SessionMsg::Resume { frames } => frames.as_ref(),
         _ => None,
     }
 }
@@ -222,8 +223,8 @@ impl SessionsSupervisor {
             Some(_) => {}
             // Nothing here says whose the session is: storage decides before any actor
             // exists. A frame with no query has nothing to act on without a running turn, so
-            // it never starts one.
-            None if matches!(msg, SessionMsg::Query { .. }) => {
+            // it never starts one; a turn to continue does.
+            None if matches!(msg, SessionMsg::Query { .. } | SessionMsg::Resume { .. }) => {
                 Self::check(myself, state, session_id, who, msg);
                 return Ok(());
             }

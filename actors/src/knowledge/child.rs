@@ -20,6 +20,8 @@ const MAX_TEXT_BYTES: u64 = 64 * 1024 * 1024;
 const MAX_ERR_BYTES: u64 = 4 * 1024;
 /// The exit status of an extraction that refused the file (its reason on stderr).
 pub const REFUSED: i32 = 3;
+/// The exit status of an extraction that needed more memory than its limit allows.
+pub const OUT_OF_MEMORY: i32 = 4;
 /// What the child writes before the text: proof that the program is an extractor at all (a
 /// misconfigured program that happens to exit 0 must not have its output taken as text).
 const HEADER: &[u8] = b"aurora-kb-extract/1\n";
@@ -168,7 +170,8 @@ impl Extractor {
                     "reading the file took longer than {} s",
                     self.timeout.as_secs()
                 ),
-                // An allocation the address-space limit refused aborts the child.
+                // An allocation the address-space limit refused aborts the child, or the child
+                // saw one refused and says so.
                 _ => format!("reading the file needs more than {mib} MiB"),
             },
         ))
@@ -176,8 +179,10 @@ impl Extractor {
 }
 
 /// The child's side: reads the file on stdin, writes its text on stdout. Exit 0 with the text,
-/// or [`REFUSED`] with the reason on stderr.
-pub fn child_main(kind: &str) -> i32 {
+/// or [`REFUSED`] with the reason on stderr; [`OUT_OF_MEMORY`] when an allocation was refused
+/// on the way (`alloc_refused`, from the binary's allocator): whatever the parser made of it,
+/// the file needs more memory than the limit allows.
+pub fn child_main(kind: &str, alloc_refused: fn() -> bool) -> i32 {
     use std::io::{Read, Write};
     // A parser panic is reported as one plain line (below), never with the build's paths.
     std::panic::set_hook(Box::new(|_| {}));
@@ -195,7 +200,11 @@ pub fn child_main(kind: &str) -> i32 {
         eprintln!("cannot read the file: {e}");
         return REFUSED;
     }
-    match extract(kind, &bytes) {
+    let extracted = extract(kind, &bytes);
+    if alloc_refused() {
+        return OUT_OF_MEMORY;
+    }
+    match extracted {
         Ok(text) => {
             let mut out = std::io::stdout().lock();
             let written = out

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -88,7 +88,10 @@ impl Incidents {
             .from(incidents::Entity)
             .and_where(incidents::Column::RcaStatus.eq("running"))
             .group_by_col(incidents::Column::OrgId)
-            .and_having(ExprTrait::gte(ExprTrait::count(Expr::col(incidents::Column::Id)), i64::from(org_limit)))
+            .and_having(ExprTrait::gte(
+                ExprTrait::count(Expr::col(incidents::Column::Id)),
+                i64::from(org_limit),
+            ))
             .to_owned();
         let chosen = incidents::Entity::find()
             .filter(incidents::Column::RcaStatus.eq("queued"))

@@ -15,7 +15,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;

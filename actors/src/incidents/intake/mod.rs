@@ -100,8 +100,14 @@ pub const MAX_RAW: usize = 64 * 1024;
 fn storable(mut a: NewAlert) -> NewAlert {
     let clean = |s: &str, max: usize| -> String { s.replace('\0', "").chars().take(max).collect() };
     a.fingerprint = clean(&a.fingerprint, 256);
-    a.group = a.group.map(|g| clean(&g, MAX_GROUP)).filter(|g| !g.is_empty());
-    a.service = a.service.map(|s| clean(&s, MAX_SERVICE)).filter(|s| !s.is_empty());
+    a.group = a
+        .group
+        .map(|g| clean(&g, MAX_GROUP))
+        .filter(|g| !g.is_empty());
+    a.service = a
+        .service
+        .map(|s| clean(&s, MAX_SERVICE))
+        .filter(|s| !s.is_empty());
     a.title = clean(&a.title, MAX_TITLE);
     a.description = clean(&a.description, MAX_DESCRIPTION);
     a.labels = std::mem::take(&mut a.labels)

@@ -281,6 +281,10 @@ fn alerts_are_made_storable() {
     assert_eq!(a.service.as_ref().unwrap().chars().count(), 200);
     assert!(a.group.as_ref().unwrap().chars().count() <= 256);
     assert_eq!(a.labels.get("k").map(String::as_str), Some("v"));
-    assert!(a.raw.to_string().len() <= MAX_RAW + 100, "{}", a.raw.to_string().len());
+    assert!(
+        a.raw.to_string().len() <= MAX_RAW + 100,
+        "{}",
+        a.raw.to_string().len()
+    );
     assert!(a.raw["truncated_from_bytes"].as_u64().unwrap() > 200_000);
 }
