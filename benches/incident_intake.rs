@@ -494,6 +494,10 @@ async fn run(cfg: Cfg) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Built and listed as a test target too (`--all-targets`): run only under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        return Ok(());
+    }
     let base = env_str("BASE_URL")?.trim_end_matches('/').to_string();
     let cfg = Cfg {
         label: std::env::var("LABEL").unwrap_or_else(|_| "server".into()),

@@ -71,7 +71,7 @@ if [ "$ONLY" != anchor ]; then
     "$base/api/auth/register" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
   hook=$(curl -sf -H 'content-type: application/json' -H "authorization: Bearer $bearer" \
     -d '{"name":"bench"}' "$base/api/org/webhooks" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-  LABEL=node BASE_URL="$base" WEBHOOK_TOKEN="$hook" BEARER_TOKEN="$bearer" "$GEN"
+  LABEL=node BASE_URL="$base" WEBHOOK_TOKEN="$hook" BEARER_TOKEN="$bearer" "$GEN" --bench
   echo "node peak RSS: $(grep VmHWM /proc/$node_pid/status | awk '{print $2, $3}')"
   kill -TERM "$node_pid"; wait "$node_pid" 2>/dev/null || true; node_pid=
 fi
@@ -104,6 +104,6 @@ if [ "$ONLY" != node ]; then
   gunicorn_pid=$!
   base="http://127.0.0.1:$ANCHOR_PORT"
   wait_up "$base"
-  LABEL=anchor BASE_URL="$base" WEBHOOK_TOKEN="$token" BEARER_TOKEN=anchor-bearer-token "$GEN" \
+  LABEL=anchor BASE_URL="$base" WEBHOOK_TOKEN="$token" BEARER_TOKEN=anchor-bearer-token "$GEN" --bench \
     || { tail -20 "$work/celery.log" "$work/gunicorn.log"; exit 1; }
 fi

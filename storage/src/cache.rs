@@ -38,6 +38,10 @@ impl std::fmt::Debug for Cache {
     }
 }
 
+/// Longest an `XREAD` of [`Cache::follow`] blocks: under the 500 ms response timeout of
+/// redis-rs's multiplexed connections, which the pool's are.
+const MAX_BLOCK: Duration = Duration::from_millis(400);
+
 /// Sliding-window rate limit in one atomic step: drop entries older than the window, count,
 /// and add this action only when under the limit. Returns {allowed, count, oldest_ms}.
 const RATE_LIMIT_LUA: &str = r#"
@@ -287,6 +291,10 @@ impl Cache {
                         .map_err(redis_err)?;
                     *last = newest.into_iter().next().map_or("0-0".into(), |(id, _)| id);
                 }
+                // Under the client's response timeout (redis-rs: 500 ms on the pool's multiplexed
+                // connections): a longer block timed out every idle read, which the followers
+                // took for Redis being down (the revocation follower dropped its token cache).
+                let block = block.min(MAX_BLOCK);
                 let reply: Read = cmd("XREAD")
                     .arg("COUNT")
                     .arg(100)
