@@ -80,6 +80,9 @@ impl Actor for AgentRunActor {
         let mailbox = args.mailbox.clone();
         let supervisor = myself.get_cell();
         let cancel = cancel_tx.clone();
+        // What closes the turn's marker if the turn panics (else a later sweep would take it
+        // for a turn its node died in).
+        let (writer, who) = (args.deps.writer.clone(), args.input.who.clone());
         let work = async move {
             let mut io = TurnIo {
                 frames: args.frames.clone(),
@@ -139,8 +142,9 @@ impl Actor for AgentRunActor {
             match args.deps.writer.save(turn).await {
                 // The user's running total after this turn (PROTOCOL.md: usage_info).
                 Ok(total_cost) => {
-                    // A folded conversation's context is reloaded from storage instead.
-                    if !outcome.folded {
+                    // A folded conversation's context, or one a step of which was not stored,
+                    // is read again from storage instead.
+                    if !outcome.folded && !outcome.unsaved_steps {
                         let _ = args.saved.send(outcome.messages);
                     }
                     let info = ServerFrame::UsageInfo {
@@ -170,6 +174,18 @@ impl Actor for AgentRunActor {
                 let e = panic_text(&panic);
                 tracing::error!(error = %e, %session_id, "agent run crashed");
                 reason = RUN_CRASHED;
+                let close = TurnWrite {
+                    who,
+                    session_id,
+                    messages: Vec::new(),
+                    context: None,
+                    first_query: None,
+                    usage: Vec::new(),
+                    mark: TurnMark::Close,
+                };
+                if let Err(e) = writer.save(close).await {
+                    tracing::error!(error = %e, %session_id, "cannot close a crashed turn");
+                }
                 let _ = frames
                     .send(ServerFrame::error(
                         ErrorCode::Internal,

@@ -155,7 +155,7 @@ impl SessionActor {
                 }),
         };
         let history: Vec<ChatMessage> = match loaded {
-            Ok(history) => history,
+            Ok(history) => crate::turn::well_formed(history),
             Err(e) => {
                 let code = if matches!(e, aurora_storage::StorageError::NotFound(_)) {
                     ErrorCode::NotFound
@@ -252,14 +252,22 @@ impl SessionActor {
             finish(Some((ErrorCode::Internal, TURN_GONE.into()))).await;
             return Ok(());
         };
-        if open.resumes >= MAX_RESUMES {
+        // Older than two turn timeouts: whatever ran it is long gone (a turn never runs past
+        // one), and nobody is waiting for it.
+        let stale = chrono::Duration::from_std(shared.deps.turn_timeout * 2)
+            .is_ok_and(|limit| Utc::now() - open.started_at > limit);
+        if open.resumes >= MAX_RESUMES || stale {
             // Closed, not continued: its dangling calls are answered by the next turn.
             let closed = shared.sessions.claim_turn(&who, sid, &seen, None).await;
-            tracing::warn!(session_id = %sid, resumes = open.resumes, ?closed, "a turn that keeps losing its node is abandoned");
-            let text = format!(
-                "this turn was continued {} times after the node running it stopped; it is abandoned (your history holds what was saved)",
-                open.resumes
-            );
+            tracing::warn!(session_id = %sid, resumes = open.resumes, stale, ?closed, "a turn is abandoned instead of continued");
+            let text = if stale {
+                "this turn stopped with its node too long ago to be continued (your history holds what was saved): ask again".to_string()
+            } else {
+                format!(
+                    "this turn was continued {} times after the node running it stopped; it is abandoned (your history holds what was saved)",
+                    open.resumes
+                )
+            };
             finish(Some((ErrorCode::Internal, text))).await;
             return Ok(());
         }
@@ -306,8 +314,9 @@ impl SessionActor {
 /// What a client waiting on a turn that cannot be continued is told.
 pub const TURN_GONE: &str = "the node running this turn stopped and the turn cannot be continued (your history holds what was saved): ask again";
 
-/// Continuations of one turn after its node died, before it is abandoned.
-const MAX_RESUMES: u32 = 3;
+/// Continuations of one turn after its node died, before it is abandoned: a turn that takes
+/// its node down (a tool or a reply that crashes it) must not take node after node with it.
+const MAX_RESUMES: u32 = 2;
 
 /// A query's fields: text, mode, model, interactive, client channel.
 type QueryParts = (

@@ -105,6 +105,9 @@ pub struct TurnOutcome {
     pub written: usize,
     /// The turn opened the session's turn marker (its last write closes it).
     pub opened: bool,
+    /// A step of the turn was not stored: the session's context must be read again from
+    /// storage rather than extended with `messages`.
+    pub unsaved_steps: bool,
 }
 
 /// The channels a turn talks through.
@@ -205,6 +208,8 @@ struct Turn<'a> {
     usage_written: usize,
     pending: Vec<Pending>,
     opened: bool,
+    /// A queued step failed to commit.
+    unsaved_steps: bool,
 }
 
 /// Runs one turn to its end. Never panics on provider or tool failures: they become frames and
@@ -239,6 +244,7 @@ pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> Tu
         pending: Vec::new(),
         // A resumed turn's marker was claimed for this node before it started.
         opened: input.resume,
+        unsaved_steps: false,
     };
     for call in &unanswered {
         turn.send(ToolErrorData::frame(
@@ -285,6 +291,7 @@ pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> Tu
         folded: turn.folded.is_some(),
         written: turn.written,
         opened: turn.opened,
+        unsaved_steps: turn.unsaved_steps,
         usage: turn
             .usage
             .split_off(turn.usage_written.min(turn.usage.len())),
@@ -298,6 +305,28 @@ pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> Tu
 pub const INTERRUPTED: &str = "interrupted: the node running this tool call stopped before its \
     result was saved. It was not run again; whether it took effect is unknown, so check before \
     repeating it.";
+
+/// `history` with every tool result that answers no earlier call, or a call already answered,
+/// left out: what a lost step or two nodes writing one turn (one frozen past its death) can
+/// leave in storage, and what a provider refuses. With [`unanswered`] answered first, the model
+/// always gets a well-formed conversation; the history a user reads keeps everything.
+pub fn well_formed(history: Vec<ChatMessage>) -> Vec<ChatMessage> {
+    let mut called: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut answered: std::collections::HashSet<String> = std::collections::HashSet::new();
+    history
+        .into_iter()
+        .filter(|m| match m {
+            ChatMessage::Assistant { tool_calls, .. } => {
+                called.extend(tool_calls.iter().map(|c| c.id.clone()));
+                true
+            }
+            ChatMessage::Tool { tool_call_id, .. } => {
+                called.contains(tool_call_id) && answered.insert(tool_call_id.clone())
+            }
+            _ => true,
+        })
+        .collect()
+}
 
 /// The tool calls of the history's last assistant message that have no result: their turn's
 /// node stopped between saving the call and saving its result.
@@ -368,6 +397,7 @@ impl Turn<'_> {
                 self.opened = true;
             }
             Err(e) => {
+                self.unsaved_steps = true;
                 tracing::error!(session_id = %input.session_id, error = %e, "cannot queue a step of the turn")
             }
         }
@@ -381,6 +411,7 @@ impl Turn<'_> {
         for pending in self.pending.drain(..) {
             if let Err(e) = pending.committed().await {
                 failed = Some(e.to_string());
+                self.unsaved_steps = true;
             }
         }
         failed.map_or(Ok(()), Err)

@@ -196,3 +196,28 @@ async fn a_tool_call_that_cannot_be_stored_is_not_run() {
         matches!(&out.messages[2], ChatMessage::Tool { content, .. } if content.starts_with("not run"))
     );
 }
+
+#[test]
+fn results_that_answer_no_call_or_an_answered_one_are_left_out_of_the_models_view() {
+    use aurora_actors::turn::well_formed;
+    let tool = |id: &str, content: &str| ChatMessage::Tool {
+        tool_call_id: id.into(),
+        content: content.into(),
+    };
+    let mut history = dangling();
+    // The call's real result, and then a second answer to it (two nodes wrote the turn), and
+    // a result whose call was never stored (a lost step).
+    history.push(tool("c9", "pod deleted"));
+    history.push(tool("c9", INTERRUPTED));
+    history.push(tool("lost", "output"));
+    history.push(ChatMessage::User {
+        content: "and now?".into(),
+    });
+    let kept = well_formed(history);
+    let results: Vec<&ChatMessage> = kept
+        .iter()
+        .filter(|m| matches!(m, ChatMessage::Tool { .. }))
+        .collect();
+    assert_eq!(results, [&tool("c9", "pod deleted")]);
+    assert_eq!(kept.len(), 4);
+}

@@ -191,10 +191,10 @@ impl Cluster {
             }
             _ => (None, None),
         };
-        // Turns this node left open when it last stopped (killed, crashed) continue now; a
-        // node on its own is the only one that could have run any open turn.
-        let (me, clustered) = (args.name.clone(), server.is_some());
-        gateway::resume_orphans(shared.clone(), move |node| !clustered || node == me);
+        // Turns this node left open when it last stopped (killed, crashed) continue now (a
+        // node of a cluster killed long enough for the others to notice finds them taken).
+        let me = args.name.clone();
+        gateway::resume_orphans(shared.clone(), move |node| node == me);
         Ok(Cluster {
             inner: Arc::new(Inner {
                 shared,

@@ -379,8 +379,15 @@ async fn touch_owned<C: ConnectionTrait>(
             let title = turn.first_query.map(auto_title).filter(|t| !t.is_empty());
             sessions.push((turn.session_id, turn.who, title));
         }
-        if let Some(mark) = &turn.mark {
-            marks.insert(turn.session_id, mark.clone());
+        // Only the session's owner's writes (the user it is tested against) move its marker.
+        let owner = sessions
+            .iter()
+            .find(|(id, _, _)| *id == turn.session_id)
+            .map(|(_, who, _)| who.user_id);
+        if let (Some(mark), Some(owner)) = (&turn.mark, owner) {
+            if owner == turn.who.user_id {
+                marks.insert(turn.session_id, mark.clone());
+            }
         }
     }
     let mut live = HashMap::with_capacity(sessions.len());
@@ -407,13 +414,22 @@ async fn touch_owned<C: ConnectionTrait>(
         stmt.table(chat_sessions::Entity)
             .value(chat_sessions::Column::UpdatedAt, now)
             .value(chat_sessions::Column::Title, rename);
-        // Only batches that open or close a turn name the marker (the others keep their text).
+        // Only batches that open or close a turn name the marker. Every session of the chunk
+        // gets a branch, with a bound flag saying whether it writes: the statement's text then
+        // depends on the chunk's size alone and stays prepared.
         if chunk.iter().any(|(id, _, _)| marks.contains_key(id)) {
             let mut mark = CaseStatement::new();
             for (id, _, _) in chunk {
-                if let Some(text) = marks.get(id) {
-                    mark = mark.case(col(chat_sessions::Column::Id).eq(*id), text.clone());
-                }
+                let (writes, text) = match marks.get(id) {
+                    Some(text) => (true, text.clone()),
+                    None => (false, None),
+                };
+                mark = mark.case(
+                    col(chat_sessions::Column::Id)
+                        .eq(*id)
+                        .and(Expr::val(writes)),
+                    text,
+                );
             }
             stmt.value(
                 chat_sessions::Column::OpenTurn,
