@@ -68,12 +68,10 @@ fn sessions_args(
     config: &Config,
     db: &Db,
     (cache, accounts): (&Cache, &Accounts),
-    llm: Arc<dyn llm::LlmProvider>,
-    knowledge: Option<Arc<KnowledgeBase>>,
+    (llm, knowledge): (Arc<dyn llm::LlmProvider>, Option<Arc<KnowledgeBase>>),
     placement: watch::Receiver<Placement>,
     (cloud_exec, terraform, grants): (CloudExec, Terraform, Grants),
-    incidents: aurora_storage::incidents::Incidents,
-    node: &str,
+    (incidents, node): (aurora_storage::incidents::Incidents, &str),
 ) -> anyhow::Result<SessionsArgs> {
     let chat = &config.chat;
     let prices = PriceTable::with_overrides(chat.llm_prices.as_deref().unwrap_or(""))
@@ -385,15 +383,13 @@ impl Node {
                 &config,
                 &db,
                 (&cache, &accounts),
-                llm.clone(),
-                knowledge.clone(),
+                (llm.clone(), knowledge.clone()),
                 placement_rx.clone(),
                 {
                     let (exec, tf) = crate::tools::runners(&config, sandbox.clone(), &objects);
                     (exec, tf, grants.clone())
                 },
-                incidents.clone(),
-                &node_name,
+                (incidents.clone(), &node_name),
             )?),
             None => None,
         };
