@@ -139,12 +139,21 @@ impl Actor for AgentRunActor {
                     TurnMark::Keep
                 },
             };
-            match args.deps.writer.save(turn).await {
+            let saved = args.deps.writer.save(turn).await;
+            // Answered by now: they were queued before the last write.
+            let mut unsaved = outcome.unsaved_steps;
+            for step in outcome.pending {
+                if let Err(e) = step.committed().await {
+                    tracing::error!(error = %e, %session_id, "a step of the turn was not saved");
+                    unsaved = true;
+                }
+            }
+            match saved {
                 // The user's running total after this turn (PROTOCOL.md: usage_info).
                 Ok(total_cost) => {
                     // A folded conversation's context, or one a step of which was not stored,
                     // is read again from storage instead.
-                    if !outcome.folded && !outcome.unsaved_steps {
+                    if !outcome.folded && !unsaved {
                         let _ = args.saved.send(outcome.messages);
                     }
                     let info = ServerFrame::UsageInfo {

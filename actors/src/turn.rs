@@ -88,7 +88,7 @@ pub enum TurnStatus {
     Failed { code: ErrorCode, message: String },
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub struct TurnOutcome {
     /// The messages this turn added: the user's query, the assistant's answers and the tool
     /// results, including the partial answer of a cancelled turn.
@@ -108,6 +108,10 @@ pub struct TurnOutcome {
     /// A step of the turn was not stored: the session's context must be read again from
     /// storage rather than extended with `messages`.
     pub unsaved_steps: bool,
+    /// Steps queued and not yet known committed. Not awaited here: the turn's last write,
+    /// queued behind them, commits after them, so its caller looks at them once that write is
+    /// answered (waiting first would put a whole batch round in every turn's latency).
+    pub pending: Vec<Pending>,
 }
 
 /// The channels a turn talks through.
@@ -269,10 +273,6 @@ pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> Tu
         }
         turn.run().await
     };
-    // Whatever was queued is committed (or its failure logged) before the turn's last write.
-    if let Err(e) = turn.durable().await {
-        tracing::error!(session_id = %input.session_id, error = %e, "a step of the turn was not saved");
-    }
     let outcome = match &status {
         TurnStatus::Completed => "completed",
         TurnStatus::Cancelled => "cancelled",
@@ -292,6 +292,7 @@ pub async fn run_turn(deps: &TurnDeps, input: &TurnInput, io: &mut TurnIo) -> Tu
         written: turn.written,
         opened: turn.opened,
         unsaved_steps: turn.unsaved_steps,
+        pending: std::mem::take(&mut turn.pending),
         usage: turn
             .usage
             .split_off(turn.usage_written.min(turn.usage.len())),

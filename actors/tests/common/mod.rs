@@ -166,7 +166,13 @@ impl Harness {
             cancel: cancel_rx,
             supervisor: None,
         };
-        let outcome = run_turn(&self.deps, &input, &mut io).await;
+        let mut outcome = run_turn(&self.deps, &input, &mut io).await;
+        // What the run does after the turn's last write: its steps are committed by then.
+        for step in std::mem::take(&mut outcome.pending) {
+            if step.committed().await.is_err() {
+                outcome.unsaved_steps = true;
+            }
+        }
         drop(io);
         (outcome, collector.await.unwrap())
     }
