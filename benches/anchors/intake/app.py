@@ -31,7 +31,9 @@ def pool():
     # Made on first use in each gunicorn worker (after the fork), as a pool per process.
     global _pool
     if _pool is None:
-        _pool = psycopg2.pool.ThreadedConnectionPool(1, 4, common.DSN)
+        # As many connections as the worker has threads (gunicorn --threads 8): with fewer,
+        # requests were refused ("connection pool exhausted").
+        _pool = psycopg2.pool.ThreadedConnectionPool(1, 8, common.DSN)
     return _pool
 
 
