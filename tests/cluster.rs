@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use aurora_fakes::{Completion, Reply};
 use aurora_supervisors::Placement;
-use common::cluster::{Endpoint, TestCluster};
+use common::cluster::{kubectl_runs, slow_kubectl, Endpoint, TestCluster};
 use common::ws::{is_end, next, query, Ws};
 use futures::SinkExt;
 use serde_json::{json, Value};
@@ -140,24 +140,10 @@ async fn sessions_spread_over_three_nodes_and_any_node_serves_any_client() {
     assert_eq!(c.fake.requests().len(), calls);
 }
 
-/// Counts its runs in the session's work directory (its working directory), then takes its
-/// time: the node running it is killed meanwhile.
-const SLOW_KUBECTL: &str =
-    "#!/bin/sh\necho run >> kubectl-runs\nsleep 20\necho 'web-1 0/1 CrashLoopBackOff'\n";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_mid_tool_call_leaves_its_turn_to_continue_elsewhere_without_running_the_tool_again(
 ) {
-    let tools = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        tools.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let bin = tools.path().join("kubectl");
-    std::fs::write(&bin, SLOW_KUBECTL).unwrap();
-    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = format!("{}:/usr/bin:/bin", tools.path().display());
+    let (_tools, path) = slow_kubectl();
     let script = vec![
         Reply::text(&["first answer"], (3, 2)),
         Reply::tool_call(
@@ -171,14 +157,7 @@ async fn a_node_killed_mid_tool_call_leaves_its_turn_to_continue_elsewhere_witho
     ];
     let mut c = TestCluster::start_with(3, script, &[("AURORA_TOOL_PATH", path.as_str())]).await;
     let token = c.register(0, "ops@failover.test").await;
-    let place = placement(&c);
-    let victim = c.nodes[2].name.clone();
-    let sid = loop {
-        let sid = c.new_session(0, &token).await;
-        if place.owner(Uuid::parse_str(&sid).unwrap()) == victim {
-            break sid;
-        }
-    };
+    let sid = c.session_owned_by(2, &token).await;
     let mut ws = c.open(0, 0, &token).await.expect("connects");
     query(&mut ws, &sid, "first", "agent").await;
     let frames = turn(&mut ws).await.unwrap();
@@ -193,18 +172,7 @@ async fn a_node_killed_mid_tool_call_leaves_its_turn_to_continue_elsewhere_witho
         }
     }
     let dir = c.dir().to_path_buf();
-    let runs = || {
-        walk(&dir)
-            .into_iter()
-            .filter(|p| p.file_name().is_some_and(|n| n == "kubectl-runs"))
-            .map(|p| {
-                std::fs::read_to_string(p)
-                    .unwrap_or_default()
-                    .lines()
-                    .count()
-            })
-            .sum::<usize>()
-    };
+    let runs = || kubectl_runs(&dir);
     let started = Instant::now();
     while runs() == 0 && started.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -306,14 +274,7 @@ async fn a_turn_whose_node_dies_with_no_client_waiting_still_finishes() {
     ];
     let mut c = TestCluster::start(3, script).await;
     let token = c.register(0, "ops@orphan.test").await;
-    let place = placement(&c);
-    let victim = c.nodes[2].name.clone();
-    let sid = loop {
-        let sid = c.new_session(0, &token).await;
-        if place.owner(Uuid::parse_str(&sid).unwrap()) == victim {
-            break sid;
-        }
-    };
+    let sid = c.session_owned_by(2, &token).await;
     // The client is on the node that dies too: nobody waits for the rest of the turn.
     let mut ws = c.open(2, 2, &token).await.expect("connects");
     query(&mut ws, &sid, "question", "agent").await;
@@ -338,23 +299,6 @@ async fn a_turn_whose_node_dies_with_no_client_waiting_still_finishes() {
         .map(|m| m["content"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(contents, ["question", "finished elsewhere"], "{}", c.logs());
-}
-
-/// Every file under `dir`.
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aurora_fakes::Reply;
-use common::cluster::TestCluster;
+use common::cluster::{kubectl_runs, slow_kubectl, TestCluster};
 use common::incidents::{deliver, generic, open_feed, wait_for, webhook};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -126,43 +126,9 @@ async fn an_alert_on_one_node_reaches_the_feed_on_another_and_jobs_run_once_per_
     assert!(tree.to_string().contains("expired_tokens"), "{tree}");
 }
 
-/// Counts its runs in its working directory (the session's), then takes its time: the node
-/// running it is killed meanwhile, between the call and its result.
-const KUBECTL: &str =
-    "#!/bin/sh\necho run >> kubectl-runs\nsleep 20\necho 'web-1 0/1 CrashLoopBackOff'\n";
-
-/// How many times the fake kubectl ran, on any node.
-fn kubectl_runs(dir: &std::path::Path) -> usize {
-    let mut runs = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.file_name().is_some_and(|n| n == "kubectl-runs") {
-                runs += std::fs::read_to_string(&path)
-                    .unwrap_or_default()
-                    .lines()
-                    .count();
-            }
-        }
-    }
-    runs
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_analysis_whose_node_dies_mid_tool_finishes_elsewhere_without_running_the_tool_again() {
-    let tools = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        tools.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let bin = tools.path().join("kubectl");
-    std::fs::write(&bin, KUBECTL).unwrap();
-    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = format!("{}:/usr/bin:/bin", tools.path().display());
+    let (_tools, path) = slow_kubectl();
     let final_answer = json!({"summary": "web-1 crash loops", "root_cause": "bad image", "remediation": "roll back"});
     let mut c = TestCluster::start_with(
         3,

@@ -390,3 +390,55 @@ impl Drop for TestCluster {
         }
     }
 }
+
+/// A fake `kubectl` that counts its runs in its working directory (the session's), then takes
+/// its time, so a test can kill the node running it between the call and its result. Returns
+/// its directory (kept alive by the caller) and the `AURORA_TOOL_PATH` that finds it.
+pub fn slow_kubectl() -> (tempfile::TempDir, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let tools = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tools.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = tools.path().join("kubectl");
+    std::fs::write(
+        &bin,
+        "#!/bin/sh\necho run >> kubectl-runs\nsleep 20\necho 'web-1 0/1 CrashLoopBackOff'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", tools.path().display());
+    (tools, path)
+}
+
+/// How many times [`slow_kubectl`] ran, on any node under `dir`.
+pub fn kubectl_runs(dir: &std::path::Path) -> usize {
+    let mut runs = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == "kubectl-runs") {
+                runs += std::fs::read_to_string(&path)
+                    .unwrap_or_default()
+                    .lines()
+                    .count();
+            }
+        }
+    }
+    runs
+}
+
+impl TestCluster {
+    /// A new session of `token`'s user that node `i` owns.
+    pub async fn session_owned_by(&self, i: usize, token: &str) -> String {
+        let names: Vec<String> = self.nodes.iter().map(|p| p.name.clone()).collect();
+        let place = aurora_supervisors::Placement::new(names[0].clone(), names);
+        loop {
+            let sid = self.new_session(0, token).await;
+            if place.owner(uuid::Uuid::parse_str(&sid).unwrap()) == self.nodes[i].name {
+                return sid;
+            }
+        }
+    }
+}
