@@ -37,9 +37,14 @@ pub struct OpenIncident {
 impl OpenIncident {
     /// What text similarity compares an alert with.
     pub fn text(&self) -> String {
-        match &self.row.service {
-            Some(s) => format!("{} ({s})", self.row.title),
-            None => self.row.title.clone(),
+        OpenIncident::text_of(&self.row.title, self.row.service.as_deref())
+    }
+
+    /// The text of an incident titled `title` about `service` (what an alert would open).
+    pub fn text_of(title: &str, service: Option<&str>) -> String {
+        match service {
+            Some(s) => format!("{title} ({s})"),
+            None => title.to_string(),
         }
     }
 
@@ -80,11 +85,24 @@ pub struct CorrelationTx {
     pub incidents: Vec<OpenIncident>,
     /// Indexes of incidents changed in this transaction, and whether each is new.
     dirty: HashMap<usize, bool>,
+    /// Alerts placed, by where they went (an index of `incidents`, or nowhere): written at
+    /// the commit, one statement per incident.
+    moves: HashMap<Option<usize>, Vec<Uuid>>,
     resolve_when_clear: bool,
     /// Most analyses of the org waiting at once, and how many wait now (read when first needed).
     max_queued: u32,
     queued: Option<u64>,
 }
+
+/// An alert as matching needs it: incident, source, fingerprint, group, service, status.
+type AlertKey = (
+    Option<Uuid>,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+);
 
 /// What a committed correlation did.
 #[derive(Debug, Default)]
@@ -93,7 +111,13 @@ pub struct Correlated {
     /// Incidents it opened (their analyses are queued).
     pub opened: Vec<Uuid>,
     pub events: Vec<FeedEvent>,
+    /// The open incidents as this correlation left them, by id: what the next one may reuse
+    /// (see [`CorrelationTx::load_open`]).
+    pub known: Known,
 }
+
+/// Open incidents from an earlier correlation of the org, by id.
+pub type Known = HashMap<Uuid, OpenIncident>;
 
 impl Incidents {
     /// Begins correlating `org_id`: waits for any other correlation of the org to finish.
@@ -117,6 +141,7 @@ impl Incidents {
             tx,
             incidents: Vec::new(),
             dirty: HashMap::new(),
+            moves: HashMap::new(),
             resolve_when_clear,
             max_queued: u32::MAX,
             queued: None,
@@ -148,8 +173,15 @@ impl CorrelationTx {
 
     /// Loads the org's open incidents (the 500 with the latest alerts), those resolved within
     /// `reopen` (a flapping alert reopens its incident rather than opening one each time), and
-    /// their alerts.
-    pub async fn load_open(&mut self, reopen: chrono::Duration) -> Result<(), StorageError> {
+    /// what their alerts are. The alerts of an incident in `known` whose alert count is still
+    /// the one loaded are not read again: only a correlation places alerts, and each one it
+    /// places counts, so an unchanged count means an unchanged set (a correlation that did
+    /// not commit, or one on another node, changed the count or left it as stored).
+    pub async fn load_open(
+        &mut self,
+        reopen: chrono::Duration,
+        mut known: Known,
+    ) -> Result<(), StorageError> {
         let since = Utc::now()
             .checked_sub_signed(reopen)
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
@@ -169,30 +201,63 @@ impl CorrelationTx {
             .limit(500)
             .all(self.tx.conn())
             .await?;
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        let alerts = self
-            .tx
-            .select::<incident_alerts::Entity>()
-            .filter(incident_alerts::Column::IncidentId.is_in(ids))
-            .order_by_asc(incident_alerts::Column::ReceivedAt)
-            .all(self.tx.conn())
-            .await?;
-        let mut open: Vec<OpenIncident> = rows.into_iter().map(OpenIncident::new).collect();
-        let index: HashMap<Uuid, usize> = open
-            .iter()
-            .enumerate()
-            .map(|(i, o)| (o.row.id, i))
-            .collect();
-        for a in alerts {
-            if let Some(&i) = a.incident_id.as_ref().and_then(|id| index.get(id)) {
-                remember(&mut open[i], &a);
+        let mut open = Vec::with_capacity(rows.len());
+        let mut stale = Vec::new();
+        for row in rows {
+            let mut inc = OpenIncident::new(row);
+            match known.remove(&inc.row.id) {
+                Some(k) if k.row.alert_count == inc.row.alert_count => {
+                    inc.groups = k.groups;
+                    inc.services = k.services;
+                    inc.alerts = k.alerts;
+                }
+                _ => stale.push(inc.row.id),
+            }
+            open.push(inc);
+        }
+        if !stale.is_empty() {
+            use incident_alerts::Column as A;
+            let alerts: Vec<AlertKey> = self
+                .tx
+                .select::<incident_alerts::Entity>()
+                .select_only()
+                .columns([
+                    A::IncidentId,
+                    A::Source,
+                    A::Fingerprint,
+                    A::GroupKey,
+                    A::Service,
+                    A::Status,
+                ])
+                .filter(A::IncidentId.is_in(stale))
+                .order_by_asc(A::ReceivedAt)
+                .order_by_asc(A::Id)
+                .into_tuple()
+                .all(self.tx.conn())
+                .await?;
+            let index: HashMap<Uuid, usize> = open
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (o.row.id, i))
+                .collect();
+            for (incident_id, source, fingerprint, group, service, status) in alerts {
+                if let Some(&i) = incident_id.as_ref().and_then(|id| index.get(id)) {
+                    let inc = &mut open[i];
+                    if let Some(g) = group {
+                        inc.groups.insert(g);
+                    }
+                    if let Some(s) = service {
+                        inc.services.insert(s);
+                    }
+                    inc.alerts.insert((source, fingerprint), status);
+                }
             }
         }
         self.incidents = open;
         Ok(())
     }
 
-    /// Places `alert` as decided.
+    /// Places `alert` as decided (in memory: [`CorrelationTx::commit`] writes it).
     pub async fn place(
         &mut self,
         alert: &incident_alerts::Model,
@@ -229,35 +294,13 @@ impl CorrelationTx {
                 } else {
                     self.queued = Some(queued + 1);
                 }
-                let row = incidents::Entity::insert(incidents::ActiveModel::from(row))
-                    .exec_with_returning(self.tx.conn())
-                    .await?;
                 self.incidents.push(OpenIncident::new(row));
                 let i = self.incidents.len() - 1;
                 self.dirty.insert(i, true);
                 Some(i)
             }
         };
-        let incident_id = target.map(|i| self.incidents[i].row.id);
-        let placed = incident_alerts::Entity::update_many()
-            .col_expr(
-                incident_alerts::Column::IncidentId,
-                Expr::value(incident_id),
-            )
-            .col_expr(incident_alerts::Column::PlacedAt, Expr::value(now))
-            .filter(self.tx.org_filter::<incident_alerts::Entity>())
-            .filter(incident_alerts::Column::Id.eq(alert.id))
-            .filter(incident_alerts::Column::PlacedAt.is_null())
-            .exec(self.tx.conn())
-            .await?
-            .rows_affected;
-        if placed == 0 {
-            // Placed by another correlation meanwhile (the org lock rules this out on
-            // PostgreSQL): refused, so that no count is ever taken twice.
-            return Err(StorageError::Conflict(
-                "the alert was placed meanwhile".into(),
-            ));
-        }
+        self.moves.entry(target).or_default().push(alert.id);
         if let Some(i) = target {
             let resolve_when_clear = self.resolve_when_clear;
             let inc = &mut self.incidents[i];
@@ -285,52 +328,60 @@ impl CorrelationTx {
         Ok(())
     }
 
-    /// Writes the changed incidents and their feed events, and commits.
+    /// Writes the new incidents, the placements, the changed incidents and their feed events
+    /// (a few statements per incident touched, however many alerts), and commits.
     pub async fn commit(self, placed: usize) -> Result<Correlated, StorageError> {
         let mut out = Correlated {
             placed,
             ..Default::default()
         };
         let org_id = self.tx.org_id();
+        let conn = self.tx.conn();
+        let now = Utc::now();
         let mut dirty: Vec<(usize, bool)> = self.dirty.into_iter().collect();
         dirty.sort();
+        // New incidents first (the placements refer to them), as this correlation left them.
+        let new: Vec<incidents::ActiveModel> = dirty
+            .iter()
+            .filter(|(_, new)| *new)
+            .map(|(i, _)| incidents::ActiveModel::from(self.incidents[*i].row.clone()))
+            .collect();
+        for chunk in chunked(new, 500) {
+            incidents::Entity::insert_many(chunk)
+                .exec_without_returning(conn)
+                .await?;
+        }
+        for (target, ids) in self.moves {
+            let incident_id = target.map(|i| self.incidents[i].row.id);
+            for ids in ids.chunks(1_000) {
+                let moved = incident_alerts::Entity::update_many()
+                    .col_expr(
+                        incident_alerts::Column::IncidentId,
+                        Expr::value(incident_id),
+                    )
+                    .col_expr(incident_alerts::Column::PlacedAt, Expr::value(now))
+                    .filter(self.tx.org_filter::<incident_alerts::Entity>())
+                    .filter(incident_alerts::Column::Id.is_in(ids.iter().copied()))
+                    .filter(incident_alerts::Column::PlacedAt.is_null())
+                    .exec(conn)
+                    .await?
+                    .rows_affected;
+                if moved != ids.len() as u64 {
+                    // Placed by another correlation meanwhile (the org lock rules this out on
+                    // PostgreSQL): refused, so that no count is ever taken twice.
+                    return Err(StorageError::Conflict(
+                        "an alert was placed meanwhile".into(),
+                    ));
+                }
+            }
+        }
+        let mut events = Vec::with_capacity(dirty.len());
         for (i, new) in dirty {
             let inc = &self.incidents[i];
             let row = &inc.row;
-            // The counts are the correlator's alone (one at a time per org); status and
-            // severity are written only when this correlation changed them, and a status only
-            // over the one it was loaded with.
-            let mut update = incidents::Entity::update_many()
-                .col_expr(incidents::Column::AlertCount, Expr::value(row.alert_count))
-                .col_expr(
-                    incidents::Column::FiringCount,
-                    Expr::value(row.firing_count),
-                )
-                .col_expr(
-                    incidents::Column::LastAlertAt,
-                    Expr::value(row.last_alert_at),
-                )
-                .col_expr(incidents::Column::UpdatedAt, Expr::value(row.updated_at))
-                .filter(self.tx.org_filter::<incidents::Entity>())
-                .filter(incidents::Column::Id.eq(row.id));
-            if row.severity != inc.loaded.1 {
-                update = update.col_expr(
-                    incidents::Column::Severity,
-                    Expr::value(row.severity.clone()),
-                );
-            }
-            update.exec(self.tx.conn()).await?;
-            if row.status != inc.loaded.0 {
-                incidents::Entity::update_many()
-                    .col_expr(incidents::Column::Status, Expr::value(row.status.clone()))
-                    .col_expr(incidents::Column::ResolvedAt, Expr::value(row.resolved_at))
-                    .filter(self.tx.org_filter::<incidents::Entity>())
-                    .filter(incidents::Column::Id.eq(row.id))
-                    .filter(incidents::Column::Status.eq(inc.loaded.0.clone()))
-                    .exec(self.tx.conn())
-                    .await?;
-            }
-            if new {
+            if !new {
+                update_existing(&self.tx, inc).await?;
+            } else {
                 out.opened.push(row.id);
             }
             let change = match (new, row.status.as_str()) {
@@ -339,19 +390,67 @@ impl CorrelationTx {
                 (false, _) if inc.loaded.0 == "resolved" && row.status != "resolved" => "reopened",
                 _ => "updated",
             };
-            let event = feed::record(
-                self.tx.conn(),
-                org_id,
-                row.id,
-                "incident",
-                incident_event(row, change),
-            )
-            .await?;
-            out.events.push(event);
+            events.push((row.id, incident_event(row, change)));
         }
+        out.events = feed::record_many(conn, org_id, "incident", events).await?;
         self.tx.commit().await?;
+        out.known = self
+            .incidents
+            .into_iter()
+            .map(|mut inc| {
+                inc.loaded = (inc.row.status.clone(), inc.row.severity.clone());
+                (inc.row.id, inc)
+            })
+            .collect();
         Ok(out)
     }
+}
+
+/// Writes what a correlation changed of an incident that existed before it. The counts are
+/// the correlator's alone (one at a time per org); status and severity are written only when
+/// this correlation changed them, and a status only over the one it was loaded with.
+async fn update_existing(tx: &OrgTx, inc: &OpenIncident) -> Result<(), StorageError> {
+    let row = &inc.row;
+    let mut update = incidents::Entity::update_many()
+        .col_expr(incidents::Column::AlertCount, Expr::value(row.alert_count))
+        .col_expr(
+            incidents::Column::FiringCount,
+            Expr::value(row.firing_count),
+        )
+        .col_expr(
+            incidents::Column::LastAlertAt,
+            Expr::value(row.last_alert_at),
+        )
+        .col_expr(incidents::Column::UpdatedAt, Expr::value(row.updated_at))
+        .filter(tx.org_filter::<incidents::Entity>())
+        .filter(incidents::Column::Id.eq(row.id));
+    if row.severity != inc.loaded.1 {
+        update = update.col_expr(
+            incidents::Column::Severity,
+            Expr::value(row.severity.clone()),
+        );
+    }
+    update.exec(tx.conn()).await?;
+    if row.status != inc.loaded.0 {
+        incidents::Entity::update_many()
+            .col_expr(incidents::Column::Status, Expr::value(row.status.clone()))
+            .col_expr(incidents::Column::ResolvedAt, Expr::value(row.resolved_at))
+            .filter(tx.org_filter::<incidents::Entity>())
+            .filter(incidents::Column::Id.eq(row.id))
+            .filter(incidents::Column::Status.eq(inc.loaded.0.clone()))
+            .exec(tx.conn())
+            .await?;
+    }
+    Ok(())
+}
+
+fn chunked<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        out.push(items.by_ref().take(size).collect());
+    }
+    out
 }
 
 /// An incident as the feed carries it.

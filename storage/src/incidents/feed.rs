@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+use sea_orm::sea_query::Query;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, FromQueryResult, Iterable};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -67,6 +68,47 @@ pub(crate) async fn record(
         .exec_with_returning(conn)
         .await?
         .into())
+}
+
+/// Writes one event row per `(incident, data)` in one statement, in the caller's transaction;
+/// returns them numbered, in order. The caller publishes them after commit.
+pub(crate) async fn record_many(
+    conn: &impl ConnectionTrait,
+    org_id: Uuid,
+    kind: &str,
+    events: Vec<(Uuid, serde_json::Value)>,
+) -> Result<Vec<FeedEvent>, StorageError> {
+    use incident_events::Column as C;
+    let mut out = Vec::with_capacity(events.len());
+    let now = Utc::now();
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        let mut insert = Query::insert();
+        insert
+            .into_table(incident_events::Entity)
+            .columns([C::OrgId, C::IncidentId, C::Kind, C::Data, C::CreatedAt])
+            .returning(Query::returning().columns(incident_events::Column::iter()));
+        for (incident_id, data) in events.by_ref().take(1_000) {
+            insert.values_panic([
+                org_id.into(),
+                incident_id.into(),
+                kind.into(),
+                data.into(),
+                now.into(),
+            ]);
+        }
+        let stmt = conn.get_database_backend().build(&insert);
+        let mut rows = conn
+            .query_all_raw(stmt)
+            .await?
+            .iter()
+            .map(|r| incident_events::Model::from_query_result(r, ""))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Numbered in the order given (the ids come from one sequence, in row order).
+        rows.sort_by_key(|r| r.id);
+        out.extend(rows.into_iter().map(FeedEvent::from));
+    }
+    Ok(out)
 }
 
 /// Publishes events to this node's subscribers, and through the shared cache to every node's.

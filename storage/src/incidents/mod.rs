@@ -19,11 +19,16 @@ use crate::Db;
 pub struct Incidents {
     db: Db,
     feed: Feed,
+    writer: intake::AlertWriter,
 }
 
 impl Incidents {
     pub fn new(db: Db, feed: Feed) -> Incidents {
-        Incidents { db, feed }
+        Incidents {
+            db,
+            feed,
+            writer: intake::AlertWriter::default(),
+        }
     }
 
     pub fn feed(&self) -> &Feed {
