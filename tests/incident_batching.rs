@@ -190,6 +190,47 @@ async fn correlation_rereads_alerts_changed_elsewhere(backend: Backend) {
     t.stop().await;
 }
 
+/// Feed event ids are 64-bit: a busy installation passes 2^31 of them, and a client resumes
+/// from past there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_ids_go_past_32_bits() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let t = TestNode::start(Backend::Postgres).await;
+    let org = t
+        .principal(&t.register("ids@example.com", "Acme").await)
+        .await
+        .org_id;
+    t.node()
+        .db()
+        .connection()
+        .execute_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT setval('incident_events_id_seq', 5000000000)",
+        ))
+        .await
+        .unwrap();
+    let incidents = Incidents::new(t.node().db().clone(), Feed::new(Cache::local()));
+    incidents
+        .store_alerts(org, vec![alert("big", AlertStatus::Firing)], Utc::now())
+        .await
+        .unwrap();
+    let mut tx = incidents.correlation(org, true).await.unwrap();
+    let pending = tx.pending(10).await.unwrap();
+    tx.load_open(chrono::Duration::minutes(15), Known::new())
+        .await
+        .unwrap();
+    tx.place(&pending[0], Place::Open).await.unwrap();
+    let done = tx.commit(1).await.unwrap();
+    assert_eq!(done.events[0].id, 5_000_000_001);
+    let resumed = incidents
+        .events_after(org, 5_000_000_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(resumed[0].id, 5_000_000_001);
+    t.stop().await;
+}
+
 on_both_backends!(
     deliveries_written_together,
     correlation_rereads_alerts_changed_elsewhere

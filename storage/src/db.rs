@@ -357,6 +357,26 @@ impl OrgTx {
         self.org_id
     }
 
+    /// Goes on in the same transaction as `org_id`: what follows sees and writes only its rows.
+    /// For writers that batch several orgs' work into one commit and still want the database
+    /// to refuse a row of the wrong org.
+    pub(crate) async fn switch_org(&mut self, org_id: Uuid) -> Result<(), StorageError> {
+        if self.org_id == org_id {
+            return Ok(());
+        }
+        if self.txn.get_database_backend() == DbBackend::Postgres {
+            self.txn
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT set_config('aurora.org_id', $1, true)",
+                    [org_id.to_string().into()],
+                ))
+                .await?;
+        }
+        self.org_id = org_id;
+        Ok(())
+    }
+
     /// The transaction, for executing statements built by [`OrgTx::select`] or raw SQL.
     pub fn conn(&self) -> &DatabaseTransaction {
         &self.txn

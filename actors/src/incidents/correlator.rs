@@ -86,6 +86,8 @@ pub struct CorrelatorActor;
 
 /// Alerts placed per transaction.
 const BATCH: u64 = 500;
+/// Most texts of each kind a pass embeds up front (it holds the org's correlation meanwhile).
+const PREFETCH: usize = 256;
 
 impl Actor for CorrelatorActor {
     type Msg = CorrelatorMsg;
@@ -202,8 +204,13 @@ async fn prefetch(
         return HashMap::new();
     };
     let open = &tx.incidents;
+    let window = chrono::Duration::from_std(state.args.shared.config.window)
+        .unwrap_or(chrono::Duration::MAX);
     let mut wanted: Vec<String> = Vec::new();
     for alert in pending.iter().filter(|a| a.status == "firing") {
+        if wanted.len() >= PREFETCH {
+            break;
+        }
         if open.iter().any(|i| same(i, alert)) {
             continue;
         }
@@ -216,10 +223,14 @@ async fn prefetch(
     if wanted.is_empty() {
         return HashMap::new();
     }
+    let now = Utc::now();
     wanted.extend(
         open.iter()
+            .filter(|i| i.row.status == "investigating" || i.row.status == "analyzed")
+            .filter(|i| now - i.row.last_alert_at <= window)
             .filter(|i| !state.vectors.contains_key(&i.row.id))
-            .map(|i| i.text()),
+            .map(|i| i.text())
+            .take(PREFETCH),
     );
     wanted.sort();
     wanted.dedup();

@@ -7,7 +7,7 @@ use serde::Serialize;
 #[sea_orm(table_name = "incident_events")]
 pub struct Model {
     #[sea_orm(primary_key)]
-    pub id: i32,
+    pub id: i64,
     pub org_id: Uuid,
     pub incident_id: Uuid,
     pub kind: String,

@@ -7,7 +7,6 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Statement,
@@ -15,6 +14,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::feed::{self, FeedEvent};
+use super::placement;
 use super::{Incidents, Severity};
 use crate::entities::{incident_alerts, incidents};
 use crate::{OrgTx, StorageError};
@@ -56,6 +56,14 @@ impl OpenIncident {
             services: HashSet::new(),
             alerts: HashMap::new(),
         }
+    }
+
+    pub(super) fn loaded_status(&self) -> &str {
+        &self.loaded.0
+    }
+
+    pub(super) fn loaded_severity(&self) -> &str {
+        &self.loaded.1
     }
 
     /// Resolved (not dismissed): a firing alert it holds reopens it within the window.
@@ -230,6 +238,9 @@ impl CorrelationTx {
                     A::Status,
                 ])
                 .filter(A::IncidentId.is_in(stale))
+                // The order they were placed in (by pass, then as each pass took them): an
+                // alert's latest status is the one placed last, as a reused set has it.
+                .order_by_asc(A::PlacedAt)
                 .order_by_asc(A::ReceivedAt)
                 .order_by_asc(A::Id)
                 .into_tuple()
@@ -351,37 +362,32 @@ impl CorrelationTx {
                 .exec_without_returning(conn)
                 .await?;
         }
-        for (target, ids) in self.moves {
-            let incident_id = target.map(|i| self.incidents[i].row.id);
-            for ids in ids.chunks(1_000) {
-                let moved = incident_alerts::Entity::update_many()
-                    .col_expr(
-                        incident_alerts::Column::IncidentId,
-                        Expr::value(incident_id),
-                    )
-                    .col_expr(incident_alerts::Column::PlacedAt, Expr::value(now))
-                    .filter(self.tx.org_filter::<incident_alerts::Entity>())
-                    .filter(incident_alerts::Column::Id.is_in(ids.iter().copied()))
-                    .filter(incident_alerts::Column::PlacedAt.is_null())
-                    .exec(conn)
-                    .await?
-                    .rows_affected;
-                if moved != ids.len() as u64 {
-                    // Placed by another correlation meanwhile (the org lock rules this out on
-                    // PostgreSQL): refused, so that no count is ever taken twice.
-                    return Err(StorageError::Conflict(
-                        "an alert was placed meanwhile".into(),
-                    ));
-                }
-            }
+        let moves: Vec<(Uuid, Option<Uuid>)> = self
+            .moves
+            .iter()
+            .flat_map(|(target, ids)| {
+                let incident = target.map(|i| self.incidents[i].row.id);
+                ids.iter().map(move |id| (*id, incident))
+            })
+            .collect();
+        if placement::place_alerts(&self.tx, now, &moves).await? != moves.len() as u64 {
+            // Placed by another correlation meanwhile (the org lock rules this out on
+            // PostgreSQL): refused, so that no count is ever taken twice.
+            return Err(StorageError::Conflict(
+                "an alert was placed meanwhile".into(),
+            ));
         }
+        let existing: Vec<&OpenIncident> = dirty
+            .iter()
+            .filter(|(_, new)| !*new)
+            .map(|(i, _)| &self.incidents[*i])
+            .collect();
+        placement::update_incidents(&self.tx, &existing).await?;
         let mut events = Vec::with_capacity(dirty.len());
         for (i, new) in dirty {
             let inc = &self.incidents[i];
             let row = &inc.row;
-            if !new {
-                update_existing(&self.tx, inc).await?;
-            } else {
+            if new {
                 out.opened.push(row.id);
             }
             let change = match (new, row.status.as_str()) {
@@ -398,50 +404,17 @@ impl CorrelationTx {
             .incidents
             .into_iter()
             .map(|mut inc| {
-                inc.loaded = (inc.row.status.clone(), inc.row.severity.clone());
+                // Only the alert count and sets are reused (the row is read again): the
+                // long texts are not kept between passes.
+                let row = &mut inc.row;
+                (row.summary, row.root_cause, row.remediation, row.notes) =
+                    (None, None, None, None);
+                inc.loaded = (row.status.clone(), row.severity.clone());
                 (inc.row.id, inc)
             })
             .collect();
         Ok(out)
     }
-}
-
-/// Writes what a correlation changed of an incident that existed before it. The counts are
-/// the correlator's alone (one at a time per org); status and severity are written only when
-/// this correlation changed them, and a status only over the one it was loaded with.
-async fn update_existing(tx: &OrgTx, inc: &OpenIncident) -> Result<(), StorageError> {
-    let row = &inc.row;
-    let mut update = incidents::Entity::update_many()
-        .col_expr(incidents::Column::AlertCount, Expr::value(row.alert_count))
-        .col_expr(
-            incidents::Column::FiringCount,
-            Expr::value(row.firing_count),
-        )
-        .col_expr(
-            incidents::Column::LastAlertAt,
-            Expr::value(row.last_alert_at),
-        )
-        .col_expr(incidents::Column::UpdatedAt, Expr::value(row.updated_at))
-        .filter(tx.org_filter::<incidents::Entity>())
-        .filter(incidents::Column::Id.eq(row.id));
-    if row.severity != inc.loaded.1 {
-        update = update.col_expr(
-            incidents::Column::Severity,
-            Expr::value(row.severity.clone()),
-        );
-    }
-    update.exec(tx.conn()).await?;
-    if row.status != inc.loaded.0 {
-        incidents::Entity::update_many()
-            .col_expr(incidents::Column::Status, Expr::value(row.status.clone()))
-            .col_expr(incidents::Column::ResolvedAt, Expr::value(row.resolved_at))
-            .filter(tx.org_filter::<incidents::Entity>())
-            .filter(incidents::Column::Id.eq(row.id))
-            .filter(incidents::Column::Status.eq(inc.loaded.0.clone()))
-            .exec(tx.conn())
-            .await?;
-    }
-    Ok(())
 }
 
 fn chunked<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {

@@ -38,7 +38,7 @@ pub struct FeedEvent {
 impl From<incident_events::Model> for FeedEvent {
     fn from(m: incident_events::Model) -> FeedEvent {
         FeedEvent {
-            id: i64::from(m.id),
+            id: m.id,
             org_id: m.org_id,
             incident_id: m.incident_id,
             kind: m.kind,

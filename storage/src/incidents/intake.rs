@@ -9,8 +9,8 @@
 //! database refuses is written again delivery by delivery, so one bad delivery fails alone
 //! and each stays all or nothing.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, OnceLock};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
@@ -33,6 +33,9 @@ pub struct Stored {
 
 /// Most deliveries in one transaction.
 const MAX_BATCH: usize = 256;
+/// Most alerts in one transaction (past the first delivery): a batch holds its connection,
+/// on SQLite the only writer's, for as long as it takes.
+const MAX_ALERTS: usize = 5_000;
 /// Most rows in one statement (incident_alerts has 16 columns; PostgreSQL takes 65 535
 /// parameters, SQLite 32 766).
 const MAX_ROWS: usize = 1_000;
@@ -45,29 +48,42 @@ struct Delivery {
 
 type Job = (Delivery, oneshot::Sender<Result<Stored, StorageError>>);
 
-/// The writer tasks, started with the first delivery (inside the runtime that serves it).
+/// The writer tasks, started with the first delivery (inside the runtime that serves it), and
+/// again should one have ended (a panic): intake never stays down for the node's life.
 #[derive(Clone, Default)]
 pub(super) struct AlertWriter {
-    shards: Arc<OnceLock<Vec<mpsc::Sender<Job>>>>,
+    shards: Arc<Mutex<Vec<mpsc::Sender<Job>>>>,
 }
 
 impl AlertWriter {
-    fn shards(&self, db: &Db) -> &[mpsc::Sender<Job>] {
-        self.shards.get_or_init(|| {
+    /// The queue of the writer that takes `org_id`'s deliveries: one org's go to one writer, so
+    /// its rows are locked by one transaction at a time, in the order they came.
+    fn queue(&self, db: &Db, org_id: Uuid) -> mpsc::Sender<Job> {
+        let mut shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        if shards.is_empty() {
             // SQLite has one writer connection; PostgreSQL commits two batches at once.
             let writers = match db.backend() {
                 DbBackend::Postgres => 2,
                 _ => 1,
             };
-            (0..writers)
-                .map(|_| {
-                    let (jobs, rx) = mpsc::channel(MAX_BATCH * 4);
-                    tokio::spawn(run(db.clone(), rx));
-                    jobs
-                })
-                .collect()
-        })
+            shards.extend((0..writers).map(|_| spawn(db)));
+        }
+        let n = (org_id.as_u128() % shards.len() as u128) as usize;
+        if shards[n].is_closed() {
+            tracing::error!(
+                writer = n,
+                "the alert writer had stopped; starting it again"
+            );
+            shards[n] = spawn(db);
+        }
+        shards[n].clone()
     }
+}
+
+fn spawn(db: &Db) -> mpsc::Sender<Job> {
+    let (jobs, rx) = mpsc::channel(MAX_BATCH * 4);
+    tokio::spawn(run(db.clone(), rx));
+    jobs
 }
 
 impl Incidents {
@@ -81,10 +97,7 @@ impl Incidents {
         if alerts.is_empty() {
             return Ok(Stored::default());
         }
-        let shards = self.writer.shards(&self.db);
-        // One org's deliveries go to one writer: its rows are locked by one transaction at a
-        // time, and in the order they came.
-        let shard = (org_id.as_u128() % shards.len() as u128) as usize;
+        let queue = self.writer.queue(&self.db, org_id);
         let (reply, answer) = oneshot::channel();
         let delivery = Delivery {
             org_id,
@@ -92,21 +105,34 @@ impl Incidents {
             received_at,
         };
         let stopped = || StorageError::Internal("the alert writer has stopped".into());
-        shards[shard]
-            .send((delivery, reply))
-            .await
-            .map_err(|_| stopped())?;
+        queue.send((delivery, reply)).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
 async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
+    let mut next: Option<Job> = None;
+    loop {
+        let first = match next.take() {
+            Some(job) => job,
+            None => match rx.recv().await {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let mut alerts = first.0.alerts.len();
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) if alerts + job.0.alerts.len() > MAX_ALERTS => {
+                    next = Some(job);
+                    break;
+                }
+                Ok(job) => {
+                    alerts += job.0.alerts.len();
+                    batch.push(job);
+                }
                 Err(_) => break,
             }
         }
@@ -117,11 +143,17 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
                     let _ = reply.send(Ok(stored));
                 }
             }
-            Err(e) if batch.len() == 1 => {
-                let _ = batch.remove(0).1.send(Err(e));
+            // The database is out of reach, or it is one delivery: each gets the error.
+            Err(e) if batch.len() == 1 || e.is_unavailable() => {
+                tracing::error!(error = %e, deliveries = batch.len(), "cannot store alerts");
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(StorageError::Internal(format!(
+                        "cannot store the alerts: {e}"
+                    ))));
+                }
             }
-            // Refused as a whole (nothing of it was written): each delivery on its own, so
-            // only the one the database refuses fails.
+            // The database refused something in the batch (nothing of it was written): each
+            // delivery on its own, so only the one it refuses fails.
             Err(e) => {
                 tracing::warn!(error = %e, deliveries = batch.len(), "alert batch refused; writing each delivery alone");
                 for (delivery, reply) in batch.drain(..) {
@@ -136,11 +168,9 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// Writes `deliveries` in one transaction (a system one: a batch spans orgs, and every row
-/// names its org); returns what each stored.
+/// Writes `deliveries` in one transaction, each org's alerts under its own row-level-security
+/// context (the database refuses a row of another org); returns what each stored.
 async fn write(db: &Db, deliveries: &[&Delivery]) -> Result<Vec<Stored>, StorageError> {
-    let tx = db.system().await?;
-    let conn = tx.conn();
     let mut stored: Vec<Stored> = deliveries
         .iter()
         .map(|d| Stored {
@@ -148,11 +178,14 @@ async fn write(db: &Db, deliveries: &[&Delivery]) -> Result<Vec<Stored>, Storage
             stored: 0,
         })
         .collect();
-    // An alert's k-th delivery in this batch goes in round k: one multi-row upsert may touch
-    // a row once only, and the rounds keep each alert's states in the order they came.
+    // By org; within it, an alert's k-th delivery in this batch goes in round k: one
+    // multi-row upsert may touch a row once only, and the rounds keep each alert's states in
+    // the order they came. Row ids are taken in delivery order, which is the order the
+    // correlator places alerts received together.
+    let mut orgs: BTreeMap<Uuid, Vec<Vec<Item>>> = BTreeMap::new();
     let mut seen: HashMap<(Uuid, &str, &str), usize> = HashMap::new();
-    let mut rounds: Vec<Vec<Item>> = Vec::new();
     for (n, d) in deliveries.iter().enumerate() {
+        let rounds = orgs.entry(d.org_id).or_default();
         for alert in &d.alerts {
             let key = (d.org_id, alert.source.as_str(), alert.fingerprint.as_str());
             let round = seen.entry(key).or_insert(0);
@@ -160,6 +193,7 @@ async fn write(db: &Db, deliveries: &[&Delivery]) -> Result<Vec<Stored>, Storage
                 rounds.push(Vec::new());
             }
             rounds[*round].push(Item {
+                id: Uuid::now_v7(),
                 delivery: n,
                 org_id: d.org_id,
                 alert,
@@ -168,35 +202,38 @@ async fn write(db: &Db, deliveries: &[&Delivery]) -> Result<Vec<Stored>, Storage
             *round += 1;
         }
     }
-    for mut round in rounds {
-        // The same lock order in every transaction: no two batches wait on each other.
-        round.sort_by(|a, b| {
-            (a.org_id, a.alert.source.as_str(), &a.alert.fingerprint).cmp(&(
-                b.org_id,
-                b.alert.source.as_str(),
-                &b.alert.fingerprint,
-            ))
-        });
-        for chunk in round.chunks(MAX_ROWS) {
-            let changed = changed_states(conn, chunk).await?;
-            let rows: Vec<incident_alerts::ActiveModel> = chunk
-                .iter()
-                .filter(|i| {
-                    changed.contains(&(
-                        i.org_id,
-                        i.alert.source.as_str().to_string(),
-                        i.alert.fingerprint.clone(),
-                    ))
-                })
-                .map(|i| {
-                    stored[i.delivery].stored += 1;
-                    i.row()
-                })
-                .collect();
-            if !rows.is_empty() {
-                incident_alerts::Entity::insert_many(rows)
-                    .exec_without_returning(conn)
-                    .await?;
+    let Some(first) = orgs.keys().next().copied() else {
+        return Ok(stored);
+    };
+    let mut tx = db.org(first).await?;
+    for (org_id, rounds) in orgs {
+        tx.switch_org(org_id).await?;
+        for mut round in rounds {
+            // The same lock order in every transaction: no two batches wait on each other.
+            round.sort_by(|a, b| {
+                (a.alert.source.as_str(), &a.alert.fingerprint)
+                    .cmp(&(b.alert.source.as_str(), &b.alert.fingerprint))
+            });
+            for chunk in round.chunks(MAX_ROWS) {
+                let changed = changed_states(tx.conn(), chunk).await?;
+                let rows: Vec<incident_alerts::ActiveModel> = chunk
+                    .iter()
+                    .filter(|i| {
+                        changed.contains(&(
+                            i.alert.source.as_str().to_string(),
+                            i.alert.fingerprint.clone(),
+                        ))
+                    })
+                    .map(|i| {
+                        stored[i.delivery].stored += 1;
+                        i.row()
+                    })
+                    .collect();
+                if !rows.is_empty() {
+                    incident_alerts::Entity::insert_many(rows)
+                        .exec_without_returning(tx.conn())
+                        .await?;
+                }
             }
         }
     }
@@ -205,6 +242,7 @@ async fn write(db: &Db, deliveries: &[&Delivery]) -> Result<Vec<Stored>, Storage
 }
 
 struct Item<'a> {
+    id: Uuid,
     delivery: usize,
     org_id: Uuid,
     alert: &'a NewAlert,
@@ -215,7 +253,7 @@ impl Item<'_> {
     fn row(&self) -> incident_alerts::ActiveModel {
         let a = self.alert;
         incident_alerts::ActiveModel {
-            id: Set(Uuid::now_v7()),
+            id: Set(self.id),
             org_id: Set(self.org_id),
             incident_id: Set(None),
             source: Set(a.source.as_str().into()),
@@ -235,13 +273,13 @@ impl Item<'_> {
     }
 }
 
-/// Records each item's state (distinct alerts, sorted), changing a known alert only when its
-/// status differs; returns the alerts whose state this changed (new ones included): only those
-/// are stored as alerts, the rest repeat what was known.
+/// Records each item's state (distinct alerts of one org, sorted), changing a known alert only
+/// when its status differs; returns the alerts whose state this changed (new ones included):
+/// only those are stored as alerts, the rest repeat what was known.
 async fn changed_states(
     conn: &impl ConnectionTrait,
     items: &[Item<'_>],
-) -> Result<HashSet<(Uuid, String, String)>, StorageError> {
+) -> Result<HashSet<(String, String)>, StorageError> {
     use alert_fingerprints::Column as C;
     let mut insert = Query::insert();
     insert.into_table(alert_fingerprints::Entity).columns([
@@ -270,14 +308,13 @@ async fn changed_states(
                 )
                 .to_owned(),
         )
-        .returning(Query::returning().columns([C::OrgId, C::Source, C::Fingerprint]));
+        .returning(Query::returning().columns([C::Source, C::Fingerprint]));
     let stmt = conn.get_database_backend().build(&insert);
     let mut changed = HashSet::new();
     for row in conn.query_all_raw(stmt).await? {
-        let org_id: Uuid = row.try_get("", "org_id")?;
         let source: String = row.try_get("", "source")?;
         let fingerprint: String = row.try_get("", "fingerprint")?;
-        changed.insert((org_id, source, fingerprint));
+        changed.insert((source, fingerprint));
     }
     Ok(changed)
 }

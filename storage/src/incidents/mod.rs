@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod correlate;
 pub mod feed;
 pub mod intake;
+mod placement;
 pub mod queries;
 pub mod webhooks;
 

@@ -345,7 +345,6 @@ impl Incidents {
         limit: u64,
     ) -> Result<Vec<FeedEvent>, StorageError> {
         let tx = self.db.org(org_id).await?;
-        let after = i32::try_from(after).unwrap_or(i32::MAX);
         let rows = tx
             .select::<incident_events::Entity>()
             .filter(incident_events::Column::Id.gt(after))

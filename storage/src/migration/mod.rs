@@ -10,6 +10,7 @@ mod m0005_knowledge_base;
 mod m0006_org_credentials;
 mod m0007_members_and_invitations;
 mod m0008_incidents;
+mod m0009_feed_ids;
 
 use sea_orm_migration::prelude::*;
 pub use sea_orm_migration::MigratorTrait;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_org_credentials::Migration),
             Box::new(m0007_members_and_invitations::Migration),
             Box::new(m0008_incidents::Migration),
+            Box::new(m0009_feed_ids::Migration),
         ]
     }
 }

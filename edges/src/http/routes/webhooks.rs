@@ -13,6 +13,7 @@ use std::sync::Arc;
 use aurora_actors::incidents::intake;
 use aurora_storage::auth::{Principal, Role};
 use aurora_storage::incidents::Source;
+use aurora_storage::StorageError;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
@@ -109,13 +110,25 @@ async fn deliver(
     let received_at = Utc::now();
     let alerts = intake::parse(source, &body, received_at)
         .map_err(|e| ApiError::validation(e.to_string()))?;
-    let stored = s
-        .incidents
-        .store_alerts(owner.org_id, alerts, received_at)
-        .await?;
-    if stored.stored > 0 {
-        s.cluster.correlate(owner.org_id);
-    }
+    // Stored and announced to the correlator in a task of its own: a client that hangs up
+    // while its delivery waits in the writer's queue cannot leave it stored but unannounced.
+    let org_id = owner.org_id;
+    let task = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let stored = s
+                .incidents
+                .store_alerts(org_id, alerts, received_at)
+                .await?;
+            if stored.stored > 0 {
+                s.cluster.correlate(org_id);
+            }
+            Ok::<_, StorageError>(stored)
+        })
+    };
+    let stored = task
+        .await
+        .map_err(|e| StorageError::Internal(format!("the alert intake failed: {e}")))??;
     tracing::info!(
         org_id = %owner.org_id,
         webhook_id = %owner.token_id,
