@@ -181,6 +181,17 @@ async fn pass(state: &mut CorrelatorState) -> Result<usize, ActorProcessingErr> 
         let place = decide(state, &tx, alert, &mut texts).await;
         tx.place(alert, place).await?;
     }
+    // Incidents this pass opened keep the vectors it embedded for them.
+    if !texts.is_empty() {
+        for inc in &tx.incidents {
+            if let std::collections::hash_map::Entry::Vacant(slot) = state.vectors.entry(inc.row.id)
+            {
+                if let Some(v) = texts.remove(&inc.text()) {
+                    slot.insert(v);
+                }
+            }
+        }
+    }
     let mut done = tx.commit(pending.len()).await?;
     state.known = std::mem::take(&mut done.known);
     tracing::debug!(%org_id, placed = done.placed, opened = done.opened.len(), "correlated");

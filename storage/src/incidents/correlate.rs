@@ -27,8 +27,11 @@ pub struct OpenIncident {
     pub groups: HashSet<String>,
     /// Services of its alerts.
     pub services: HashSet<String>,
-    /// Latest status of each of its alerts, by (source, fingerprint).
-    pub alerts: HashMap<(String, String), String>,
+    /// Latest status of each of its alerts, by source, then fingerprint (looked up without
+    /// building a key: a pass checks each alert against every open incident).
+    alerts: HashMap<String, HashMap<String, String>>,
+    /// How many of them fire.
+    firing: usize,
     /// Status and severity as loaded: only what this correlation changed is written back, so
     /// a person's edit made meanwhile (a dismissal) is not overwritten.
     loaded: (String, String),
@@ -55,6 +58,7 @@ impl OpenIncident {
             groups: HashSet::new(),
             services: HashSet::new(),
             alerts: HashMap::new(),
+            firing: 0,
         }
     }
 
@@ -73,7 +77,40 @@ impl OpenIncident {
 
     pub fn holds(&self, alert: &incident_alerts::Model) -> bool {
         self.alerts
-            .contains_key(&(alert.source.clone(), alert.fingerprint.clone()))
+            .get(alert.source.as_str())
+            .is_some_and(|m| m.contains_key(alert.fingerprint.as_str()))
+    }
+
+    /// Takes in an alert placed into it: its group, service and latest status.
+    fn note(
+        &mut self,
+        source: &str,
+        fingerprint: &str,
+        group: Option<&str>,
+        service: Option<&str>,
+        status: &str,
+    ) {
+        if let Some(g) = group {
+            if !self.groups.contains(g) {
+                self.groups.insert(g.to_string());
+            }
+        }
+        if let Some(s) = service {
+            if !self.services.contains(s) {
+                self.services.insert(s.to_string());
+            }
+        }
+        let by_fingerprint = match self.alerts.get_mut(source) {
+            Some(m) => m,
+            None => self.alerts.entry(source.to_string()).or_default(),
+        };
+        let before = by_fingerprint.insert(fingerprint.to_string(), status.to_string());
+        let was_firing = before.as_deref() == Some("firing");
+        match (was_firing, status == "firing") {
+            (false, true) => self.firing += 1,
+            (true, false) => self.firing -= 1,
+            _ => {}
+        }
     }
 }
 
@@ -218,6 +255,7 @@ impl CorrelationTx {
                     inc.groups = k.groups;
                     inc.services = k.services;
                     inc.alerts = k.alerts;
+                    inc.firing = k.firing;
                 }
                 _ => stale.push(inc.row.id),
             }
@@ -253,14 +291,13 @@ impl CorrelationTx {
                 .collect();
             for (incident_id, source, fingerprint, group, service, status) in alerts {
                 if let Some(&i) = incident_id.as_ref().and_then(|id| index.get(id)) {
-                    let inc = &mut open[i];
-                    if let Some(g) = group {
-                        inc.groups.insert(g);
-                    }
-                    if let Some(s) = service {
-                        inc.services.insert(s);
-                    }
-                    inc.alerts.insert((source, fingerprint), status);
+                    open[i].note(
+                        &source,
+                        &fingerprint,
+                        group.as_deref(),
+                        service.as_deref(),
+                        &status,
+                    );
                 }
             }
         }
@@ -318,7 +355,7 @@ impl CorrelationTx {
             remember(inc, alert);
             let row = &mut inc.row;
             row.alert_count += 1;
-            row.firing_count = inc.alerts.values().filter(|s| *s == "firing").count() as i32;
+            row.firing_count = inc.firing as i32;
             row.last_alert_at = row.last_alert_at.max(alert.received_at);
             if alert.status == "firing" {
                 let current = Severity::parse(&row.severity).unwrap_or(Severity::Medium);
@@ -434,14 +471,13 @@ pub fn incident_event(row: &incidents::Model, change: &str) -> serde_json::Value
 }
 
 fn remember(inc: &mut OpenIncident, a: &incident_alerts::Model) {
-    if let Some(g) = &a.group_key {
-        inc.groups.insert(g.clone());
-    }
-    if let Some(s) = &a.service {
-        inc.services.insert(s.clone());
-    }
-    inc.alerts
-        .insert((a.source.clone(), a.fingerprint.clone()), a.status.clone());
+    inc.note(
+        &a.source,
+        &a.fingerprint,
+        a.group_key.as_deref(),
+        a.service.as_deref(),
+        &a.status,
+    );
 }
 
 fn new_incident(alert: &incident_alerts::Model, now: DateTime<Utc>) -> incidents::Model {
