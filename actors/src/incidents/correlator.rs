@@ -222,7 +222,7 @@ async fn prefetch(
         if wanted.len() >= PREFETCH {
             break;
         }
-        if open.iter().any(|i| same(i, alert)) {
+        if !tx.related(alert).is_empty() {
             continue;
         }
         wanted.push(alert_text(alert));
@@ -261,47 +261,45 @@ async fn decide(
     texts: &mut HashMap<String, Vec<f32>>,
 ) -> Place {
     let open = &tx.incidents;
+    let holders = tx.holders(alert);
+    let newest =
+        |set: &mut dyn Iterator<Item = usize>| set.max_by_key(|n| open[*n].row.last_alert_at);
     if alert.status == "resolved" {
         // The newest open incident holding this alert, regardless of the window.
-        return open
-            .iter()
-            .enumerate()
-            .filter(|(_, i)| i.holds(alert))
-            .max_by_key(|(_, i)| i.row.last_alert_at)
-            .map_or(Place::Nowhere, |(i, _)| Place::Join(i));
+        return newest(&mut holders.iter().copied()).map_or(Place::Nowhere, Place::Join);
     }
     let cfg = &state.args.shared.config;
     let window = chrono::Duration::from_std(cfg.window).unwrap_or(chrono::Duration::MAX);
-    // A flapping alert: the incident that holds it, resolved within the window, opens again
-    // rather than a new incident each time it fires.
-    let reopened = open
-        .iter()
-        .enumerate()
-        .filter(|(_, i)| i.is_resolved() && i.holds(alert))
-        .filter(|(_, i)| {
-            i.row
-                .resolved_at
-                .is_some_and(|at| alert.received_at - at <= window)
-        })
-        .max_by_key(|(_, i)| i.row.last_alert_at)
-        .map(|(n, _)| n);
-    let candidates: Vec<usize> = open
-        .iter()
-        .enumerate()
-        .filter(|(_, i)| i.row.status == "investigating" || i.row.status == "analyzed")
-        .filter(|(_, i)| alert.received_at - i.row.last_alert_at <= window)
-        .map(|(n, _)| n)
-        .collect();
-    // The open incident holding this very alert, else the one it flapped out of.
-    if let Some(n) = candidates
-        .iter()
-        .copied()
-        .filter(|n| open[*n].holds(alert))
-        .max_by_key(|n| open[*n].row.last_alert_at)
-        .or(reopened)
-    {
+    // Open to new alerts: investigating or analyzed, its last alert within the window.
+    let candidate = |n: &usize| {
+        let i = &open[*n];
+        (i.row.status == "investigating" || i.row.status == "analyzed")
+            && alert.received_at - i.row.last_alert_at <= window
+    };
+    // The open incident holding this very alert, else the one it flapped out of: a flapping
+    // alert's incident, resolved within the window, opens again rather than a new incident
+    // each time it fires.
+    let holding = newest(&mut holders.iter().copied().filter(candidate));
+    let reopened = || {
+        newest(&mut holders.iter().copied().filter(|n| {
+            let i = &open[*n];
+            i.is_resolved()
+                && i.row
+                    .resolved_at
+                    .is_some_and(|at| alert.received_at - at <= window)
+        }))
+    };
+    if let Some(n) = holding.or_else(reopened) {
         return Place::Join(n);
     }
+    // Same alert, same group, same service.
+    if let Some(n) = newest(&mut tx.related(alert).into_iter().filter(candidate)) {
+        return Place::Join(n);
+    }
+    if state.args.shared.topology.is_none() && state.args.shared.embeddings.is_none() {
+        return Place::Open;
+    }
+    let candidates: Vec<usize> = (0..open.len()).filter(candidate).collect();
     if candidates.is_empty() {
         return Place::Open;
     }
@@ -310,15 +308,6 @@ async fn decide(
             .max_by_key(|n| open[*n].row.last_alert_at)
             .map(Place::Join)
     };
-    // Same alert, same group, same service.
-    let exact: Vec<usize> = candidates
-        .iter()
-        .copied()
-        .filter(|n| same(&open[*n], alert))
-        .collect();
-    if let Some(p) = newest(exact) {
-        return p;
-    }
     // Connected services in the service graph.
     if let (Some(topology), Some(service)) = (&state.args.shared.topology, &alert.service) {
         let mut linked = Vec::new();
@@ -339,18 +328,6 @@ async fn decide(
         Some(n) => Place::Join(n),
         None => Place::Open,
     }
-}
-
-fn same(inc: &OpenIncident, alert: &incident_alerts::Model) -> bool {
-    inc.holds(alert)
-        || alert
-            .group_key
-            .as_ref()
-            .is_some_and(|g| inc.groups.contains(g))
-        || alert
-            .service
-            .as_ref()
-            .is_some_and(|s| inc.services.contains(s))
 }
 
 /// The candidate whose text is closest to the alert's, if over the threshold.

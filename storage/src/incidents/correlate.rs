@@ -114,6 +114,72 @@ impl OpenIncident {
     }
 }
 
+/// Which open incidents hold an alert, a group or a service, kept as a pass places alerts:
+/// matching an alert is a few lookups rather than a walk over every open incident.
+#[derive(Default)]
+struct Index {
+    /// Source, then fingerprint (looked up without building a key).
+    alerts: HashMap<String, HashMap<String, Vec<usize>>>,
+    groups: HashMap<String, Vec<usize>>,
+    services: HashMap<String, Vec<usize>>,
+}
+
+impl Index {
+    fn build(open: &[OpenIncident]) -> Index {
+        let mut index = Index::default();
+        for (i, inc) in open.iter().enumerate() {
+            for (source, fingerprints) in &inc.alerts {
+                for fingerprint in fingerprints.keys() {
+                    index.add_alert(i, source, fingerprint);
+                }
+            }
+            for g in &inc.groups {
+                push_unique(index.groups.entry(g.clone()).or_default(), i);
+            }
+            for s in &inc.services {
+                push_unique(index.services.entry(s.clone()).or_default(), i);
+            }
+        }
+        index
+    }
+
+    fn add_alert(&mut self, i: usize, source: &str, fingerprint: &str) {
+        let by_fingerprint = match self.alerts.get_mut(source) {
+            Some(m) => m,
+            None => self.alerts.entry(source.to_string()).or_default(),
+        };
+        match by_fingerprint.get_mut(fingerprint) {
+            Some(v) => push_unique(v, i),
+            None => {
+                by_fingerprint.insert(fingerprint.to_string(), vec![i]);
+            }
+        }
+    }
+
+    fn add(&mut self, i: usize, a: &incident_alerts::Model) {
+        self.add_alert(i, &a.source, &a.fingerprint);
+        for (key, map) in [
+            (&a.group_key, &mut self.groups),
+            (&a.service, &mut self.services),
+        ] {
+            if let Some(key) = key {
+                match map.get_mut(key.as_str()) {
+                    Some(v) => push_unique(v, i),
+                    None => {
+                        map.insert(key.clone(), vec![i]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn push_unique(v: &mut Vec<usize>, i: usize) {
+    if !v.contains(&i) {
+        v.push(i);
+    }
+}
+
 /// Where an alert goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Place {
@@ -128,6 +194,7 @@ pub enum Place {
 pub struct CorrelationTx {
     tx: OrgTx,
     pub incidents: Vec<OpenIncident>,
+    index: Index,
     /// Indexes of incidents changed in this transaction, and whether each is new.
     dirty: HashMap<usize, bool>,
     /// Alerts placed, by where they went (an index of `incidents`, or nowhere): written at
@@ -185,6 +252,7 @@ impl Incidents {
         Ok(CorrelationTx {
             tx,
             incidents: Vec::new(),
+            index: Index::default(),
             dirty: HashMap::new(),
             moves: HashMap::new(),
             resolve_when_clear,
@@ -201,6 +269,34 @@ impl CorrelationTx {
     pub fn queue_limit(mut self, max: u32) -> CorrelationTx {
         self.max_queued = max;
         self
+    }
+
+    /// The open incidents (indexes of [`CorrelationTx::incidents`]) that hold `alert`.
+    pub fn holders(&self, alert: &incident_alerts::Model) -> &[usize] {
+        self.index
+            .alerts
+            .get(alert.source.as_str())
+            .and_then(|m| m.get(alert.fingerprint.as_str()))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The open incidents that hold `alert`, or an alert of its group or service.
+    pub fn related(&self, alert: &incident_alerts::Model) -> Vec<usize> {
+        let mut out = self.holders(alert).to_vec();
+        let lists = [
+            alert
+                .group_key
+                .as_deref()
+                .and_then(|g| self.index.groups.get(g)),
+            alert
+                .service
+                .as_deref()
+                .and_then(|s| self.index.services.get(s)),
+        ];
+        for i in lists.into_iter().flatten().flatten() {
+            push_unique(&mut out, *i);
+        }
+        out
     }
 
     /// The org's alerts waiting to be placed, oldest first.
@@ -301,6 +397,7 @@ impl CorrelationTx {
                 }
             }
         }
+        self.index = Index::build(&open);
         self.incidents = open;
         Ok(())
     }
@@ -351,6 +448,7 @@ impl CorrelationTx {
         self.moves.entry(target).or_default().push(alert.id);
         if let Some(i) = target {
             let resolve_when_clear = self.resolve_when_clear;
+            self.index.add(i, alert);
             let inc = &mut self.incidents[i];
             remember(inc, alert);
             let row = &mut inc.row;
