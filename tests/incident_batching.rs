@@ -32,6 +32,14 @@ fn alert(fingerprint: &str, status: AlertStatus) -> NewAlert {
     }
 }
 
+/// A node with one org (registered as `email`), and an incident repository on its database.
+async fn org_node(backend: Backend, email: &str) -> (TestNode, Uuid, Incidents) {
+    let t = TestNode::start(backend).await;
+    let org = t.principal(&t.register(email, "Acme").await).await.org_id;
+    let incidents = Incidents::new(t.node().db().clone(), Feed::new(Cache::local()));
+    (t, org, incidents)
+}
+
 /// Every stored alert row of `org`, oldest first: (fingerprint, status).
 async fn rows(t: &TestNode, org: Uuid) -> Vec<(String, String)> {
     let tx = t.node().db().system().await.unwrap();
@@ -49,12 +57,7 @@ async fn rows(t: &TestNode, org: Uuid) -> Vec<(String, String)> {
 
 async fn deliveries_written_together(backend: Backend) {
     use AlertStatus::{Firing, Resolved};
-    let t = TestNode::start(backend).await;
-    let org = t
-        .principal(&t.register("batch@example.com", "Acme").await)
-        .await
-        .org_id;
-    let incidents = Incidents::new(t.node().db().clone(), Feed::new(Cache::local()));
+    let (t, org, incidents) = org_node(backend, "batch@example.com").await;
     let now = Utc::now();
     // Sixty deliveries at once, so that they queue behind each other and go in batches: ten
     // alerts, each delivered three times firing; one delivery that flaps an alert within itself;
@@ -119,14 +122,35 @@ async fn deliveries_written_together(backend: Backend) {
     t.stop().await;
 }
 
+/// Deliveries past one batch's alert cap (5 000) wait for the next batch, none lost: twelve
+/// deliveries of 500 distinct alerts at once.
+async fn large_deliveries_span_batches(backend: Backend) {
+    let (t, org, incidents) = org_node(backend, "large@example.com").await;
+    let now = Utc::now();
+    let calls: Vec<_> = (0..12)
+        .map(|d| {
+            let incidents = incidents.clone();
+            let alerts = (0..500)
+                .map(|n| alert(&format!("d{d}-{n}"), AlertStatus::Firing))
+                .collect();
+            tokio::spawn(async move { incidents.store_alerts(org, alerts, now).await })
+        })
+        .collect();
+    for c in calls {
+        let stored = tokio::time::timeout(std::time::Duration::from_secs(60), c)
+            .await
+            .expect("every delivery is answered")
+            .unwrap()
+            .unwrap();
+        assert_eq!((stored.received, stored.stored), (500, 500));
+    }
+    assert_eq!(rows(&t, org).await.len(), 6_000);
+    t.stop().await;
+}
+
 async fn correlation_rereads_alerts_changed_elsewhere(backend: Backend) {
     use AlertStatus::{Firing, Resolved};
-    let t = TestNode::start(backend).await;
-    let org = t
-        .principal(&t.register("reuse@example.com", "Acme").await)
-        .await
-        .org_id;
-    let incidents = Incidents::new(t.node().db().clone(), Feed::new(Cache::local()));
+    let (t, org, incidents) = org_node(backend, "reuse@example.com").await;
     let window = chrono::Duration::minutes(15);
     let now = Utc::now();
     let place_all = |known: Known, place: fn(usize) -> Place| {
@@ -195,11 +219,7 @@ async fn correlation_rereads_alerts_changed_elsewhere(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feed_ids_go_past_32_bits() {
     use sea_orm::{ConnectionTrait, DbBackend, Statement};
-    let t = TestNode::start(Backend::Postgres).await;
-    let org = t
-        .principal(&t.register("ids@example.com", "Acme").await)
-        .await
-        .org_id;
+    let (t, org, incidents) = org_node(Backend::Postgres, "ids@example.com").await;
     t.node()
         .db()
         .connection()
@@ -209,7 +229,6 @@ async fn feed_ids_go_past_32_bits() {
         ))
         .await
         .unwrap();
-    let incidents = Incidents::new(t.node().db().clone(), Feed::new(Cache::local()));
     incidents
         .store_alerts(org, vec![alert("big", AlertStatus::Firing)], Utc::now())
         .await
@@ -233,5 +252,6 @@ async fn feed_ids_go_past_32_bits() {
 
 on_both_backends!(
     deliveries_written_together,
+    large_deliveries_span_batches,
     correlation_rereads_alerts_changed_elsewhere
 );

@@ -41,6 +41,13 @@ pub struct CorrelationConfig {
     pub max_queued: u32,
 }
 
+impl CorrelationConfig {
+    /// [`CorrelationConfig::window`] as the timestamps' duration.
+    pub fn window_span(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.window).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
 /// What every correlator of a node shares.
 #[derive(Clone)]
 pub struct CorrelatorShared {
@@ -168,8 +175,7 @@ async fn pass(state: &mut CorrelatorState) -> Result<usize, ActorProcessingErr> 
     if pending.is_empty() {
         return Ok(0);
     }
-    let window = chrono::Duration::from_std(state.args.shared.config.window)
-        .unwrap_or(chrono::Duration::MAX);
+    let window = shared.config.window_span();
     // Taken, not cloned: a pass that fails leaves nothing to reuse, and the next reads all.
     tx.load_open(window, std::mem::take(&mut state.known))
         .await?;
@@ -215,8 +221,7 @@ async fn prefetch(
         return HashMap::new();
     };
     let open = &tx.incidents;
-    let window = chrono::Duration::from_std(state.args.shared.config.window)
-        .unwrap_or(chrono::Duration::MAX);
+    let window = state.args.shared.config.window_span();
     let mut wanted: Vec<String> = Vec::new();
     for alert in pending.iter().filter(|a| a.status == "firing") {
         if wanted.len() >= PREFETCH {
@@ -237,7 +242,7 @@ async fn prefetch(
     let now = Utc::now();
     wanted.extend(
         open.iter()
-            .filter(|i| i.row.status == "investigating" || i.row.status == "analyzed")
+            .filter(|i| i.takes_alerts())
             .filter(|i| now - i.row.last_alert_at <= window)
             .filter(|i| !state.vectors.contains_key(&i.row.id))
             .map(|i| i.text())
@@ -268,13 +273,11 @@ async fn decide(
         // The newest open incident holding this alert, regardless of the window.
         return newest(&mut holders.iter().copied()).map_or(Place::Nowhere, Place::Join);
     }
-    let cfg = &state.args.shared.config;
-    let window = chrono::Duration::from_std(cfg.window).unwrap_or(chrono::Duration::MAX);
+    let window = state.args.shared.config.window_span();
     // Open to new alerts: investigating or analyzed, its last alert within the window.
     let candidate = |n: &usize| {
         let i = &open[*n];
-        (i.row.status == "investigating" || i.row.status == "analyzed")
-            && alert.received_at - i.row.last_alert_at <= window
+        i.takes_alerts() && alert.received_at - i.row.last_alert_at <= window
     };
     // The open incident holding this very alert, else the one it flapped out of: a flapping
     // alert's incident, resolved within the window, opens again rather than a new incident
@@ -303,11 +306,6 @@ async fn decide(
     if candidates.is_empty() {
         return Place::Open;
     }
-    let newest = |set: Vec<usize>| {
-        set.into_iter()
-            .max_by_key(|n| open[*n].row.last_alert_at)
-            .map(Place::Join)
-    };
     // Connected services in the service graph.
     if let (Some(topology), Some(service)) = (&state.args.shared.topology, &alert.service) {
         let mut linked = Vec::new();
@@ -319,8 +317,8 @@ async fn decide(
                 }
             }
         }
-        if let Some(p) = newest(linked) {
-            return p;
+        if let Some(n) = newest(&mut linked.into_iter()) {
+            return Place::Join(n);
         }
     }
     // Close text.

@@ -70,6 +70,11 @@ impl OpenIncident {
         &self.loaded.1
     }
 
+    /// Investigating or analyzed: new alerts may join it (within the window).
+    pub fn takes_alerts(&self) -> bool {
+        matches!(self.row.status.as_str(), "investigating" | "analyzed")
+    }
+
     /// Resolved (not dismissed): a firing alert it holds reopens it within the window.
     pub fn is_resolved(&self) -> bool {
         self.row.status == "resolved"
@@ -487,13 +492,16 @@ impl CorrelationTx {
         let mut dirty: Vec<(usize, bool)> = self.dirty.into_iter().collect();
         dirty.sort();
         // New incidents first (the placements refer to them), as this correlation left them.
-        let new: Vec<incidents::ActiveModel> = dirty
+        let new: Vec<usize> = dirty
             .iter()
             .filter(|(_, new)| *new)
-            .map(|(i, _)| incidents::ActiveModel::from(self.incidents[*i].row.clone()))
+            .map(|(i, _)| *i)
             .collect();
-        for chunk in chunked(new, 500) {
-            incidents::Entity::insert_many(chunk)
+        for chunk in new.chunks(500) {
+            let rows = chunk
+                .iter()
+                .map(|i| incidents::ActiveModel::from(self.incidents[*i].row.clone()));
+            incidents::Entity::insert_many(rows)
                 .exec_without_returning(conn)
                 .await?;
         }
@@ -550,15 +558,6 @@ impl CorrelationTx {
             .collect();
         Ok(out)
     }
-}
-
-fn chunked<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
-    let mut out = Vec::new();
-    let mut items = items.into_iter().peekable();
-    while items.peek().is_some() {
-        out.push(items.by_ref().take(size).collect());
-    }
-    out
 }
 
 /// An incident as the feed carries it.

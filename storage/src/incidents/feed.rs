@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Query;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, FromQueryResult, Iterable};
+use sea_orm::{ConnectionTrait, FromQueryResult, Iterable};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -56,18 +56,10 @@ pub(crate) async fn record(
     kind: &str,
     data: serde_json::Value,
 ) -> Result<FeedEvent, StorageError> {
-    let row = incident_events::ActiveModel {
-        org_id: Set(org_id),
-        incident_id: Set(incident_id),
-        kind: Set(kind.into()),
-        data: Set(data),
-        created_at: Set(Utc::now()),
-        ..Default::default()
-    };
-    Ok(incident_events::Entity::insert(row)
-        .exec_with_returning(conn)
+    record_many(conn, org_id, kind, vec![(incident_id, data)])
         .await?
-        .into())
+        .pop()
+        .ok_or_else(|| StorageError::Internal("the feed event was not returned".into()))
 }
 
 /// Writes one event row per `(incident, data)` in one statement, in the caller's transaction;
